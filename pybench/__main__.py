@@ -1,0 +1,3 @@
+from pybench.cli import main
+
+raise SystemExit(main())
