@@ -52,3 +52,14 @@ def availability(name: str) -> Availability:
     from pybench.julia_env import flux_availability
 
     return flux_availability()
+
+
+def worker_env(spec) -> dict[str, str]:
+    """Environment variables for a worker, set before the framework loads: thread pools read them once."""
+    n = str(spec.threads)
+    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+    if spec.framework == "flux":
+        from pybench.julia_env import juliacall_env
+
+        env.update(juliacall_env(spec.threads))
+    return env

@@ -85,3 +85,10 @@ class PyTorchBackend(Backend):
             "cuda_max_allocated": torch.cuda.max_memory_allocated(self.device),
             "cuda_max_reserved": torch.cuda.max_memory_reserved(self.device),
         }
+
+
+def count_params(model: str) -> int:
+    """Parameter count without allocating weights (meta device)."""
+    with torch.device("meta"):
+        m = getattr(torchvision.models, model)(weights=None, num_classes=1000)
+    return sum(p.numel() for p in m.parameters())
