@@ -12,11 +12,11 @@ escape from the timed region.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -92,22 +92,48 @@ class PythonLoopSampler:
         return out
 
 
-@lru_cache(maxsize=None)
+def _lower_ranks(n_max: int, confidence: float) -> np.ndarray:
+    """For every n in 0..n_max, the 1-based rank j of the lower CI bound (0: no valid interval).
+
+    The rank of the true median among n samples is Binomial(n, 1/2); j is the largest rank with
+    P(B <= j-1) <= alpha/2, so [x_(j), x_(n-j+1)] covers the median with at least `confidence`.
+    Computed for all n in one vectorised call: the stopping rule asks for it after every sample.
+    """
+    alpha = (1.0 - confidence) / 2.0
+    n = np.arange(n_max + 1)
+    j = binom.ppf(alpha, n, 0.5).astype(int)  # smallest j with P(B <= j) >= alpha
+    j += binom.cdf(j, n, 0.5) <= alpha
+    return j
+
+
+_RANK_TABLES: dict[float, np.ndarray] = {}
+
+
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
     """0-based order-statistic indices bounding a distribution-free CI of the median.
 
-    The rank of the true median among n samples is Binomial(n, 1/2); we take the widest-tail ranks whose
-    coverage is at least `confidence`.  None when n is too small for any interval to reach it (n < 6 at
-    95%), so a tiny sample never counts as precise.
+    None when n is too small for any interval to reach the confidence (n < 6 at 95%), so a tiny
+    sample never counts as precise.
     """
-    alpha = (1.0 - confidence) / 2.0
-    j = int(binom.ppf(alpha, n, 0.5))  # smallest j with P(B <= j) >= alpha
-    if binom.cdf(j, n, 0.5) <= alpha:
-        j += 1
-    # P(B <= j-1) <= alpha, so [x_(j), x_(n-j+1)] (1-based) covers the median with >= confidence.
-    if j < 1:
-        return None
-    return j - 1, n - j
+    table = _RANK_TABLES.get(confidence)
+    if table is None or len(table) <= n:
+        table = _RANK_TABLES[confidence] = _lower_ranks(max(2 * n, 1024), confidence)
+    j = int(table[n])
+    return (j - 1, n - j) if j >= 1 else None
+
+
+def _precise(sorted_samples: list[float], stop: StopRule) -> bool:
+    """The stopping test on an already sorted sample: cheap enough to run after every sample."""
+    n = len(sorted_samples)
+    ranks = median_ci_ranks(n, stop.confidence)
+    if ranks is None:
+        return False
+    mid = n // 2
+    med = sorted_samples[mid] if n % 2 else (sorted_samples[mid - 1] + sorted_samples[mid]) / 2
+    return (
+        sorted_samples[ranks[0]] >= med * (1 - stop.precision)
+        and sorted_samples[ranks[1]] <= med * (1 + stop.precision)
+    )
 
 
 @dataclass(frozen=True)
@@ -208,6 +234,7 @@ def _measure_group(
                 break
 
     cols: list[list[float]] = [[] for _ in range(k)]
+    ordered: list[list[float]] = [[] for _ in range(k)]  # kept sorted for the stopping test
     reason = "max_time"
     gc.collect()
     gc_was_enabled = gc.isenabled()
@@ -218,13 +245,12 @@ def _measure_group(
             if n >= stop.max_samples:
                 reason = "max_samples"
                 break
-            if n >= stop.min_samples and all(
-                summarize(c, stop.confidence).ci_within(stop.precision) for c in cols
-            ):
+            if n >= stop.min_samples and all(_precise(o, stop) for o in ordered):
                 reason = "converged"
                 break
-            for col, v in zip(cols, _rows_to_columns(sample(1), k)):
+            for col, o, v in zip(cols, ordered, _rows_to_columns(sample(1), k)):
                 col.extend(v)
+                bisect.insort(o, v[0])
             if on_sample:
                 on_sample()
     finally:
