@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.progress import TimeRemainingColumn
 from rich.table import Table
 
-from pybench import __version__, environment, results
+from pybench import __version__, efficiency, environment, results
 from pybench.backends import BACKENDS, availability, resolve_frameworks
 from pybench.errors import UserError
-from pybench.spec import CellSpec, StopRule, available_cores
+from pybench.spec import DTYPES, CellSpec, StopRule, available_cores
 from pybench.workloads import PHASES, WORKLOADS, resolve_models
 
 console = Console(stderr=True)
@@ -54,6 +54,10 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="framework intra-op threads (default: cores available to this process)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="bf16/fp16: PyTorch autocast rows, Flux Float16 where it supports it")
+    p.add_argument("--channels-last", action="store_true", help="PyTorch rows in channels-last")
+    p.add_argument("--compile", action="store_true", help="PyTorch rows through torch.compile")
     p.add_argument("--precision", type=positive_float, default=StopRule.precision,
                    help="stop when the 95%% CI of the median is within +-this fraction (default 0.02)")
     p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
@@ -65,6 +69,8 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", help="name for this machine in results and reports")
     p.add_argument("--results", type=Path, default=results.DEFAULT_DIR, help="results folder")
     p.add_argument("--stat", choices=("median", "min"), default="median")
+    p.add_argument("--peak-gflops", type=positive_float,
+                   help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
 
 
 def build_parser() -> Parser:
@@ -126,6 +132,9 @@ def build_specs(args: argparse.Namespace, frameworks: list[str]) -> list[CellSpe
             threads=args.threads or available_cores(),
             tf32=args.tf32,
             seed=args.seed,
+            dtype=args.dtype,
+            channels_last=args.channels_last and fw == "pytorch",
+            compile=args.compile and fw == "pytorch",
             stop=stop,
         )
         for w in models
@@ -144,7 +153,7 @@ def execute(args: argparse.Namespace, frameworks: list[str]) -> list[dict]:
     records: list[dict] = []
 
     def keep(record: dict) -> None:
-        store.add(record)
+        store.add(efficiency.annotate(record, env, args.peak_gflops))
         records.append(record)
 
     with Progress(

@@ -17,6 +17,9 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+DTYPES = ("fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class StopRule:
     """When the protocol stops sampling a phase."""
@@ -35,7 +38,9 @@ class CellSpec:
     device: str  # "cpu" or "cuda:N", already resolved
     batch_size: int
     image_size: int
-    dtype: str = "fp32"
+    dtype: str = "fp32"  # fp32, or bf16/fp16 (PyTorch: autocast; Flux: Float16 where supported)
+    channels_last: bool = False  # PyTorch only
+    compile: bool = False  # PyTorch only: torch.compile
     threads: int = field(default_factory=available_cores)
     tf32: bool = False
     seed: int = 0
@@ -52,20 +57,30 @@ class CellSpec:
                 f"image size {self.image_size} is too small for {self.model}: "
                 f"its five stride-2 stages need at least {MIN_IMAGE_SIZE}"
             )
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         if self.threads <= 0:
             raise UserError(f"threads must be positive, got {self.threads}")
 
     @property
+    def variant(self) -> str:
+        """Everything that makes this row not a plain fp32 row; '' for the plain one."""
+        tags = [] if self.dtype == "fp32" else [self.dtype]
+        tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
+        return ", ".join(tags)
+
+    @property
     def cell_id(self) -> str:
         """Key that matches the same cell across frameworks and runs."""
-        return f"{self.model}/{self.device_kind}/b{self.batch_size}/{self.image_size}px/{self.dtype}"
+        base = f"{self.model}/{self.device_kind}/b{self.batch_size}/{self.image_size}px"
+        return f"{base}/{self.variant.replace(', ', '+')}" if self.variant else base
 
     @property
     def device_kind(self) -> str:
         return "cuda" if self.device.startswith("cuda") else "cpu"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "variant": self.variant}
 
     @classmethod
     def from_json(cls, data: dict) -> "CellSpec":

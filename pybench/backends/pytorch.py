@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torchvision
 
@@ -23,25 +25,41 @@ class PyTorchBackend(Backend):
             torch.backends.cuda.matmul.allow_tf32 = spec.tf32
             torch.backends.cudnn.allow_tf32 = spec.tf32
         torch.manual_seed(spec.seed)
-        self.model = getattr(torchvision.models, spec.model)(weights=None, num_classes=1000)
-        self.model.to(self.device)
+        model = getattr(torchvision.models, spec.model)(weights=None, num_classes=1000)
+        model.to(self.device)
         self.x = torch.from_numpy(make_input(spec)).to(self.device)
-        self.grad_out = torch.ones(spec.batch_size, 1000, device=self.device)
+        if spec.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        params = sum(p.numel() for p in model.parameters())
+        self.module = model  # train()/eval() act on the module; calls may go through torch.compile
+        self.model = torch.compile(model) if spec.compile else model
+        self.grad_out = None  # all ones, in the output's dtype (which autocast decides)
         self.y = None
         self.synchronize()
-        params = sum(p.numel() for p in self.model.parameters())
         return {"params": params}
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.spec.dtype == "fp32":
+            return contextlib.nullcontext()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[self.spec.dtype]
+        return torch.autocast(self.device.type, dtype=dtype)
+
     def _mode(self, train: bool) -> None:
-        if self.model.training != train:
-            self.model.train(train)
+        if self.module.training != train:
+            self.module.train(train)
 
     def zero_grad(self) -> None:
         self._mode(True)
-        self.model.zero_grad(set_to_none=True)
+        self.module.zero_grad(set_to_none=True)
+        if self.grad_out is None:  # only before the first (excluded) iteration
+            with torch.no_grad(), self._autocast():
+                y = self.model(self.x)
+            self.grad_out = torch.ones_like(y)
 
     def forward(self) -> None:
-        self.y = self.model(self.x)
+        with self._autocast():
+            self.y = self.model(self.x)
 
     def backward(self) -> None:
         self.y.backward(self.grad_out)
@@ -49,7 +67,7 @@ class PyTorchBackend(Backend):
 
     def inference(self) -> None:
         self._mode(False)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             self.model(self.x)
 
     def synchronize(self) -> None:

@@ -1,0 +1,142 @@
+"""FLOPs, peak FLOP/s and the derived throughput figures: how far a number is from the hardware.
+
+Forward FLOPs are counted once per (model, image size) by torch.utils.flop_counter on the meta device
+(no weights allocated).  It counts matrix multiplications and convolutions only (2 FLOPs per
+multiply-add); batch norm, activations and pooling are a few percent on these models and are left out,
+as in the published GMAC figures (resnet50: 4.09 GMAC per 224x224 image).  Backward is taken as twice
+the forward (a gradient for the input and one for the weights), the usual convention.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from pybench.results import atomic_write_text
+
+BACKWARD_FACTOR = 2.0
+PHASE_FLOP_FACTOR = {"forward": 1.0, "backward": BACKWARD_FACTOR, "total": 1.0 + BACKWARD_FACTOR,
+                     "inference": 1.0}
+
+# Dense peak TFLOP/s from the vendors' data sheets (SXM/PCIe as the NVML name says), by precision.
+# Matched by substring of the NVML name, most specific first.
+GPU_PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
+    ("H200", {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
+    ("H100", {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    ("A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    ("L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1, "fp16": 362.1}),
+    ("A10", {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}),
+    ("L4", {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
+    ("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
+    ("V100", {"fp32": 15.7, "tf32": 15.7, "bf16": 15.7, "fp16": 125.0}),
+    ("T4", {"fp32": 8.1, "tf32": 8.1, "bf16": 8.1, "fp16": 65.0}),
+    ("P100", {"fp32": 9.3, "tf32": 9.3, "bf16": 9.3, "fp16": 18.7}),
+    ("1080 Ti", {"fp32": 11.3, "tf32": 11.3, "bf16": 11.3, "fp16": 11.3}),
+]
+
+CACHE = Path.home() / ".cache" / "pybench" / "cpu-peak.json"
+
+
+@lru_cache(maxsize=None)
+def forward_flops(model: str, image_size: int) -> int:
+    """Forward FLOPs of one image (2 per multiply-add)."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        net = getattr(torchvision.models, model)(weights=None, num_classes=1000)
+        x = torch.empty(1, 3, image_size, image_size)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(x)
+    return int(counter.get_total_flops())
+
+
+def gpu_peak_gflops(gpu_name: str, precision: str) -> float | None:
+    for key, peaks in GPU_PEAK_TFLOPS:
+        if key in gpu_name:
+            return peaks.get(precision, peaks["fp32"]) * 1e3
+    return None
+
+
+def calibrate_cpu_gflops(threads: int, seconds: float = 1.0) -> float:
+    """Best fp32 GFLOP/s of a large matrix multiply: a practical CPU peak, measured not guessed."""
+    import torch
+
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # first call pays for thread-pool start-up
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def cpu_peak_gflops(cpu: str, threads: int) -> float:
+    """Calibrated once per machine (CPU model and threads) and cached in ~/.cache/pybench."""
+    key = f"{cpu}|{threads}"
+    try:
+        cache = json.loads(CACHE.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = calibrate_cpu_gflops(threads)
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(CACHE, json.dumps(cache, indent=1))
+    return float(cache[key])
+
+
+def device_peak(device: str, env: dict, precision: str, override: float | None = None) -> dict:
+    """{"gflops": ..., "source": ...}; gflops None for an unknown GPU."""
+    if override:
+        return {"gflops": override, "source": "--peak-gflops"}
+    if device.startswith("cuda"):
+        from pybench.environment import device_name
+
+        name = device_name(device, env)
+        return {"gflops": gpu_peak_gflops(name, precision), "source": f"data sheet ({name}, {precision})"}
+    return {"gflops": cpu_peak_gflops(env["cpu"], env["threads"]),
+            "source": f"calibrated sgemm, {env['threads']} threads"}
+
+
+def throughput(record: dict, phase: str, stat: str = "median") -> dict | None:
+    """Images/s, achieved GFLOP/s and % of peak for one phase of an ok record."""
+    try:
+        seconds = record["phases"][phase]["stats"][stat]
+    except (KeyError, TypeError):
+        return None
+    spec = record["spec"]
+    out = {"images_per_s": spec["batch_size"] / seconds}
+    flops = record.get("workload", {}).get("flops_forward")
+    if flops:
+        gflops = flops * PHASE_FLOP_FACTOR[phase] / seconds / 1e9
+        out["gflops"] = gflops
+        peak = (record.get("peak") or {}).get("gflops")
+        if peak:
+            out["pct_peak"] = 100.0 * gflops / peak
+    return out
+
+
+def peak_precision(spec: dict) -> str:
+    """Which peak applies: reduced-precision rows against their own, TF32 when the user allowed it."""
+    if spec.get("dtype", "fp32") != "fp32":
+        return spec["dtype"]
+    return "tf32" if spec.get("tf32") else "fp32"
+
+
+def annotate(record: dict, env: dict, peak_override: float | None = None) -> dict:
+    """Attach the forward FLOPs of the record's batch and the device peak; both frameworks alike."""
+    spec = record["spec"]
+    if record["status"] == "ok":
+        per_image = forward_flops(spec["model"], spec["image_size"])
+        record.setdefault("workload", {})["flops_forward"] = per_image * spec["batch_size"]
+        record["peak"] = device_peak(spec["device"], env, peak_precision(spec), peak_override)
+    return record
