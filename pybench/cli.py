@@ -135,6 +135,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[str]) -> list[CellSpe
             dtype=args.dtype,
             channels_last=args.channels_last and fw == "pytorch",
             compile=args.compile and fw == "pytorch",
+            phases=w.phases,
             stop=stop,
         )
         for w in models

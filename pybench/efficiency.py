@@ -44,12 +44,14 @@ CACHE = Path.home() / ".cache" / "pybench" / "cpu-peak.json"
 def forward_flops(model: str, image_size: int) -> int:
     """Forward FLOPs of one image (2 per multiply-add)."""
     import torch
-    import torchvision
     from torch.utils.flop_counter import FlopCounterMode
 
+    from pybench.backends.pytorch import build_module
+    from pybench.workloads import get_workload
+
     with torch.device("meta"):
-        net = getattr(torchvision.models, model)(weights=None, num_classes=1000)
-        x = torch.empty(1, 3, image_size, image_size)
+        net = build_module(model)
+        x = torch.empty(get_workload(model).input_shape(1, image_size))
     counter = FlopCounterMode(display=False)
     with counter:
         net(x)

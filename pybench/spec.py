@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from pybench.errors import UserError
-from pybench.workloads import MIN_IMAGE_SIZE
+from pybench.workloads import PHASES, get_workload
 
 
 def available_cores() -> int:
@@ -45,17 +45,18 @@ class CellSpec:
     tf32: bool = False
     seed: int = 0
     stop: StopRule = field(default_factory=StopRule)
-    phases: tuple[str, ...] = ("forward", "backward", "total", "inference")
+    phases: tuple[str, ...] = PHASES
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise UserError(f"batch size must be positive, got {self.batch_size}")
         if self.image_size <= 0:
             raise UserError(f"image size must be positive, got {self.image_size}")
-        if self.image_size < MIN_IMAGE_SIZE:
+        smallest = get_workload(self.model).min_image_size
+        if self.image_size < smallest:
             raise UserError(
                 f"image size {self.image_size} is too small for {self.model}: "
-                f"its five stride-2 stages need at least {MIN_IMAGE_SIZE}"
+                f"its five stride-2 stages need at least {smallest}"
             )
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")

@@ -8,12 +8,14 @@ import numpy as np
 
 from pybench.protocol import PythonLoopSampler, Sampler
 from pybench.spec import CellSpec
+from pybench.workloads import get_workload
 
 
 def make_input(spec: CellSpec) -> np.ndarray:
-    """The seeded Float32 NCHW batch; every backend builds it from the same seed, so inputs match."""
+    """The seeded Float32 batch (NCHW, or N x features for a dense layer); every backend builds it
+    from the same seed, so inputs match."""
     rng = np.random.default_rng(spec.seed)
-    shape = (spec.batch_size, 3, spec.image_size, spec.image_size)
+    shape = get_workload(spec.model).input_shape(spec.batch_size, spec.image_size)
     return rng.standard_normal(shape, dtype=np.float32)
 
 

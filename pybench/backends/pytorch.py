@@ -8,6 +8,24 @@ import torch
 import torchvision
 
 from pybench.backends.base import Backend, make_input
+from pybench.workloads import NUM_CLASSES, get_workload
+
+
+def build_module(name: str) -> torch.nn.Module:
+    """The torch module of a workload: a torchvision model or one layer of the per-layer suite."""
+    w = get_workload(name)
+    if not w.is_layer:
+        return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
+    cin, cout = w.channels
+    pad = w.kernel // 2
+    return {
+        "conv": lambda: torch.nn.Conv2d(cin, cout, w.kernel, stride=w.stride, padding=pad),
+        "maxpool": lambda: torch.nn.MaxPool2d(w.kernel, stride=w.stride, padding=pad),
+        # Flux's MeanPool divides by the full window, padding included: count_include_pad=True.
+        "meanpool": lambda: torch.nn.AvgPool2d(w.kernel, stride=w.stride, padding=pad),
+        "batchnorm": lambda: torch.nn.BatchNorm2d(cin),
+        "dense": lambda: torch.nn.Linear(cin, cout),
+    }[w.family]()
 
 
 class PyTorchBackend(Backend):
@@ -25,10 +43,12 @@ class PyTorchBackend(Backend):
             torch.backends.cuda.matmul.allow_tf32 = spec.tf32
             torch.backends.cudnn.allow_tf32 = spec.tf32
         torch.manual_seed(spec.seed)
-        model = getattr(torchvision.models, spec.model)(weights=None, num_classes=1000)
-        model.to(self.device)
+        model = build_module(spec.model).to(self.device)
         self.x = torch.from_numpy(make_input(spec)).to(self.device)
-        if spec.channels_last:
+        if get_workload(spec.model).is_layer:
+            # Pooling has no parameters: the gradient w.r.t. the input is what backward computes.
+            self.x.requires_grad_(True)
+        if spec.channels_last and self.x.dim() == 4:
             model = model.to(memory_format=torch.channels_last)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         params = sum(p.numel() for p in model.parameters())
@@ -52,6 +72,7 @@ class PyTorchBackend(Backend):
     def zero_grad(self) -> None:
         self._mode(True)
         self.module.zero_grad(set_to_none=True)
+        self.x.grad = None
         if self.grad_out is None:  # only before the first (excluded) iteration
             with torch.no_grad(), self._autocast():
                 y = self.model(self.x)
@@ -108,5 +129,5 @@ class PyTorchBackend(Backend):
 def count_params(model: str) -> int:
     """Parameter count without allocating weights (meta device)."""
     with torch.device("meta"):
-        m = getattr(torchvision.models, model)(weights=None, num_classes=1000)
+        m = build_module(model)
     return sum(p.numel() for p in m.parameters())
