@@ -1,0 +1,103 @@
+"""The command line end to end, in subprocesses, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pybench import results
+
+SMALL = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1",
+         "--max-time", "3", "--precision", "0.2"]
+
+
+def pybench(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+def test_run_writes_a_valid_results_file_and_a_summary(tmp_path):
+    p = pybench("run", "--framework", "pytorch", "--model", "resnet18", *SMALL,
+                "--label", "ci box", "--results", tmp_path)
+    assert p.returncode == 0, p.stderr
+    (path,) = tmp_path.glob("*.json")
+    data = results.load(path)
+    env = data["environment"]
+    assert env["label"] == "ci box" and env["threads"] == 1 and env["cpu"]
+    assert env["packages"]["torch"] and "memory_bytes" in env and "gpus" in env
+    (rec,) = data["records"]
+    assert rec["status"] == "ok" and rec["spec"]["model"] == "resnet18"
+    assert rec["workload"]["params"] == 11_689_512
+    # resnet18 at 64x64: 148,557,824 multiply-adds per image (tests/test_efficiency.py derives it).
+    assert rec["workload"]["flops_forward"] == 2 * 2 * 148_557_824
+    assert rec["peak"]["gflops"] > 0
+    assert "resnet18" in p.stdout.lower() or "Resnet18" in p.stdout
+
+
+def test_compare_runs_pytorch_and_explains_flux(tmp_path):
+    p = pybench("compare", "--model", "resnet18", *SMALL, "--results", tmp_path)
+    assert p.returncode == 0, p.stderr
+    (path,) = tmp_path.glob("*.json")
+    by_fw = {r["framework"]: r for r in results.load(path)["records"]}
+    assert by_fw["pytorch"]["status"] == "ok"
+    assert by_fw["flux"]["status"] == "failed"
+    assert "flux unavailable" in by_fw["flux"]["error"]
+    assert "juliacall" in by_fw["flux"]["error"] or "Julia" in by_fw["flux"]["error"]
+
+
+def test_list_and_env():
+    p = pybench("list")
+    assert p.returncode == 0, p.stderr
+    assert "138,357,544" in p.stdout and "resnet152" in p.stdout  # vgg16's parameter count
+    assert "flux" in p.stdout
+    p = pybench("env", "--label", "x")
+    assert p.returncode == 0, p.stderr
+    assert '"label": "x"' in p.stdout
+
+
+def test_report_of_a_run(tmp_path):
+    assert pybench("run", "--framework", "pytorch", "--model", "resnet18", *SMALL,
+                   "--results", tmp_path).returncode == 0
+    p = pybench("report", tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "## CPU USED ---" in p.stdout
+    assert "|Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|" in p.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--model", "resnet9"], "unknown model 'resnet9'; valid: all, layers, vgg16"),
+        (["run", "--framework", "tensorflow"], "unknown framework 'tensorflow'; valid: pytorch, flux"),
+        (["run", "--batch-size", "0"], "must be positive"),
+        (["run", "--image-size", "-3"], "must be positive"),
+        (["run", "--model", "resnet18", "--image-size", "16"], "too small for resnet18"),
+        (["run", "--device", "cuda"], "no CUDA GPU"),
+        (["run", "--device", "tpu"], "bad device 'tpu'"),
+        (["run", "--dtype", "int8"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    p = pybench(*args, "--results", tmp_path / "r") if args[0] == "run" else pybench(*args)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("pybench: error: "), p.stderr
+    assert message in p.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_results_path_is_caught_before_any_cell(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    p = pybench("run", "--model", "resnet18", *SMALL, "--results", blocker / "r")
+    assert p.returncode == 2 and "not writable" in p.stderr
+    assert p.stderr.count("\n") == 1
+
+
+def test_report_rejects_a_malformed_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "something else"}))
+    p = pybench("report", bad)
+    assert p.returncode == 2
+    assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.results' schema tag)\n"

@@ -1,0 +1,63 @@
+"""The registry, the spec and its validation."""
+
+import numpy as np
+import pytest
+
+from pybench.backends.base import make_input
+from pybench.errors import UserError
+from pybench.spec import CellSpec
+from pybench.workloads import LAYERS, WORKLOADS, get_workload, resolve_models
+
+
+def test_registry_is_the_seeds_nine_models_in_order():
+    assert list(WORKLOADS) == ["vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "resnet18", "resnet34",
+                               "resnet50", "resnet101", "resnet152"]
+    assert [w.name for w in resolve_models(["all"])] == list(WORKLOADS)
+    assert [w.name for w in resolve_models(["layers"])] == list(LAYERS)
+    assert [w.name for w in resolve_models(["resnet50", "vgg16", "resnet50"])] == ["resnet50", "vgg16"]
+
+
+def test_default_batch_follows_the_seed():
+    assert get_workload("resnet101").default_batch("cuda:0") == 4
+    assert get_workload("resnet152").default_batch("cuda:1") == 4
+    assert get_workload("resnet152").default_batch("cpu") == 8
+    assert get_workload("resnet50").default_batch("cuda:0") == 8
+    assert get_workload("dense1024_512").default_batch("cpu") == 1
+
+
+def test_layers_have_no_inference_column_and_their_own_input_shapes():
+    assert get_workload("conv3x3_s1").phases == ("forward", "backward", "total")
+    assert get_workload("dense1024_512").input_shape(1, 224) == (1, 1024)
+    assert get_workload("batchnorm2d").input_shape(1, 224) == (1, 3, 224, 224)
+
+
+def test_input_is_seeded_float32_of_the_spec_shape():
+    spec = CellSpec("pytorch", "resnet18", "cpu", batch_size=2, image_size=64, threads=1, seed=7)
+    x = make_input(spec)
+    assert x.dtype == np.float32 and x.shape == (2, 3, 64, 64)
+    assert np.array_equal(x, make_input(CellSpec("flux", "resnet18", "cpu", 2, 64, threads=1, seed=7)))
+    assert not np.array_equal(x, make_input(CellSpec("pytorch", "resnet18", "cpu", 2, 64, threads=1)))
+
+
+def test_spec_round_trips_through_json_and_labels_variants():
+    spec = CellSpec("pytorch", "vgg16", "cuda:0", 8, 224, dtype="bf16", channels_last=True, threads=2)
+    again = CellSpec.from_json(spec.to_json())
+    assert again == spec
+    assert spec.variant == "bf16, channels-last"
+    assert spec.cell_id == "vgg16/cuda/b8/224px/bf16+channels-last"
+    assert CellSpec("flux", "vgg16", "cpu", 8, 224, threads=1).cell_id == "vgg16/cpu/b8/224px"
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"batch_size": 0}, "batch size must be positive"),
+    ({"image_size": 0}, "image size must be positive"),
+    ({"image_size": 31}, "too small for resnet18"),
+    ({"dtype": "int8"}, "unknown dtype"),
+    ({"threads": 0}, "threads must be positive"),
+    ({"model": "lenet"}, "unknown model 'lenet'"),
+])
+def test_spec_validation(kw, message):
+    base = dict(framework="pytorch", model="resnet18", device="cpu", batch_size=2, image_size=64,
+                threads=1)
+    with pytest.raises(UserError, match=message):
+        CellSpec(**{**base, **kw})
