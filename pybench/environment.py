@@ -32,13 +32,32 @@ def memory_bytes() -> int | None:
         return None
 
 
-def gpus() -> list[dict]:
-    """GPUs as NVML sees them (name, driver, memory); empty without a driver."""
+def _nvml():
+    """The initialised pynvml module, or None without a driver."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
     except Exception:  # noqa: BLE001 - no NVML library or no driver both mean "no GPU"
+        return None
+    return pynvml
+
+
+def gpu_memory_used(index: int) -> int | None:
+    """Device memory in use as NVML sees it (every allocator and context, not only the framework's)."""
+    pynvml = _nvml()
+    if pynvml is None:
+        return None
+    try:
+        return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).used)
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def gpus() -> list[dict]:
+    """GPUs as NVML sees them (name, driver, memory); empty without a driver."""
+    pynvml = _nvml()
+    if pynvml is None:
         return []
     try:
         driver = pynvml.nvmlSystemGetDriverVersion()

@@ -16,6 +16,7 @@ import traceback
 
 from pybench.backends import load_backend
 from pybench.backends.base import Backend
+from pybench.environment import gpu_memory_used
 from pybench.protocol import measure
 from pybench.spec import CellSpec
 
@@ -24,8 +25,9 @@ class ProcessMemory:
     """Peak resident memory of this worker (Linux VmHWM, reset through clear_refs) plus the
     backend's device figures."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, device: str) -> None:
         self.backend = backend
+        self.gpu_index = int(device.split(":")[1]) if device.startswith("cuda") else None
 
     def reset(self) -> None:
         try:
@@ -37,6 +39,8 @@ class ProcessMemory:
 
     def read(self) -> dict:
         out = dict(self.backend.peak_memory())
+        if self.gpu_index is not None:
+            out["nvml_used"] = gpu_memory_used(self.gpu_index)
         try:
             with open("/proc/self/status") as f:
                 for line in f:
@@ -65,7 +69,7 @@ def run_cell(spec: CellSpec) -> dict:
             spec.phases,
             spec.stop,
             gpu=spec.device_kind == "cuda",
-            memory=ProcessMemory(backend),
+            memory=ProcessMemory(backend, spec.device),
         )
         record["phases"] = {p: r.to_json() for p, r in results.items()}
         record["noisy"] = any(r.noisy for r in results.values())
