@@ -218,7 +218,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from pybench import diff
 
     rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold)
-    out.print(diff.diff_table(rows))
+    out.print(diff.diff_table(rows, args.threshold))
     return 1 if diff.has_regression(rows) else 0
 
 

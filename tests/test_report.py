@@ -1,0 +1,144 @@
+"""Markdown tables in the seed's format, README markers, and the terminal summary."""
+
+import io
+
+import pytest
+from rich.console import Console
+
+from factories import record, results_file, train
+from pybench import report
+from pybench.errors import UserError
+from pybench.report import BEGIN_MARKER, END_MARKER
+
+OLDER = results_file([record("pytorch", "resnet18", train(0.5, 0.5, 0.5))],
+                     created="2025-01-01T09:00:00+0000")
+NEWER = results_file([
+    record("pytorch", "vgg16", train(0.0259, 0.0554, 0.0245), params=138_357_544),
+    record("flux", "vgg16", train(0.0479, 0.6293, 0.0231), params=138_357_544, noisy=("inference",)),
+    record("pytorch", "vgg16_bn", train(0.0262, 0.0579, 0.0262), params=138_365_992),
+    record("flux", "vgg16_bn", train(0.0560, 0.0500), params=138_357_544),
+    record("flux", "resnet18", error="OutOfMemoryError: CUDA out of memory"),
+    record("pytorch", "resnet18", train(0.0066, 0.0213, 0.0051), params=11_689_512),
+    record("pytorch", "vgg16", train(0.0131, 0.0302, 0.0125), dtype="bf16", variant="bf16"),
+    record("pytorch", "resnet50", train(1.234, 2.5, 1.1), device="cpu", threads=4),
+], created="2025-01-02T09:00:00+0000")
+
+EXPECTED = """\
+Seconds per batch, median of the timed iterations (first run and warm-up excluded). Batch 8, image 3 x 224 x 224 (batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; the faster framework is in bold.
+
+## GPU USED --- NVIDIA H200
+|Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|
+|:---:|:---:|:---:|:---:|:---:|:---:|
+|VGG16|PyTorch 2.14.1|**0.0259 s**|**0.0554 s**|**0.0813 s**|0.0245 s|
+||Flux 0.16.3|0.0479 s|0.6293 s|0.6772 s|**0.0231 s** †|
+|VGG16 BN §|PyTorch 2.14.1|**0.0262 s**|0.0579 s|**0.0841 s**|0.0262 s|
+||Flux 0.16.3|0.056 s|**0.05 s**|0.106 s||
+|Resnet18|PyTorch 2.14.1|0.0066 s|0.0213 s|0.0279 s|0.0051 s|
+||Flux|failed ‡|failed ‡|failed ‡|failed ‡|
+
+† noisy: sampling hit its time or sample limit before the 95% confidence interval of the median reached the target precision; treat as approximate.
+
+‡ failed: Resnet18, Flux: OutOfMemoryError: CUDA out of memory
+
+§ VGG16 BN: parameter counts differ: PyTorch 2.14.1 138,365,992; Flux 0.16.3 138,357,544.
+
+## GPU USED --- NVIDIA H200
+Non-default settings: dtype bf16.
+
+|Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|
+|:---:|:---:|:---:|:---:|:---:|:---:|
+|VGG16|PyTorch 2.14.1 (bf16)|0.0131 s|0.0302 s|0.0433 s|0.0125 s|
+
+## CPU USED --- AMD EPYC 9654 96-Core Processor
+Non-default settings: 4 threads.
+
+|Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|
+|:---:|:---:|:---:|:---:|:---:|:---:|
+|Resnet50|PyTorch 2.14.1|1.234 s|2.5 s|3.734 s|1.1 s|
+"""
+
+
+def test_tables_in_the_seed_format_newest_file_wins():
+    # The older file comes last but its resnet18 row (0.5 s) is replaced by the newer one's.
+    assert report.render_tables([NEWER, OLDER]) == EXPECTED
+
+
+def test_stat_min_uses_the_fastest_sample():
+    text = report.render_tables([NEWER], stat="min")
+    assert "minimum of the timed iterations" in text
+    # factories.spread puts the minimum 1% under the median: 0.0259 * 0.99 = 0.025641
+    assert "|VGG16|PyTorch 2.14.1|**0.02564 s**|**0.05485 s**|**0.08049 s**|0.02426 s|" in text
+    with pytest.raises(UserError, match="unknown statistic 'mean'"):
+        report.render_tables([NEWER], stat="mean")
+
+
+def test_reference_rows_get_their_own_labelled_sections():
+    ref = [{"device": "Tesla V100 16 GB", "device_kind": "cuda", "model": "vgg16", "year": 2018,
+            "framework": fw, "forward": f, "backward": None, "total": None, "inference": None,
+            "text": {"forward": t, "backward": "", "total": "", "inference": ""}}
+           for fw, f, t in (("PyTorch 0.4", 0.0259, "0.0259 s"), ("Flux 0.6", 0.097551, "0.097551"))]
+    text = report.render_tables([NEWER], reference=ref)
+    measured, published = text.split("## Published 2018 reference --- Tesla V100 16 GB "
+                                      "(not measured on this machine)\n")
+    assert "published" not in measured.lower()
+    assert published.splitlines()[2:] == [
+        "|VGG16|PyTorch 0.4 (published 2018)|**0.0259 s**||||",
+        "||Flux 0.6 (published 2018)|0.097551||||",  # the published text, verbatim
+    ]
+
+
+def test_summary_table_has_ratio_first_run_and_marks():
+    steady = [0.010 + 0.0001 * i for i in range(21)]  # median 0.011; CI over 21 samples: ranks 6..16
+    records = [
+        record("pytorch", "vgg16", samples={"total": steady}),
+        record("flux", "vgg16", samples={"total": [3 * x for x in steady]}, noisy=("total",)),
+        record("flux", "resnet18", error="OutOfMemoryError: CUDA out of memory"),
+    ]
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    console.print(report.summary_table(records))
+    lines = console.file.getvalue().splitlines()
+    pytorch = next(line for line in lines if "PyTorch 2.14.1" in line)
+    flux = next(line for line in lines if "Flux 0.16.3" in line)
+    assert "11 ± 0.5 ms" in pytorch and "| 21 |" in pytorch.replace("│", "|")
+    assert "33 ± 1.5 ms †" in flux
+    assert "3.00× pytorch" in flux  # flux/pytorch ratio of totals, on the flux row only
+    assert "× pytorch" not in pytorch
+    assert "360 ms" in flux  # first run (compile time): factories puts it at 10x the slowest, 36 ms
+    assert any("failed ‡" in line and "Resnet18" in line for line in lines)
+    assert any("OutOfMemoryError" in line for line in lines)
+
+
+TEXT = "intro\r\n" + BEGIN_MARKER + "\r\nold table\r\n" + END_MARKER + "\r\ntrailing text, no newline"
+
+
+def test_marker_replacement_keeps_every_byte_outside_the_markers():
+    new = report.replace_between_markers(TEXT, "## GPU USED --- X\n|a|b|\n")
+    before, after = TEXT.split(BEGIN_MARKER)[0], TEXT.split(END_MARKER)[1]
+    assert new.startswith(before + BEGIN_MARKER) and new.endswith(END_MARKER + after)
+    assert new == "intro\r\n" + BEGIN_MARKER + "\r\n## GPU USED --- X\r\n|a|b|\r\n" + END_MARKER + after
+    assert report.replace_between_markers(new, "old table") == TEXT  # round trip
+
+
+def test_update_readme_rewrites_the_file_bytes_exactly(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_bytes(TEXT.encode())
+    report.update_readme(readme, "x\ny")
+    assert readme.read_bytes() == TEXT.replace("old table", "x\r\ny").encode()
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("no markers here", "no '<!-- pybench:tables:begin -->' marker"),
+    (BEGIN_MARKER + " only", "no '<!-- pybench:tables:end -->' marker"),
+    (BEGIN_MARKER + BEGIN_MARKER + END_MARKER, "more than one '<!-- pybench:tables:begin -->'"),
+    (END_MARKER + " " + BEGIN_MARKER, "comes before"),
+])
+def test_bad_markers_are_a_one_line_user_error(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        report.replace_between_markers(text, "x")
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(UserError) as exc:
+        report.update_readme(readme, "x")
+    assert str(exc.value).startswith(f"{readme}: ") and "\n" not in str(exc.value)
+    assert readme.read_text() == text
