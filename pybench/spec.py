@@ -27,7 +27,7 @@ class StopRule:
     precision: float = 0.02  # CI half-width of the median, relative
     min_samples: int = 5
     max_samples: int = 1000
-    max_time: float = 120.0  # seconds of sampling per cell, warm-up included
+    max_time: float = 60.0  # seconds of sampling per cell, warm-up included
     confidence: float = 0.95
 
 
