@@ -92,6 +92,8 @@ def build_parser() -> Parser:
     rep.add_argument("--stat", choices=("median", "min"), default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
+    rep.add_argument("--details", action="store_true",
+                     help="add images/s, GFLOP/s and %% of peak, peak memory and first-run time")
 
     diff = sub.add_parser("diff", help="compare two runs with a significance test")
     diff.add_argument("old", type=Path)
@@ -187,7 +189,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    execute(args, resolve_frameworks(["all"]))
+    from pybench.report import details_table
+
+    out.print(details_table(execute(args, resolve_frameworks(["all"])), stat=args.stat))
     return 0  # a framework that cannot run is a row that says why, not a failed command
 
 
@@ -200,7 +204,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from pybench.reference import load_reference
 
         reference = load_reference(args.reference)
-    text = report.render_tables(files, stat=args.stat, reference=reference)
+    text = report.render_tables(files, stat=args.stat, reference=reference, details=args.details)
     if args.plot:
         from pybench.plot import plot
 

@@ -36,14 +36,15 @@ MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
 
 # --- small shared helpers (diff and plot use them too) --------------------------------------------
 
-def fmt_seconds(seconds: float) -> str:
-    """Seconds to 4 significant digits, fixed notation (layer timings would otherwise read 1.2e-05) and
-    no trailing zeros, as the seed writes them: '0.0259 s', '16.04 s'."""
-    if seconds == 0 or not math.isfinite(seconds):
-        return f"{seconds:g} s"
-    decimals = max(0, 3 - math.floor(math.log10(abs(seconds))))
-    text = f"{seconds:.{decimals}f}"
-    return f"{text.rstrip('0').rstrip('.') if '.' in text else text} s"
+def fmt_seconds(seconds: float, unit: str = "s") -> str:
+    """Seconds to 4 significant digits in `unit` (s or ms), fixed notation and no trailing zeros, as
+    the seed writes them: '0.0259 s', '16.04 s', '0.4982 ms'."""
+    value = seconds * (1e3 if unit == "ms" else 1)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}"
+    decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return f"{text.rstrip('0').rstrip('.') if '.' in text else text} {unit}"
 
 
 def fmt_duration(seconds: float, plus_minus: float | None = None) -> str:
@@ -152,11 +153,18 @@ class Section:
     device: str
     settings: str = ""  # the line under the heading; '' when everything is default
     rows: list[Row] = field(default_factory=list)
+    layers: bool = False  # the per-layer suite: its own table, in milliseconds, no inference column
+    records: list[dict] = field(default_factory=list)  # measured sections: the records behind rows
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {p: COLUMNS[p] for p in TRAIN_PHASES} if self.layers else COLUMNS
 
 
-def _settings_line(batch: int | None, image: int, threads: int | None, tf32: bool, dtype: str) -> str:
+def _settings_line(batch: int | None, image: int | None, threads: int | None, tf32: bool,
+                   dtype: str) -> str:
     parts = [f"batch size {batch}"] if batch is not None else []
-    if image != DEFAULT_IMAGE_SIZE:
+    if image not in (None, DEFAULT_IMAGE_SIZE):
         parts.append(f"image 3 x {image} x {image}")
     if threads is not None:
         parts.append(f"{threads} thread{'s' * (threads != 1)}")
@@ -213,26 +221,31 @@ def measured_sections(files: list[dict], stat: str = "median") -> list[Section]:
             bool(spec.get("tf32")),
             spec.get("dtype", "fp32"),
         )
+        section += (ALL[spec["model"]].is_layer if spec["model"] in ALL else False,)
         row = _row_from_record(record, stat)
-        latest[(section, row.model, row.framework, row.variant)] = (section, row)
+        latest[(section, row.model, row.framework, row.variant)] = (section, row, record)
 
-    by_section: dict[tuple, list[Row]] = {}
-    for section, row in latest.values():
-        by_section.setdefault(section, []).append(row)
+    by_section: dict[tuple, list[tuple[Row, dict]]] = {}
+    for section, row, record in latest.values():
+        by_section.setdefault(section, []).append((row, record))
 
-    def order(key: tuple) -> tuple:  # GPUs first as in the seed, defaults before overrides
-        kind, name, batch, image, threads, tf32, dtype = key
-        return (kind != "cuda", name, batch or 0, image != DEFAULT_IMAGE_SIZE, image, threads or 0,
-                tf32, dtype != "fp32", dtype)
+    def order(key: tuple) -> tuple:  # GPUs first as in the seed, defaults before overrides, layers last
+        kind, name, batch, image, threads, tf32, dtype, layers = key
+        return (layers, kind != "cuda", name, batch or 0, image != DEFAULT_IMAGE_SIZE, image,
+                threads or 0, tf32, dtype != "fp32", dtype)
 
     out = []
     for key in sorted(by_section, key=order):
-        kind, name, batch, image, threads, tf32, dtype = key
+        kind, name, batch, image, threads, tf32, dtype, layers = key
+        pairs = sorted(by_section[key], key=lambda pair: _row_order(pair[0]))
+        prefix = "Per-layer benchmarks --- " if layers else ""
         out.append(Section(
-            heading=f"{'GPU' if kind == 'cuda' else 'CPU'} USED --- {name}",
+            heading=f"{prefix}{'GPU' if kind == 'cuda' else 'CPU'} USED --- {name}",
             device=name,
-            settings=_settings_line(batch, image, threads, tf32, dtype),
-            rows=sorted(by_section[key], key=_row_order),
+            settings=_settings_line(batch, None if layers else image, threads, tf32, dtype),
+            rows=[row for row, _ in pairs],
+            layers=layers,
+            records=[record for _, record in pairs],
         ))
     return out
 
@@ -276,14 +289,14 @@ def _winners(rows: list[Row]) -> set[tuple[int, str]]:
     return out
 
 
-def _cell_md(cell: Cell | None, bold: bool) -> str:
+def _cell_md(cell: Cell | None, bold: bool, unit: str) -> str:
     if cell is None:
         return ""
     if cell.failed:
         return f"failed {FAILED}"
     if cell.value is None and not cell.text:
         return ""
-    text = cell.text or fmt_seconds(cell.value)
+    text = cell.text or fmt_seconds(cell.value, unit)
     text = f"**{text}**" if bold else text
     return f"{text} {NOISY}" if cell.noisy else text
 
@@ -306,8 +319,11 @@ def render_section(section: Section) -> str:
     lines = [f"## {section.heading}"]
     if section.settings:
         lines += [section.settings, ""]  # a table cannot interrupt a paragraph in GFM
-    lines.append("|Model|Framework|" + "|".join(COLUMNS.values()) + "|")
-    lines.append("|" + ":---:|" * (2 + len(COLUMNS)))
+    if section.layers:
+        lines += ["Milliseconds per call; input 1 x 3 x 224 x 224 (Dense: 1 x 1024).", ""]
+    columns = section.columns
+    lines.append(f"|{'Layer' if section.layers else 'Model'}|Framework|" + "|".join(columns.values()) + "|")
+    lines.append("|" + ":---:|" * (2 + len(columns)))
     winners = _winners(section.rows)
     params = _param_notes(section.rows)
     previous = None
@@ -316,7 +332,8 @@ def render_section(section: Section) -> str:
         if title and row.model in params:
             title += f" {PARAMS}"
         previous = row.model
-        cells = [_cell_md(row.cells.get(p), (i, p) in winners) for p in COLUMNS]
+        unit = "ms" if section.layers else "s"
+        cells = [_cell_md(row.cells.get(p), (i, p) in winners, unit) for p in columns]
         lines.append(f"|{title}|{row.label}|" + "|".join(cells) + "|")
 
     notes = []
@@ -329,15 +346,84 @@ def render_section(section: Section) -> str:
     return "\n".join(lines + [n for note in notes for n in ("", note)])
 
 
-def render_tables(files: list[dict], stat: str = "median", reference: list[dict] | None = None) -> str:
-    """The seed's tables from any set of results files (several machines merged), plus published rows."""
-    sections = measured_sections(files, stat) + reference_sections(reference or [])
+# --- throughput, memory and first run -------------------------------------------------------------
+
+DETAILS = {
+    "train_ips": "Images/s (train)",
+    "inference_ips": "Images/s (inference)",
+    "train_gflops": "GFLOP/s (train)",
+    "inference_gflops": "GFLOP/s (inference)",
+    "peak_memory": "Peak memory",
+    "first_run": "First run (train / inference)",
+}
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def detail_values(record: dict, stat: str = "median") -> dict[str, str]:
+    """Images/s, achieved GFLOP/s with % of the device's peak, peak memory and first-run times."""
+    from pybench.efficiency import throughput
+
+    out = dict.fromkeys(DETAILS, "")
+    if record["status"] != "ok":
+        return out
+    for group, phase in (("train", "total"), ("inference", "inference")):
+        t = throughput(record, phase, stat)
+        if t is None:
+            continue
+        out[f"{group}_ips"] = f"{t['images_per_s']:.4g}"
+        if "gflops" in t:
+            pct = f" ({t['pct_peak']:.1f}% of peak)" if "pct_peak" in t else ""
+            out[f"{group}_gflops"] = f"{t['gflops']:.4g}{pct}"
+    phases = record["phases"]
+    memory = {k: v for p in phases.values() for k, v in (p.get("memory") or {}).items() if v}
+    out["peak_memory"] = ", ".join(
+        f"{k.removeprefix('cpu_peak_').removeprefix('cuda_max_')} {_mib(v)}" for k, v in memory.items()
+    )
+    firsts = [fmt_duration(phases[p]["first_run"]) for p in ("total", "inference") if p in phases]
+    out["first_run"] = " / ".join(firsts)
+    return out
+
+
+def render_details(section: Section, stat: str = "median") -> str:
+    lines = [f"### Throughput, memory and first run --- {section.device}", "",
+             "|Model|Framework|" + "|".join(DETAILS.values()) + "|",
+             "|" + ":---:|" * (2 + len(DETAILS))]
+    for row, record in zip(section.rows, section.records):
+        values = detail_values(record, stat)
+        lines.append(f"|{model_title(row.model)}|{row.label}|" + "|".join(values.values()) + "|")
+    peaks = dict.fromkeys((r.get("peak") or {}).get("source") for r in section.records)
+    sources = [p for p in peaks if p]
+    if sources:
+        lines += ["", f"Peak FLOP/s from: {'; '.join(sources)}. Backward counted as 2x forward FLOPs."]
+    return "\n".join(lines)
+
+
+def details_table(records: list[dict], stat: str = "median") -> Table:
+    """Terminal form of the details, for `compare`."""
+    table = Table(title="throughput, memory and first run (first run includes compilation)")
+    for col in ("model", "framework", *DETAILS.values()):
+        table.add_column(col, justify="left" if col in ("model", "framework") else "right")
+    for r in sorted(records, key=lambda r: _row_order(_row_from_record(r, stat))):
+        table.add_row(model_title(r["spec"]["model"]), framework_label(r), *detail_values(r, stat).values())
+    return table
+
+
+def render_tables(files: list[dict], stat: str = "median", reference: list[dict] | None = None,
+                  details: bool = False) -> str:
+    """The seed's tables from any set of results files (several machines merged), plus published rows;
+    with `details`, each measured section is followed by its throughput/memory/first-run table."""
+    measured = measured_sections(files, stat)
+    parts = [render_section(s) + ("\n\n" + render_details(s, stat) if details else "") for s in measured]
+    parts += [render_section(s) for s in reference_sections(reference or [])]
     what = "median" if stat == "median" else "minimum"
     intro = (f"Seconds per batch, {what} of the timed iterations (first run and warm-up excluded). "
              f"Batch {DEFAULT_BATCH}, image 3 x {DEFAULT_IMAGE_SIZE} x {DEFAULT_IMAGE_SIZE} "
              "(batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; "
              "the faster framework is in bold.")
-    return "\n\n".join([intro] + [render_section(s) for s in sections]) + "\n"
+    return "\n\n".join([intro] + parts) + "\n"
 
 
 # --- README --------------------------------------------------------------------------------------

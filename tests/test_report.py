@@ -142,3 +142,39 @@ def test_bad_markers_are_a_one_line_user_error(tmp_path, text, message):
         report.update_readme(readme, "x")
     assert str(exc.value).startswith(f"{readme}: ") and "\n" not in str(exc.value)
     assert readme.read_text() == text
+
+
+def test_layers_get_their_own_table_in_milliseconds():
+    layers = results_file([
+        record("pytorch", "conv3x3_s1", train(0.000498, 0.00264), batch=1),
+        record("flux", "conv3x3_s1", train(0.000612, 0.00198), batch=1),
+        record("pytorch", "dense1024_512", train(0.0000762, 0.000226), batch=1),
+    ])
+    text = report.render_tables([layers])
+    assert text.endswith("""\
+## Per-layer benchmarks --- GPU USED --- NVIDIA H200
+Milliseconds per call; input 1 x 3 x 224 x 224 (Dense: 1 x 1024).
+
+|Layer|Framework|Forward Pass|Backward Pass|Total Time|
+|:---:|:---:|:---:|:---:|:---:|
+|Conv3x3/1|PyTorch 2.14.1|**0.498 ms**|2.64 ms|3.138 ms|
+||Flux 0.16.3|0.612 ms|**1.98 ms**|**2.592 ms**|
+|Dense 1024->512|PyTorch 2.14.1|0.0762 ms|0.226 ms|0.3022 ms|
+""")
+
+
+def test_details_show_throughput_peak_memory_and_first_run():
+    rec = record("pytorch", "resnet50", train(0.1, 0.2, 0.05), device="cpu")
+    rec["workload"]["flops_forward"] = 8 * 8.178e9
+    rec["peak"] = {"gflops": 2000.0, "source": "calibrated sgemm, 16 threads"}
+    rec["phases"]["total"]["memory"] = {"cpu_peak_rss": 3 * 2**30}
+    rec["phases"]["total"]["first_run"] = 1.5
+    values = report.detail_values(rec)
+    assert values["train_ips"] == "26.67"  # 8 images / 0.3 s
+    assert values["train_gflops"] == "654.2 (32.7% of peak)"  # 3 x 65.42 GFLOP / 0.3 s
+    assert values["inference_ips"] == "160"
+    assert values["peak_memory"] == "rss 3,072 MiB"
+    assert values["first_run"].startswith("1.5 s / ")
+    text = report.render_tables([results_file([rec])], details=True)
+    assert "### Throughput, memory and first run --- AMD EPYC 9654 96-Core Processor" in text
+    assert "Peak FLOP/s from: calibrated sgemm, 16 threads." in text
