@@ -55,13 +55,8 @@ def fmt_duration(seconds: float, plus_minus: float | None = None) -> str:
 
 
 def variant_of(spec: dict) -> str:
-    """What makes a row other than a plain fp32 row ('' for the plain one): dtype first, then tags."""
-    tags = [] if spec.get("dtype", "fp32") == "fp32" else [spec["dtype"]]
-    v = spec.get("variant")
-    if v is None:  # older specs: derive from the flags
-        v = ["channels-last"] * bool(spec.get("channels_last")) + ["compiled"] * bool(spec.get("compile"))
-    tags += [t.strip() for t in (v.split(",") if isinstance(v, str) else v) if t.strip()]
-    return ", ".join(dict.fromkeys(tags))
+    """What makes a row other than a plain fp32 row ('' for the plain one), as CellSpec.variant wrote it."""
+    return spec.get("variant") or ""
 
 
 def cell_key(spec: dict) -> tuple:
