@@ -1,0 +1,227 @@
+"""Where the Flux backend's Julia lives, whether it is usable, and how a worker starts it.
+
+The Julia environment is the repository's `Project.toml` (Flux, Metalhead, Zygote, CUDA, cuDNN and
+PythonCall); `python -m pybench setup-julia` installs Julia if none is found and instantiates it
+(writing the untracked `Manifest.toml`).  Nothing here starts Julia, except `setup_julia`.
+
+Environment variables you may set:
+
+- `PYTHON_JULIACALL_EXE` or `PYTHON_JULIAPKG_EXE`: the Julia executable (>= 1.10.3) to use.
+  Otherwise pybench takes `julia` on the PATH (juliaup's launcher included), then one that
+  setup-julia installed under `pyjuliapkg/install` in the repository.
+- `JULIA_DEPOT_PATH`: where Julia keeps packages (default `~/.julia`), as Julia itself reads it.
+
+Set by pybench for every Flux worker (`juliacall_env`):
+
+- `PYTHON_JULIACALL_EXE` and `PYTHON_JULIACALL_PROJECT`: set together, they make juliacall start
+  that Julia on this project directly, without juliapkg resolving (or downloading) anything.
+- `PYTHON_JULIAPKG_PROJECT`, `PYTHON_JULIAPKG_OFFLINE=yes`, `JULIA_PKG_OFFLINE=true`: should
+  juliapkg or Pkg be reached anyway, they use this project and download nothing mid-benchmark.
+- `PYTHON_JULIACALL_THREADS=N`, `OPENBLAS_NUM_THREADS=N`: Julia's threads and BLAS threads, from
+  `--threads` (PyBench.setup sets BLAS threads again once Julia runs).
+- `PYTHON_JULIACALL_HANDLE_SIGNALS=yes`: required by juliacall when Julia has several threads.
+- `PYTHON_JULIACALL_STARTUP_FILE=no`: a personal startup.jl does not change the benchmark.
+- `JULIA_CONDAPKG_BACKEND=Null`: PythonCall uses the worker's own Python, never a Conda one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pybench.backends import Availability
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = ROOT  # holds Project.toml (tracked) and Manifest.toml (written by setup-julia)
+JULIA_DIR = ROOT / "julia"
+JULIA_COMPAT = "^1.10.3"  # juliacall 0.9.37's own requirement
+SETUP_FIX = "python -m pybench setup-julia"
+INSTALL_FIX = "pip install -e '.[flux]'"
+# Packages the backend loads; each must be in the Manifest and present in a depot.
+PACKAGES = ("Flux", "Metalhead", "Zygote", "CUDA", "cuDNN", "PythonCall")
+
+
+def _executable(path: str | None) -> str | None:
+    if not path:
+        return None
+    found = shutil.which(path)
+    return os.path.abspath(found) if found else None
+
+
+def _juliapkg_install_dirs() -> list[Path]:
+    """Where juliapkg installs Julia: <project>/pyjuliapkg/install, for our project and for
+    juliapkg's default project (a virtual environment's julia_env)."""
+    projects = [Path(os.environ["PYTHON_JULIAPKG_PROJECT"])] if os.environ.get("PYTHON_JULIAPKG_PROJECT") else []
+    projects += [PROJECT, Path(sys.prefix) / "julia_env"]
+    return [p / "pyjuliapkg" / "install" for p in dict.fromkeys(projects)]
+
+
+def find_julia() -> str | None:
+    """The Julia executable a worker would use, found without running anything."""
+    for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIAPKG_EXE"):
+        exe = _executable(os.environ.get(var))
+        if exe:
+            return exe
+    exe = _executable("julia")
+    if exe:
+        return exe
+    for prefix in _juliapkg_install_dirs():
+        exe = _executable(str(prefix / "bin" / "julia"))
+        if exe:
+            return exe
+    return None
+
+
+def depots() -> list[Path]:
+    """Julia's depot path as Julia reads it (an empty entry means the default, ~/.julia)."""
+    raw = os.environ.get("JULIA_DEPOT_PATH", "")
+    entries = [e for e in raw.split(os.pathsep)] if raw else [""]
+    default = Path.home() / ".julia"
+    return list(dict.fromkeys(Path(e) if e else default for e in entries))
+
+
+def pinned_pythoncall() -> str | None:
+    """The exact PythonCall version Project.toml pins ('=0.9.37' -> '0.9.37')."""
+    text = (PROJECT / "Project.toml").read_text()
+    m = re.search(r'^PythonCall\s*=\s*"=\s*([0-9.]+)"', text, re.M)
+    return m.group(1) if m else None
+
+
+def manifest_packages() -> dict[str, str]:
+    """Package name -> version from Manifest.toml (format 2), by a small parse: tomllib is not in
+    Python 3.10."""
+    text = (PROJECT / "Manifest.toml").read_text()
+    out: dict[str, str] = {}
+    for block in re.split(r"^\[\[deps\.", text, flags=re.M)[1:]:
+        name = block.split("]]", 1)[0].strip().strip('"')
+        m = re.search(r'^version\s*=\s*"([^"]+)"', block, re.M)
+        out[name] = m.group(1) if m else ""
+    return out
+
+
+def flux_availability() -> Availability:
+    """Cheap check from the orchestrator: no Julia started, nothing downloaded."""
+    if importlib.util.find_spec("juliacall") is None:
+        return Availability(False, f"juliacall is not installed: {INSTALL_FIX}")
+    pinned = pinned_pythoncall()
+    installed = importlib.metadata.version("juliacall")
+    if pinned and installed != pinned:
+        return Availability(
+            False, f"juliacall {installed} does not match PythonCall {pinned} in Project.toml: {INSTALL_FIX}"
+        )
+    if find_julia() is None:
+        return Availability(
+            False,
+            "no Julia executable (PYTHON_JULIACALL_EXE, PYTHON_JULIAPKG_EXE, julia on PATH, "
+            f"pyjuliapkg/install): {SETUP_FIX}",
+        )
+    if not (PROJECT / "Manifest.toml").is_file():
+        return Availability(False, f"Julia packages not instantiated (no Manifest.toml): {SETUP_FIX}")
+    manifest = manifest_packages()
+    missing = [p for p in PACKAGES if p not in manifest]
+    if missing:
+        return Availability(False, f"Manifest.toml lacks {', '.join(missing)}: {SETUP_FIX}")
+    if pinned and manifest["PythonCall"] != pinned:
+        return Availability(
+            False, f"Manifest.toml has PythonCall {manifest['PythonCall']}, not {pinned}: {SETUP_FIX}"
+        )
+    absent = [p for p in PACKAGES if not any((d / "packages" / p).is_dir() for d in depots())]
+    if absent:
+        return Availability(False, f"Julia packages missing from the depot ({', '.join(absent)}): {SETUP_FIX}")
+    return Availability(True)
+
+
+def juliacall_env(threads: int) -> dict[str, str]:
+    """Environment variables a Flux worker needs, set before juliacall is imported."""
+    n = str(threads)
+    env = {
+        "PYTHON_JULIAPKG_PROJECT": str(PROJECT),
+        "PYTHON_JULIAPKG_OFFLINE": "yes",
+        "JULIA_PKG_OFFLINE": "true",
+        "PYTHON_JULIACALL_THREADS": n,
+        "PYTHON_JULIACALL_HANDLE_SIGNALS": "yes",
+        "PYTHON_JULIACALL_STARTUP_FILE": "no",
+        "OPENBLAS_NUM_THREADS": n,
+        "JULIA_CONDAPKG_BACKEND": "Null",
+    }
+    exe = find_julia()
+    if exe:  # juliacall accepts these two only together
+        env.update(PYTHON_JULIACALL_EXE=exe, PYTHON_JULIACALL_PROJECT=str(PROJECT))
+    return env
+
+
+def _install_julia() -> str:
+    """Julia through juliapkg (juliacall's installer): juliaup if present, else a download into
+    <repo>/pyjuliapkg/install."""
+    from juliapkg.compat import Compat
+    from juliapkg.find_julia import find_julia as juliapkg_find
+
+    exe, _ = juliapkg_find(
+        compat=Compat.parse(JULIA_COMPAT), prefix=str(_juliapkg_install_dirs()[0]), install=True
+    )
+    return exe
+
+
+SETUP_SCRIPT = """
+using Pkg
+Pkg.instantiate()   # with no Manifest.toml yet, this resolves Project.toml and writes one
+Pkg.precompile()
+include(joinpath(ARGS[1], "PyBench.jl"))
+import CUDA
+println("pybench: Flux ", pkgversion(PyBench.Flux), ", CUDA functional: ", CUDA.functional())
+"""
+
+
+def setup_julia() -> int:
+    """Prepare Julia and the Flux environment on a machine with network; an existing Julia is used.
+
+    Returns a process exit code; progress goes to stdout/stderr.
+    """
+    if importlib.util.find_spec("juliacall") is None:
+        print(f"pybench: juliacall is not installed: {INSTALL_FIX}", file=sys.stderr)
+        return 1
+    exe = find_julia()
+    if exe is None:
+        print("pybench: no Julia found; installing one through juliapkg")
+        try:
+            exe = _install_julia()
+        except Exception as exc:  # noqa: BLE001 - any installer failure is reported in one line
+            print(f"pybench: could not install Julia: {exc}", file=sys.stderr)
+            return 1
+    print(f"pybench: using Julia at {exe}; instantiating {PROJECT / 'Project.toml'}")
+    env = {
+        **os.environ,
+        # PythonCall must never set up a Conda Python; it is only ever loaded from this Python.
+        "JULIA_PYTHONCALL_EXE": sys.executable,
+        "JULIA_CONDAPKG_BACKEND": "Null",
+    }
+    env.pop("JULIA_PKG_OFFLINE", None)
+    cmd = [exe, f"--project={PROJECT}", "--startup-file=no", "-e", SETUP_SCRIPT, str(JULIA_DIR)]
+    code = subprocess.run(cmd, env=env).returncode
+    if code != 0:
+        print(f"pybench: Julia environment setup failed (exit code {code})", file=sys.stderr)
+        return code
+    status = flux_availability()
+    print("pybench: Flux is ready" if status.ok else f"pybench: still unavailable: {status.reason}")
+    return 0 if status.ok else 1
+
+
+def describe() -> dict:
+    """What pybench would use, for `env`-style output; never starts Julia."""
+    return {
+        "julia": find_julia(),
+        "project": str(PROJECT),
+        "depots": [str(d) for d in depots()],
+        "pythoncall_pin": pinned_pythoncall(),
+    }
+
+
+if __name__ == "__main__":  # python -m pybench.julia_env: print the availability check
+    print(json.dumps({**describe(), "available": flux_availability().__dict__}, indent=2))

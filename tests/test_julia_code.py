@@ -1,0 +1,136 @@
+"""The Julia half, checked without Julia: it parses, and defines what Python calls with that arity."""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pybench.backends.flux import JULIA_API
+
+ts = pytest.importorskip("tree_sitter")
+tsj = pytest.importorskip("tree_sitter_julia")
+
+ROOT = Path(__file__).resolve().parent.parent
+JULIA_FILES = sorted((ROOT / "julia").glob("*.jl"))
+# Python modules that call PyBench.jl, through a JuliaAPI held as `api` or `self.api`.
+CALLERS = [ROOT / "pybench" / "backends" / "flux.py", ROOT / "pybench" / "parity.py"]
+
+
+def parse(path: Path):
+    return ts.Parser(ts.Language(tsj.language())).parse(path.read_bytes())
+
+
+def bad_nodes(node) -> list[str]:
+    found = []
+    if node.type == "ERROR" or node.is_missing:
+        found.append(f"line {node.start_point[0] + 1}: {node.text.decode(errors='replace')[:60]!r}")
+    for child in node.children:
+        found += bad_nodes(child)
+    return found
+
+
+def call_signature(node):
+    """The call_expression of a method signature (unwrapping `where`), or None."""
+    while node is not None and node.type == "where_expression":
+        node = node.children[0]
+    return node if node is not None and node.type == "call_expression" else None
+
+
+def arity(call) -> tuple[str, int, float] | None:
+    """(name, fewest, most) positional arguments of a method definition's signature."""
+    callee, args = call.children[0], call.children[-1]
+    if callee.type != "identifier" or args.type != "argument_list":
+        return None  # e.g. Flux.testmode!(...): extends another module's function
+    required, optional = 0, 0.0
+    for child in args.children:
+        if child.type == ";":
+            break  # keyword arguments follow
+        if child.type in ("(", ")", ","):
+            continue
+        if child.type == "named_argument":
+            optional += 1
+        elif child.type == "splat_expression":
+            optional = math.inf
+        else:
+            required += 1
+    return callee.text.decode(), required, required + optional
+
+
+def julia_methods() -> dict[str, list[tuple[int, float]]]:
+    methods: dict[str, list[tuple[int, float]]] = defaultdict(list)
+
+    def visit(node) -> None:
+        sig = None
+        if node.type == "function_definition":
+            sig = next((c for c in node.children if c.type == "signature"), None)
+            sig = call_signature(sig.children[0]) if sig is not None and sig.children else None
+        elif node.type == "assignment":
+            sig = call_signature(node.children[0])
+        if sig is not None and (found := arity(sig)):
+            name, lo, hi = found
+            methods[name].append((lo, hi))
+        for child in node.children:
+            visit(child)
+
+    for path in JULIA_FILES:
+        visit(parse(path).root_node)
+    return methods
+
+
+def python_calls() -> list[tuple[str, int, str]]:
+    """Every `api.NAME(...)` / `self.api.NAME(...)` call: (name, number of arguments, where)."""
+    calls = []
+    for path in CALLERS:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = node.func.value
+            is_api = (isinstance(owner, ast.Name) and owner.id == "api") or (
+                isinstance(owner, ast.Attribute) and owner.attr == "api"
+            )
+            if is_api:
+                calls.append((node.func.attr, len(node.args), f"{path.name}:{node.lineno}"))
+    return calls
+
+
+def test_there_is_julia_code():
+    assert JULIA_FILES, "no .jl files under julia/"
+
+
+@pytest.mark.parametrize("path", JULIA_FILES, ids=lambda p: p.name)
+def test_julia_files_parse_without_errors(path):
+    tree = parse(path)
+    assert not tree.root_node.has_error, bad_nodes(tree.root_node)
+
+
+def test_every_julia_api_function_is_defined_with_its_arity():
+    methods = julia_methods()
+    for name, n in JULIA_API.items():
+        assert name in methods, f"{name} is called from Python but not defined in julia/"
+        assert any(lo <= n <= hi for lo, hi in methods[name]), (
+            f"{name} is called with {n} arguments; Julia defines {methods[name]}"
+        )
+
+
+def test_python_calls_only_listed_functions_with_listed_arity():
+    calls = python_calls()
+    assert len(calls) >= len(JULIA_API) - 1  # the scan itself works
+    for name, n, where in calls:
+        assert name in JULIA_API, f"{where}: {name} is not in JULIA_API"
+        assert JULIA_API[name] == n, f"{where}: {name} called with {n} args, JULIA_API says {JULIA_API[name]}"
+
+
+def test_arity_reader_understands_defaults_varargs_and_where():
+    src = b"f(a, b=1; k=2) = 1\nfunction g(xs...) end\nh(x::T) where {T} = x\nBase.show(io, x) = 1\n"
+    tmp = ts.Parser(ts.Language(tsj.language())).parse(src)
+    found = {}
+    for node in tmp.root_node.children:
+        sig = node.children[0] if node.type == "assignment" else node.children[1].children[0]
+        got = arity(call_signature(sig)) if call_signature(sig) else None
+        if got:
+            found[got[0]] = got[1:]
+    assert found == {"f": (1, 2), "g": (0, math.inf), "h": (1, 1)}
