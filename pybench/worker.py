@@ -82,15 +82,18 @@ def run_cell(spec: CellSpec) -> dict:
     return record
 
 
-def main() -> int:
+def main() -> None:
     record_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # frameworks' chatter (Julia's included) goes to stderr
     spec = CellSpec.from_json(json.load(sys.stdin))
     record = run_cell(spec)
     record_out.write(json.dumps(record) + "\n")
     record_out.flush()
-    return 0
+    sys.stderr.flush()
+    # The record is out: skip interpreter teardown, where an embedded runtime's exit hooks (Julia's
+    # under juliacall) can crash and turn a finished cell into a failed one.
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
