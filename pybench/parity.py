@@ -22,16 +22,13 @@ import numpy as np
 
 from pybench.convert import architecture_note, flux_params, to_julia_layout
 from pybench.errors import UserError
+from pybench.spec import cuda_index
 from pybench.workloads import get_workload
 
 # Max |flux - torch| relative to max |torch|: fp32, different convolution algorithms and
 # summation orders agree to ~1e-6..1e-5; a wrong layout or layer order is off by O(1).
 PARITY_RTOL = 1e-4
 WORKER_TIMEOUT_S = 1800
-
-
-def _cuda_index(device: str) -> int:
-    return int(device.split(":")[1]) if device.startswith("cuda") else -1
 
 
 def export_torch(model: str, image_size: int, batch_size: int, device: str, path: Path) -> None:
@@ -91,7 +88,7 @@ def compare_flux(model: str, image_size: int, device: str, npz: Path) -> dict:
     from pybench.spec import available_cores
 
     data = np.load(npz)
-    api = start_julia(available_cores(), _cuda_index(device), tf32=False)
+    api = start_julia(available_cores(), cuda_index(device), tf32=False)
     net = build(api, get_workload(model), image_size, 0)
     slots = api.param_slots(net)
     n = int(data["n"])

@@ -20,6 +20,11 @@ def available_cores() -> int:
 DTYPES = ("fp32", "bf16", "fp16")
 
 
+def cuda_index(device: str) -> int:
+    """The N of a resolved 'cuda:N' device; -1 for the CPU."""
+    return int(device.split(":")[1]) if device.startswith("cuda:") else -1
+
+
 @dataclass(frozen=True)
 class StopRule:
     """When the protocol stops sampling a phase."""

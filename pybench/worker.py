@@ -18,7 +18,7 @@ from pybench.backends import load_backend
 from pybench.backends.base import Backend
 from pybench.environment import gpu_memory_used
 from pybench.protocol import measure
-from pybench.spec import CellSpec
+from pybench.spec import CellSpec, cuda_index
 
 
 class ProcessMemory:
@@ -27,7 +27,7 @@ class ProcessMemory:
 
     def __init__(self, backend: Backend, device: str) -> None:
         self.backend = backend
-        self.gpu_index = int(device.split(":")[1]) if device.startswith("cuda") else None
+        self.gpu_index = cuda_index(device)
 
     def reset(self) -> None:
         try:
@@ -39,7 +39,7 @@ class ProcessMemory:
 
     def read(self) -> dict:
         out = dict(self.backend.peak_memory())
-        if self.gpu_index is not None:
+        if self.gpu_index >= 0:
             out["nvml_used"] = gpu_memory_used(self.gpu_index)
         try:
             with open("/proc/self/status") as f:

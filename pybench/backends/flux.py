@@ -14,6 +14,7 @@ from pybench.backends.base import Backend, make_input
 from pybench.convert import architecture_note, to_julia_layout
 from pybench.julia_env import JULIA_DIR, juliacall_env
 from pybench.protocol import Sampler
+from pybench.spec import cuda_index
 from pybench.workloads import Workload, get_workload
 
 JULIA_API: dict[str, int] = {
@@ -53,15 +54,15 @@ class JuliaAPI:
             raise AttributeError(f"{name} is not in JULIA_API") from None
 
 
-def start_julia(threads: int, cuda_index: int = -1, tf32: bool = False) -> JuliaAPI:
+def start_julia(threads: int, device_index: int = -1, tf32: bool = False) -> JuliaAPI:
     """Start Julia in this process (once), load PyBench.jl and set threads and device.
 
-    `cuda_index` -1 means CPU.  A worker normally has the environment from `juliacall_env` already
+    `device_index` -1 means CPU.  A worker normally has the environment from `juliacall_env` already
     (the runner sets it); defaults fill in anything missing, e.g. when called from a test.
     """
     for key, value in juliacall_env(threads).items():
         os.environ.setdefault(key, value)
-    if cuda_index >= 0 and not tf32:
+    if device_index >= 0 and not tf32:
         # CUDA.jl 5 maps every math mode to a cuDNN mode that allows TF32 on Ampere and newer;
         # NVIDIA's switch, read when cuDNN/cuBLAS load, keeps fp32 at fp32 as PyTorch's row is.
         os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
@@ -69,7 +70,7 @@ def start_julia(threads: int, cuda_index: int = -1, tf32: bool = False) -> Julia
 
     jl.include(str(JULIA_DIR / "PyBench.jl"))
     api = JuliaAPI(jl.PyBench)
-    api.configure(threads, cuda_index)  # raises a one-line error when CUDA is asked for but not functional
+    api.configure(threads, device_index)  # raises a one-line error when CUDA is asked for but not functional
     return api
 
 
@@ -110,8 +111,7 @@ class FluxBackend(Backend):
             raise ValueError("channels-last and torch.compile are PyTorch-only settings")
         w = get_workload(spec.model)
         self.cuda = spec.device_kind == "cuda"
-        cuda_index = int(spec.device.split(":")[1]) if self.cuda else -1
-        self.api = start_julia(spec.threads, cuda_index, spec.tf32)
+        self.api = start_julia(spec.threads, cuda_index(spec.device), spec.tf32)
         model = build(self.api, w, spec.image_size, spec.seed)
         params = int(self.api.param_count(model))
         # Same seeded batch as PyTorch's; copied into Julia (and to the device) once, here.
