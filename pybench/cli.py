@@ -11,12 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.progress import TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from pybench import __version__, efficiency, environment, results
 from pybench.backends import BACKENDS, availability, resolve_frameworks
 from pybench.errors import UserError
 from pybench.spec import DTYPES, CellSpec, StopRule, available_cores
-from pybench.workloads import PHASES, WORKLOADS, resolve_models
+from pybench.workloads import ALL, PHASES, resolve_models
 
 console = Console(stderr=True)
 out = Console()
@@ -173,7 +174,8 @@ def execute(args: argparse.Namespace, frameworks: list[str]) -> list[dict]:
             record = runner.run_cell(spec, args.timeout)
             keep(record)
             if record["status"] != "ok":
-                progress.console.print(f"[red]failed[/] {spec.cell_id} {spec.framework}: {record['error']}")
+                progress.console.print(Text.assemble(("failed ", "red"),
+                                                     f"{spec.cell_id} {spec.framework}: {record['error']}"))
             progress.advance(task)
     from pybench.report import summary_table
 
@@ -248,12 +250,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     t = Table(title="workloads")
     for col in ("model", "title", "parameters (torchvision)", "batch (cpu)", "batch (gpu)"):
         t.add_column(col)
-    for w in WORKLOADS.values():
+    for w in ALL.values():
         t.add_row(w.name, w.title, f"{count_params(w.name):,}", str(w.default_batch("cpu")),
                   str(w.default_batch("cuda:0")))
     out.print(t)
     out.print(frameworks_table())
-    out.print(f"phases: {', '.join(PHASES)}")
+    out.print(f"phases: {', '.join(PHASES)} (layers: no inference); `--model all` runs the nine "
+              "models, `--model layers` the per-layer suite")
     return 0
 
 
@@ -264,7 +267,7 @@ def frameworks_table() -> Table:
     t.add_column("why not / fix")
     for name in BACKENDS:
         a = availability(name)
-        t.add_row(name, "yes" if a.ok else "no", a.reason)
+        t.add_row(name, "yes" if a.ok else "no", Text(a.reason))  # Text: '[flux]' is not markup
     return t
 
 

@@ -51,7 +51,8 @@ def test_list_and_env():
     p = pybench("list")
     assert p.returncode == 0, p.stderr
     assert "138,357,544" in p.stdout and "resnet152" in p.stdout  # vgg16's parameter count
-    assert "flux" in p.stdout
+    assert "juliacall is not installed: pip install -e '.[flux]'" in p.stdout  # the fix, verbatim
+    assert "conv3x3_s1" in p.stdout and "1,792" in p.stdout  # the per-layer suite too
     p = pybench("env", "--label", "x")
     assert p.returncode == 0, p.stderr
     assert '"label": "x"' in p.stdout
