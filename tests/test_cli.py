@@ -103,3 +103,32 @@ def test_report_rejects_a_malformed_file(tmp_path):
     p = pybench("report", bad)
     assert p.returncode == 2
     assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.results' schema tag)\n"
+
+
+def test_ctrl_c_keeps_finished_cells_and_kills_the_worker(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pybench", "run", "--framework", "pytorch", "--model", "resnet18",
+         "resnet34", *SMALL[:-4], "--max-time", "8", "--precision", "0.0001", "--results", tmp_path],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    files = []
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the first finished cell
+        files = list(tmp_path.glob("*.json"))
+        if files:
+            break
+        time.sleep(0.5)
+    assert files, "first cell never finished"
+    time.sleep(2)  # the second cell's worker is now starting or measuring
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; finished cells are saved" in err and "Traceback" not in err
+    (path,) = files
+    records = results.load(path)["records"]
+    assert [r["spec"]["model"] for r in records] == ["resnet18"]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    left = subprocess.run(["pgrep", "-f", "pybench.worker"], capture_output=True, text=True).stdout
+    assert not left.strip(), f"worker still running: {left}"
