@@ -274,7 +274,9 @@ def frameworks_table() -> Table:
 def cmd_env(args: argparse.Namespace) -> int:
     import json
 
-    out.print_json(json.dumps(environment.capture(args.label)))
+    from pybench.julia_env import describe
+
+    out.print_json(json.dumps({**environment.capture(args.label), "julia": describe()}))
     out.print(frameworks_table())
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import gc
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
@@ -122,7 +121,7 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
     return (j - 1, n - j) if j >= 1 else None
 
 
-def _precise(sorted_samples: list[float], stop: StopRule) -> bool:
+def precise(sorted_samples: list[float], stop: StopRule) -> bool:
     """The stopping test on an already sorted sample: cheap enough to run after every sample."""
     n = len(sorted_samples)
     ranks = median_ci_ranks(n, stop.confidence)
@@ -146,14 +145,6 @@ class Summary:
     iqr: float
     ci_low: float | None
     ci_high: float | None
-
-    def ci_within(self, precision: float) -> bool:
-        if self.ci_low is None or self.ci_high is None:
-            return False
-        return (
-            self.ci_low >= self.median * (1 - precision)
-            and self.ci_high <= self.median * (1 + precision)
-        )
 
 
 def summarize(samples: Sequence[float], confidence: float = 0.95) -> Summary:
@@ -245,7 +236,7 @@ def _measure_group(
             if n >= stop.max_samples:
                 reason = "max_samples"
                 break
-            if n >= stop.min_samples and all(_precise(o, stop) for o in ordered):
+            if n >= stop.min_samples and all(precise(o, stop) for o in ordered):
                 reason = "converged"
                 break
             for col, o, v in zip(cols, ordered, _rows_to_columns(sample(1), k)):
@@ -306,10 +297,3 @@ def measure(
             )
         )
     return {p: results[p] for p in phases if p in results}
-
-
-def relative_ci_halfwidth(s: Summary) -> float:
-    """Half the CI's width relative to the median (inf when there is no CI yet); for display."""
-    if s.ci_low is None or s.ci_high is None or s.median == 0:
-        return math.inf
-    return (s.ci_high - s.ci_low) / 2 / s.median

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from pybench.protocol import PythonLoopSampler, measure, median_ci_ranks, summarize
+from pybench.protocol import PythonLoopSampler, measure, median_ci_ranks, precise, summarize
 from pybench.spec import StopRule
 
 
@@ -32,11 +32,11 @@ def test_summarize_hand_computed():
 
 
 def test_precision_needs_the_whole_interval_inside():
-    tight = summarize([1.00, 1.01, 0.99, 1.00, 1.005, 0.995])
-    assert tight.ci_within(0.02)
-    loose = summarize([1.00, 1.01, 0.99, 1.00, 1.005, 1.05])
-    assert not loose.ci_within(0.02)
-    assert not summarize([1.0] * 5).ci_within(0.02)  # too few samples for any 95% interval
+    rule = StopRule(precision=0.02)
+    assert precise(sorted([1.00, 1.01, 0.99, 1.00, 1.005, 0.995]), rule)
+    assert not precise(sorted([1.00, 1.01, 0.99, 1.00, 1.005, 1.05]), rule)  # x(6) is 5% above
+    assert not precise([1.0] * 5, rule)  # too few samples for any 95% interval
+    assert precise([1.0] * 6, rule)
 
 
 class FakeSteps:
