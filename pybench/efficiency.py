@@ -82,8 +82,10 @@ def calibrate_cpu_gflops(threads: int, seconds: float = 1.0) -> float:
     return best
 
 
+@lru_cache(maxsize=None)
 def cpu_peak_gflops(cpu: str, threads: int) -> float:
-    """Calibrated once per machine (CPU model and threads) and cached in ~/.cache/pybench."""
+    """Calibrated once per machine (CPU model and threads) and cached in ~/.cache/pybench (and in
+    memory, since every record of a run asks)."""
     key = f"{cpu}|{threads}"
     try:
         cache = json.loads(CACHE.read_text())

@@ -44,6 +44,7 @@ def test_compare_runs_pytorch_and_explains_flux(tmp_path):
     assert by_fw["pytorch"]["status"] == "ok"
     assert by_fw["flux"]["status"] == "failed"
     assert "flux unavailable" in by_fw["flux"]["error"]
+    assert by_fw["flux"]["skipped"] and "skipped" not in by_fw["pytorch"]
     assert "juliacall" in by_fw["flux"]["error"] or "Julia" in by_fw["flux"]["error"]
 
 
