@@ -3,8 +3,10 @@
 Forward FLOPs are counted once per (model, image size) by torch.utils.flop_counter on the meta device
 (no weights allocated).  It counts matrix multiplications and convolutions only (2 FLOPs per
 multiply-add); batch norm, activations and pooling are a few percent on these models and are left out,
-as in the published GMAC figures (resnet50: 4.09 GMAC per 224x224 image).  Backward is taken as twice
-the forward (a gradient for the input and one for the weights), the usual convention.
+as in the published GMAC figures (resnet50: 4.09 GMAC per 224x224 image).  Each phase's multiple of
+the forward FLOPs comes from the protocol's phase table; the training step adds the optimizer's
+arithmetic per parameter.  Everything here is derived after a cell is saved: a failure is a warning
+in the record, never a lost measurement.
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from pybench.protocol import PHASES
+from pybench.records import CellRecord, Peak
 from pybench.results import atomic_write_text
-
-BACKWARD_FACTOR = 2.0
-PHASE_FLOP_FACTOR = {"forward": 1.0, "backward": BACKWARD_FACTOR, "total": 1.0 + BACKWARD_FACTOR,
-                     "inference": 1.0}
 
 # Dense peak TFLOP/s from the vendors' data sheets (SXM/PCIe as the NVML name says), by precision.
 # Matched by substring of the NVML name, most specific first.
@@ -46,11 +46,11 @@ def forward_flops(model: str, image_size: int) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pybench.backends.pytorch import build_module
+    from pybench.backends.pytorch.backend import build_module
     from pybench.workloads import get_workload
 
     with torch.device("meta"):
-        net = build_module(model)
+        net = build_module(model).eval()  # eval: BatchNorm in train mode refuses a batch of one
         x = torch.empty(get_workload(model).input_shape(1, image_size))
     counter = FlopCounterMode(display=False)
     with counter:
@@ -85,62 +85,62 @@ def calibrate_cpu_gflops(threads: int, seconds: float = 1.0) -> float:
 @lru_cache(maxsize=None)
 def cpu_peak_gflops(cpu: str, threads: int) -> float:
     """Calibrated once per machine (CPU model and threads) and cached in ~/.cache/pybench (and in
-    memory, since every record of a run asks)."""
+    memory, since every record of a run asks).  An unwritable cache only costs a recalibration."""
     key = f"{cpu}|{threads}"
     try:
         cache = json.loads(CACHE.read_text())
     except (OSError, ValueError):
         cache = {}
-    if key not in cache:
+    if not isinstance(cache, dict) or not isinstance(cache.get(key), (int, float)):
+        cache = cache if isinstance(cache, dict) else {}
         cache[key] = calibrate_cpu_gflops(threads)
-        CACHE.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(CACHE, json.dumps(cache, indent=1))
+        try:
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(CACHE, json.dumps(cache, indent=1))
+        except OSError:
+            pass
     return float(cache[key])
 
 
-def device_peak(device: str, env: dict, precision: str, override: float | None = None) -> dict:
-    """{"gflops": ..., "source": ...}; gflops None for an unknown GPU."""
+def device_peak(record: CellRecord, override: float | None = None) -> Peak:
+    """The peak this record's phases are measured against; gflops None for an unknown GPU."""
     if override:
-        return {"gflops": override, "source": "--peak-gflops"}
-    if device.startswith("cuda"):
-        from pybench.environment import device_name
+        return Peak(override, "--peak-gflops")
+    spec = record.spec
+    precision = peak_precision(record)
+    if spec.device_kind == "cuda":
+        return Peak(gpu_peak_gflops(spec.device_name, precision),
+                    f"data sheet ({spec.device_name}, {precision})")
+    return Peak(cpu_peak_gflops(spec.device_name, spec.threads), f"calibrated sgemm, {spec.threads} threads")
 
-        name = device_name(device, env)
-        return {"gflops": gpu_peak_gflops(name, precision), "source": f"data sheet ({name}, {precision})"}
-    return {"gflops": cpu_peak_gflops(env["cpu"], env["threads"]),
-            "source": f"calibrated sgemm, {env['threads']} threads"}
 
-
-def throughput(record: dict, phase: str, stat: str = "median") -> dict | None:
-    """Images/s, achieved GFLOP/s and % of peak for one phase of an ok record."""
-    try:
-        seconds = record["phases"][phase]["stats"][stat]
-    except (KeyError, TypeError):
+def phase_flops(record: CellRecord, phase: str) -> float | None:
+    """FLOPs of one iteration of a phase for the record's batch."""
+    w = record.workload
+    if w is None or not w.flops_forward:
         return None
-    spec = record["spec"]
-    out = {"images_per_s": spec["batch_size"] / seconds}
-    flops = record.get("workload", {}).get("flops_forward")
-    if flops:
-        gflops = flops * PHASE_FLOP_FACTOR[phase] / seconds / 1e9
-        out["gflops"] = gflops
-        peak = (record.get("peak") or {}).get("gflops")
-        if peak:
-            out["pct_peak"] = 100.0 * gflops / peak
-    return out
+    p = PHASES[phase]
+    return w.flops_forward * p.flop_factor + p.update_flops_per_param * w.params
 
 
-def peak_precision(spec: dict) -> str:
+def peak_precision(record: CellRecord) -> str:
     """Which peak applies: reduced-precision rows against their own, TF32 when the user allowed it."""
-    if spec.get("dtype", "fp32") != "fp32":
-        return spec["dtype"]
-    return "tf32" if spec.get("tf32") else "fp32"
+    spec = record.spec
+    if spec.dtype != "fp32":
+        return spec.dtype
+    return "tf32" if spec.tf32 else "fp32"
 
 
-def annotate(record: dict, env: dict, peak_override: float | None = None) -> dict:
-    """Attach the forward FLOPs of the record's batch and the device peak; both frameworks alike."""
-    spec = record["spec"]
-    if record["status"] == "ok":
-        per_image = forward_flops(spec["model"], spec["image_size"])
-        record.setdefault("workload", {})["flops_forward"] = per_image * spec["batch_size"]
-        record["peak"] = device_peak(spec["device"], env, peak_precision(spec), peak_override)
-    return record
+def annotate(record: CellRecord, peak_override: float | None = None) -> None:
+    """Attach the forward FLOPs of the record's batch and the device peak, best effort."""
+    spec = record.spec
+    if not record.ok or record.workload is None:
+        return
+    try:
+        record.workload.flops_forward = forward_flops(spec.model, spec.image_size) * spec.batch_size
+    except Exception as exc:  # noqa: BLE001 - derived after the fact: a warning, never a lost cell
+        record.warnings.append(f"FLOPs not counted: {type(exc).__name__}: {exc}".splitlines()[0])
+    try:
+        record.peak = device_peak(record, peak_override)
+    except Exception as exc:  # noqa: BLE001
+        record.warnings.append(f"device peak unknown: {type(exc).__name__}: {exc}".splitlines()[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pybench import __version__
 from pybench.errors import UserError
-from pybench.spec import available_cores, cuda_index
+from pybench.spec import available_cores
 
 
 def cpu_model() -> str:
@@ -105,7 +105,7 @@ def resolve_device(arg: str) -> str:
 def device_name(device: str, env: dict) -> str:
     """Human name of a resolved device, as report headings show it."""
     if device.startswith("cuda"):
-        index = cuda_index(device)
+        index = int(device.split(":")[1])
         for g in env.get("gpus", []):
             if g["index"] == index:
                 return g["name"]

@@ -1,13 +1,14 @@
 """The timing protocol, shared by every framework: what is timed, warm-up, stopping and statistics.
 
-Backends only prepare a workload, run one iteration of a phase and synchronize the device; everything
-that decides what a number means lives here, so a PyTorch row and a Flux row are produced by the same
-rules.
+Backends only prepare a workload and run iterations of a *phase group*; everything that decides what
+a number means lives here, so a PyTorch row, a JAX row and a Flux row are produced by the same rules.
 
-One *train* iteration yields three phases: forward, backward (of that same forward) and total (their
-per-iteration sum).  An *inference* iteration yields one.  Each sample is bracketed as
-synchronize -> clock -> run -> synchronize -> clock, so queued device work can neither leak into nor
-escape from the timed region.
+The phase vocabulary is `PHASES`: one table that also gives report columns, plot patterns and FLOP
+factors.  A group is one loop a backend runs: a *train* iteration yields forward and backward (of
+that same forward) and the protocol derives total (their per-iteration sum); a *step* iteration is
+one full optimizer step; an *inference* iteration is one eval-mode forward.  Each sample is
+bracketed as synchronize -> clock -> run -> synchronize -> clock, so queued device work can neither
+leak into nor escape from the timed region.
 """
 
 from __future__ import annotations
@@ -15,81 +16,124 @@ from __future__ import annotations
 import bisect
 import gc
 import time
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 from scipy.stats import binom
 
-from pybench.spec import StopRule
 
-TRAIN_PHASES = ("forward", "backward", "total")
-INFERENCE_PHASES = ("inference",)
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    group: str  # the loop that produces it
+    column: str  # table heading
+    flop_factor: float  # multiples of the forward FLOPs
+    hatch: str  # plot pattern
+    parts: tuple[str, ...] = ()  # derived phase: per-iteration sum of these
+    update_flops_per_param: float = 0.0  # optimizer arithmetic per parameter (step only)
 
-# GPU warm-up: cudnn.benchmark (and Julia's compiler) make the first few iterations slow; we keep
-# warming up until two consecutive iterations agree this closely, within the bounds below.
+
+# Backward is taken as twice the forward (a gradient for the input and one for the weights), the
+# usual convention.  SGD with momentum costs 4 FLOPs per parameter: buf = m*buf + g; p -= lr*buf.
+PHASES: dict[str, Phase] = {p.name: p for p in (
+    Phase("forward", "train", "Forward Pass", 1.0, ""),
+    Phase("backward", "train", "Backward Pass", 2.0, "//"),
+    Phase("total", "train", "Total Time", 3.0, "xx", parts=("forward", "backward")),
+    Phase("inference", "inference", "Inference", 1.0, ".."),
+    Phase("step", "step", "Training Step", 3.0, "--", update_flops_per_param=4.0),
+)}
+SEED_PHASES = ("forward", "backward", "total", "inference")  # the 2018 tables' four columns
+MODEL_PHASES = (*SEED_PHASES, "step")
+LAYER_PHASES = ("forward", "backward", "total")  # a lone layer: no eval mode, no loss
+# Relative cost of one iteration of each group, for sharing the time budget, in measurement order.
+GROUP_WEIGHTS = {"train": 3.0, "step": 3.0, "inference": 1.0}
+
+# GPU warm-up: cudnn.benchmark (and Julia's or XLA's compiler) make the first few iterations slow; we
+# keep warming up until two consecutive iterations agree this closely, within the bounds below.
 WARMUP_SETTLED = 0.05
 GPU_WARMUP_MIN = 3
 GPU_WARMUP_MAX = 50
 
 
-class Steps(Protocol):
-    """The small interface a backend exposes to the protocol."""
+def check_phases(names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in PHASES]
+    if unknown:
+        raise ValueError(f"unknown phase {unknown[0]!r}; valid: {', '.join(PHASES)}")
 
-    def zero_grad(self) -> None: ...
-    def forward(self) -> None: ...
-    def backward(self) -> None: ...
-    def inference(self) -> None: ...
-    def synchronize(self) -> None: ...
+
+def measured_phases(group: str) -> tuple[str, ...]:
+    """What a sampler returns for a group: its phases that are not derived."""
+    return tuple(p.name for p in PHASES.values() if p.group == group and not p.parts)
+
+
+def groups_of(phases: Sequence[str]) -> list[str]:
+    """The groups to run for these phases, in measurement order."""
+    wanted = {PHASES[p].group for p in phases}
+    return [g for g in GROUP_WEIGHTS if g in wanted]
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When the protocol stops sampling a phase group."""
+
+    precision: float = 0.02  # CI half-width of the median, relative
+    min_samples: int = 5
+    max_samples: int = 1000
+    max_time: float = 60.0  # seconds of sampling per cell (first runs excluded, warm-up included)
+    confidence: float = 0.95
 
 
 class MemoryProbe(Protocol):
-    """Peak memory over a window; reset when a phase group starts, read when it ends."""
+    """Peak memory over a window; opened after warm-up, read when the group's sampling ends."""
 
     def reset(self) -> None: ...
-    def read(self) -> dict: ...
+    def read(self) -> dict[str, int]: ...
 
 
 class Sampler(Protocol):
-    """Produces raw samples in nanoseconds; the protocol decides how many and what they mean."""
+    """Runs `n` iterations of a group and returns raw ns per iteration, keyed by measured phase."""
 
-    def train(self, n: int) -> list[tuple[int, int]]: ...  # (forward_ns, backward_ns) per iteration
-    def inference(self, n: int) -> list[int]: ...
+    def sample(self, group: str, n: int) -> dict[str, list[int]]: ...
+    def finish(self, group: str) -> None: ...  # untimed: release what the group held (gradients)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One iteration of a group as a backend runs it from Python: untimed set-up, then timed phases."""
+
+    phases: tuple[tuple[str, Callable[[], None]], ...]
+    before: Callable[[], None] = lambda: None
+    finish: Callable[[], None] = lambda: None
 
 
 class PythonLoopSampler:
-    """Times a backend's steps from Python with a monotonic ns clock."""
+    """Times a backend's loops from Python with a monotonic ns clock."""
 
-    def __init__(self, steps: Steps) -> None:
-        self.steps = steps
+    def __init__(self, loops: Mapping[str, Loop], synchronize: Callable[[], None]) -> None:
+        self.loops = loops
+        self.synchronize = synchronize
 
-    def train(self, n: int) -> list[tuple[int, int]]:
-        s, clock = self.steps, time.perf_counter_ns
-        out = []
+    def sample(self, group: str, n: int) -> dict[str, list[int]]:
+        loop, sync, clock = self.loops[group], self.synchronize, time.perf_counter_ns
+        out: dict[str, list[int]] = {name: [] for name, _ in loop.phases}
         for _ in range(n):
-            s.zero_grad()  # untimed: gradients never accumulate across iterations
-            s.synchronize()
+            loop.before()  # untimed: e.g. gradients cleared so nothing accumulates
+            sync()
             t0 = clock()
-            s.forward()
-            s.synchronize()
-            t1 = clock()
-            s.backward()
-            s.synchronize()
-            t2 = clock()
-            out.append((t1 - t0, t2 - t1))
+            for name, run in loop.phases:
+                run()
+                sync()
+                t1 = clock()
+                out[name].append(t1 - t0)
+                t0 = t1
         return out
 
-    def inference(self, n: int) -> list[int]:
-        s, clock = self.steps, time.perf_counter_ns
-        out = []
-        for _ in range(n):
-            s.synchronize()
-            t0 = clock()
-            s.inference()
-            s.synchronize()
-            out.append(clock() - t0)
-        return out
+    def finish(self, group: str) -> None:
+        self.loops[group].finish()
 
+
+# --- statistics of one process's samples ----------------------------------------------------------
 
 def _lower_ranks(n_max: int, confidence: float) -> np.ndarray:
     """For every n in 0..n_max, the 1-based rank j of the lower CI bound (0: no valid interval).
@@ -121,7 +165,7 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
     return (j - 1, n - j) if j >= 1 else None
 
 
-def precise(sorted_samples: list[float], stop: StopRule) -> bool:
+def precise(sorted_samples: Sequence[float], stop: StopRule) -> bool:
     """The stopping test on an already sorted sample: cheap enough to run after every sample."""
     n = len(sorted_samples)
     ranks = median_ci_ranks(n, stop.confidence)
@@ -168,100 +212,127 @@ def summarize(samples: Sequence[float], confidence: float = 0.95) -> Summary:
     )
 
 
+# --- one process's measurement of a cell ----------------------------------------------------------
+
+# Why sampling stopped.  "too_few_samples": the budget ran out before an interval was even possible
+# (n below what a 95% interval needs); "noisy": enough samples, interval still wider than asked.
+STOP_REASONS = ("converged", "noisy", "too_few_samples", "max_samples")
+
+
 @dataclass
-class PhaseResult:
+class PhaseSamples:
+    """One phase as one worker process measured it; raw samples are the source of truth."""
+
     first_run: float  # seconds; includes compilation/autotuning, never in the statistics
     warmup: list[float]
     samples: list[float]
-    summary: Summary
-    stop_reason: str  # "converged", "max_time" or "max_samples"
-    memory: dict  # peak bytes by kind over the phase group (train phases share one window)
-
-    @property
-    def noisy(self) -> bool:
-        return self.stop_reason != "converged"
+    stop_reason: str
 
     def to_json(self) -> dict:
-        return {
-            "first_run": self.first_run,
-            "warmup": self.warmup,
-            "samples": self.samples,
-            "stats": self.summary.__dict__,
-            "stop_reason": self.stop_reason,
-            "noisy": self.noisy,
-            "memory": self.memory,
-        }
+        return {"first_run": self.first_run, "warmup": self.warmup, "samples": self.samples,
+                "stop_reason": self.stop_reason}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PhaseSamples":
+        return cls(first_run=float(data["first_run"]), warmup=[float(v) for v in data["warmup"]],
+                   samples=[float(v) for v in data["samples"]], stop_reason=str(data["stop_reason"]))
 
 
-def _rows_to_columns(rows: list[tuple[int, ...]], n_cols: int) -> list[list[float]]:
-    return [[r[i] * 1e-9 for r in rows] for i in range(n_cols)]
+@dataclass
+class Measurement:
+    """Everything one process measured of a cell: phases by name, peak memory by group."""
+
+    phases: dict[str, PhaseSamples] = field(default_factory=dict)
+    memory: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _stop_reason(cols: Mapping[str, list[float]], stop: StopRule, limit: str) -> str:
+    if all(precise(sorted(c), stop) for c in cols.values()):
+        return "converged"
+    if limit == "max_samples":
+        return "max_samples"
+    n = len(next(iter(cols.values())))
+    return "too_few_samples" if median_ci_ranks(n, stop.confidence) is None else "noisy"
+
+
+def _derive(raw: dict[str, list[int]], names: Sequence[str]) -> dict[str, list[float]]:
+    """Seconds per iteration for every phase of the group, derived ones included."""
+    out = {k: [v * 1e-9 for v in vs] for k, vs in raw.items()}
+    for name in names:
+        parts = PHASES[name].parts
+        if parts:
+            out[name] = [sum(vals) for vals in zip(*(out[p] for p in parts))]
+    return out
 
 
 def _measure_group(
-    sample: Callable[[int], list[tuple[int, ...]]],
-    names: Sequence[str],
+    sampler: Sampler,
+    group: str,
     stop: StopRule,
     gpu: bool,
-    deadline: float,
-    on_sample: Callable[[], None] | None,
+    budget: float,
+    clock: Callable[[], float],
     memory: MemoryProbe | None,
-) -> dict[str, PhaseResult]:
-    """Warm up, then sample until every phase in the group is precise or a limit is hit."""
-    k = len(names)
-    if memory:
-        memory.reset()
-    first = _rows_to_columns(sample(1), k)
-    warmup: list[list[float]] = [[] for _ in range(k)]
+    on_sample: Callable[[], None] | None,
+) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
+    """First run, warm-up, then sampling until every phase of the group is precise or a limit is hit.
+
+    The budget starts after the first run, so compilation (Inductor, XLA, Julia) never eats the
+    sampling time; the worker's timeout covers it.  Returns the phases, the group's peak memory (the
+    window opens after warm-up, so autotuning workspaces are not counted) and the seconds used.
+    """
+    names = [p.name for p in PHASES.values() if p.group == group]
+    first = _derive(sampler.sample(group, 1), names)
+    start = clock()
+    deadline = start + budget
+    warmup: dict[str, list[float]] = {n: [] for n in names}
+    lead = names[-1]  # the group's headline (total for train): settles last
     if gpu:
-        prev = first[-1][0]
+        prev = first[lead][0]
         for i in range(GPU_WARMUP_MAX):
-            cur = _rows_to_columns(sample(1), k)
-            for col, v in zip(warmup, cur):
-                col.extend(v)
-            now = cur[-1][0]
+            cur = _derive(sampler.sample(group, 1), names)
+            for n in names:
+                warmup[n].extend(cur[n])
+            now = cur[lead][0]
             settled = abs(now - prev) <= WARMUP_SETTLED * min(now, prev)
             prev = now
-            if (i + 1 >= GPU_WARMUP_MIN and settled) or time.monotonic() >= deadline:
+            if (i + 1 >= GPU_WARMUP_MIN and settled) or clock() >= deadline:
                 break
 
-    cols: list[list[float]] = [[] for _ in range(k)]
-    ordered: list[list[float]] = [[] for _ in range(k)]  # kept sorted for the stopping test
-    reason = "max_time"
+    if memory:
+        memory.reset()
+    cols: dict[str, list[float]] = {n: [] for n in names}
+    ordered: dict[str, list[float]] = {n: [] for n in names}  # kept sorted for the stopping test
+    limit = "max_time"
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collector pause inside a timed region is noise, not the framework's cost
     try:
-        while time.monotonic() < deadline:
-            n = len(cols[0])
+        while True:
+            n = len(cols[lead])
             if n >= stop.max_samples:
-                reason = "max_samples"
+                limit = "max_samples"
                 break
-            if n >= stop.min_samples and all(precise(o, stop) for o in ordered):
-                reason = "converged"
+            if n >= stop.min_samples and all(precise(o, stop) for o in ordered.values()):
                 break
-            for col, o, v in zip(cols, ordered, _rows_to_columns(sample(1), k)):
-                col.extend(v)
-                bisect.insort(o, v[0])
+            if n and clock() >= deadline:  # at least one sample, so every phase has a number
+                break
+            for name, values in _derive(sampler.sample(group, 1), names).items():
+                cols[name].extend(values)
+                bisect.insort(ordered[name], values[0])
             if on_sample:
                 on_sample()
     finally:
         if gc_was_enabled:
             gc.enable()
-    if not cols[0]:  # the deadline passed during warm-up: one sample so the phase has a number
-        for col, v in zip(cols, _rows_to_columns(sample(1), k)):
-            col.extend(v)
     peak = memory.read() if memory else {}
-    return {
-        name: PhaseResult(
-            first_run=first[i][0],
-            warmup=warmup[i],
-            samples=cols[i],
-            summary=summarize(cols[i], stop.confidence),
-            stop_reason=reason,
-            memory=peak,
-        )
-        for i, name in enumerate(names)
+    sampler.finish(group)
+    reason = _stop_reason(cols, stop, limit)
+    phases = {
+        n: PhaseSamples(first_run=first[n][0], warmup=warmup[n], samples=cols[n], stop_reason=reason)
+        for n in names
     }
+    return phases, peak, clock() - start
 
 
 def measure(
@@ -269,31 +340,26 @@ def measure(
     phases: Sequence[str],
     stop: StopRule,
     gpu: bool,
-    on_sample: Callable[[], None] | None = None,
     memory: MemoryProbe | None = None,
-) -> dict[str, PhaseResult]:
-    """Run the whole protocol for one cell and return a result per requested phase.
+    on_sample: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Measurement:
+    """Run the whole protocol for one cell in this process and return the requested phases.
 
-    The time limit is shared: the train group may use two thirds of it (its iterations cost about three
-    inference passes), and inference gets whatever is left, so one slow group cannot starve the other.
+    The time limit is shared between groups by their relative cost (`GROUP_WEIGHTS`); what one group
+    leaves unused goes to the next, so one slow group cannot starve the others.  `clock` is the clock
+    the limits are read from (tests inject a scripted one).
     """
-    start = time.monotonic()
-    results: dict[str, PhaseResult] = {}
-    if any(p in phases for p in TRAIN_PHASES):
-
-        def train(n: int) -> list[tuple[int, ...]]:
-            return [(f, b, f + b) for f, b in sampler.train(n)]
-
-        train_deadline = start + stop.max_time * (2 / 3 if "inference" in phases else 1)
-        results.update(_measure_group(train, TRAIN_PHASES, stop, gpu, train_deadline, on_sample, memory))
-    if "inference" in phases:
-
-        def infer(n: int) -> list[tuple[int, ...]]:
-            return [(t,) for t in sampler.inference(n)]
-
-        results.update(
-            _measure_group(
-                infer, INFERENCE_PHASES, stop, gpu, start + stop.max_time, on_sample, memory
-            )
-        )
-    return {p: results[p] for p in phases if p in results}
+    check_phases(phases)
+    groups = groups_of(phases)
+    remaining = stop.max_time
+    out = Measurement()
+    for i, group in enumerate(groups):
+        weights = [GROUP_WEIGHTS[g] for g in groups[i:]]
+        budget = remaining * weights[0] / sum(weights)
+        got, peak, used = _measure_group(sampler, group, stop, gpu, budget, clock, memory, on_sample)
+        remaining = max(0.0, remaining - used)
+        out.phases.update({p: r for p, r in got.items() if p in phases})
+        out.memory[group] = peak
+    out.phases = {p: out.phases[p] for p in phases}
+    return out

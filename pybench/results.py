@@ -1,4 +1,8 @@
-"""Results storage: one JSON file per invocation in a results folder, rewritten atomically per cell."""
+"""Results storage: one JSON file per invocation in a results folder, rewritten atomically per cell.
+
+The document is the machine's environment plus typed cell records (`pybench.records`), which own
+their JSON; this module owns files: naming, atomic writes, reading safely, schema versions.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pybench.errors import UserError
+from dataclasses import dataclass
 
-SCHEMA = "pybench.results"
-SCHEMA_VERSION = 1
+from pybench.errors import UserError
+from pybench.records import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed, migrate_v1
+
 DEFAULT_DIR = Path("results")
 
 
@@ -51,14 +56,10 @@ class ResultsFile:
 
     def __init__(self, path: Path, environment: dict, command: list[str]) -> None:
         self.path = Path(path)
-        self.data = {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": command,
-            "environment": environment,
-            "records": [],
-        }
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.command = command
+        self.environment = environment
+        self.records: list[CellRecord] = []
 
     @classmethod
     def create(cls, directory: Path, environment: dict, command: list[str]) -> "ResultsFile":
@@ -72,15 +73,35 @@ class ResultsFile:
             path = directory / f"{label}-{stamp}-{n}.json"
         return cls(path, environment, command)
 
-    def add(self, record: dict) -> None:
-        self.data["records"].append(record)
+    def add(self, record: CellRecord) -> None:
+        self.records.append(record)
         self.save()
 
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "command": self.command,
+            "environment": self.environment,
+            "records": [r.to_json() for r in self.records],
+        }
+
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
+        atomic_write_text(self.path, json.dumps(self.to_json(), indent=1) + "\n")
 
 
-def load(path: Path) -> dict:
+@dataclass
+class ResultsDoc:
+    """A results file as read back: oldest-first order across files comes from `created`."""
+
+    path: Path
+    created: str
+    environment: dict
+    records: list[CellRecord]
+
+
+def load(path: Path) -> ResultsDoc:
     """Load and validate a results file; anything corrupt or foreign is a UserError, never a traceback."""
     path = Path(path)
     try:
@@ -91,36 +112,27 @@ def load(path: Path) -> dict:
         raise UserError(f"{path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}): corrupt results file") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed results file: nested too deeply") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UserError(f"{path}: not a pybench results file (no '{SCHEMA}' schema tag)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UserError(f"{path}: schema version {version!r}, this pybench reads {SCHEMA_VERSION}")
-    records = data.get("records")
-    if not isinstance(data.get("environment"), dict) or not isinstance(records, list):
-        raise UserError(f"{path}: malformed results file (environment or records missing)")
-    for i, rec in enumerate(records):
-        if not _valid_record(rec):
-            raise UserError(f"{path}: malformed record #{i + 1}")
-    return data
+    try:
+        if version == 1:
+            data = migrate_v1(data)
+        elif version != SCHEMA_VERSION:
+            raise UserError(f"{path}: schema version {version!r}, this pybench reads 1 and {SCHEMA_VERSION}")
+        records = data.get("records")
+        if not isinstance(data.get("environment"), dict) or not isinstance(records, list):
+            raise Malformed("environment or records missing")
+        parsed = [CellRecord.from_json(r, f"record #{i + 1}") for i, r in enumerate(records)]
+    except Malformed as exc:
+        raise UserError(f"malformed record in {path}: {exc}") from None
+    return ResultsDoc(path=path, created=str(data.get("created", "")), environment=data["environment"],
+                      records=parsed)
 
 
-def _valid_record(rec: object) -> bool:
-    if not isinstance(rec, dict) or rec.get("status") not in ("ok", "failed"):
-        return False
-    spec = rec.get("spec")
-    if not isinstance(spec, dict) or not {"framework", "model", "device"} <= spec.keys():
-        return False
-    if rec["status"] == "failed":
-        return isinstance(rec.get("error"), str)
-    phases = rec.get("phases")
-    return isinstance(phases, dict) and all(
-        isinstance(p, dict) and isinstance(p.get("stats"), dict) and "median" in p["stats"]
-        for p in phases.values()
-    )
-
-
-def collect(paths: list[Path]) -> list[dict]:
+def collect(paths: list[Path]) -> list[ResultsDoc]:
     """Expand folders to their *.json files and load each."""
     files: list[Path] = []
     for p in map(Path, paths):

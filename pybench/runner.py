@@ -2,7 +2,12 @@
 
 A worker that crashes, is killed (the kernel's OOM killer sends SIGKILL), hangs past its timeout or
 prints garbage turns into a failed record with the reason; the matrix goes on.  Isolation also keeps
-torch and Julia out of each other's process.
+torch, JAX and Julia out of each other's process.
+
+`run_matrix` measures every cell in rounds, each round a fresh worker (pyperf's model: between-process
+variation is part of what a number means).  Rounds go round-robin over the whole matrix, and the
+frameworks of a cell run back to back in an order that alternates between rounds (A B, B A, ...), so
+drift of the machine hits every framework alike and largely cancels in their ratio.
 """
 
 from __future__ import annotations
@@ -12,11 +17,17 @@ import os
 import signal
 import subprocess
 import sys
-from pybench.backends import worker_env
-from pybench.spec import CellSpec
+from dataclasses import dataclass
+from typing import Callable
 
-# Beyond the protocol's own time limit, a worker needs time to start, build the model and (for Julia)
-# compile every phase; a cell is only declared hung after all of that.
+from pybench import efficiency
+from pybench.backends import get_framework
+from pybench.records import CellRecord, Malformed
+from pybench.results import ResultsFile
+from pybench.spec import CellKey, CellSpec
+
+# Beyond the protocol's own time limit, a worker needs time to start, build the model and compile
+# every phase (Julia, XLA, Inductor); a cell is only declared hung after all of that.
 STARTUP_ALLOWANCE_S = 600.0
 STDERR_TAIL_LINES = 20
 
@@ -25,15 +36,9 @@ def default_timeout(spec: CellSpec) -> float:
     return spec.stop.max_time * 1.5 + STARTUP_ALLOWANCE_S
 
 
-def failed_record(spec: CellSpec, reason: str, stderr: str = "") -> dict:
-    return {
-        "spec": spec.to_json(),
-        "cell": spec.cell_id,
-        "framework": spec.framework,
-        "status": "failed",
-        "error": reason,
-        "stderr_tail": stderr.splitlines()[-STDERR_TAIL_LINES:],
-    }
+def failed_record(spec: CellSpec, reason: str, stderr: str = "", status: str = "failed") -> CellRecord:
+    return CellRecord(spec=spec, status=status, title=get_framework(spec.framework).title, error=reason,
+                      stderr_tail=stderr.splitlines()[-STDERR_TAIL_LINES:])
 
 
 def _exit_reason(code: int, stderr: str) -> str:
@@ -45,15 +50,15 @@ def _exit_reason(code: int, stderr: str) -> str:
     return f"worker exited with code {code}" + (f": {last.strip()}" if last else "")
 
 
-def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | None = None) -> dict:
-    """Run one cell in a fresh worker process and return its record, failed or not.
+def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | None = None) -> CellRecord:
+    """Run one round of a cell in a fresh worker process and return its record, failed or not.
 
     `command` replaces the worker command line (a launcher such as `taskset -c 0-3 python -m
     pybench.worker`); it must read the spec on stdin and print the record on stdout.
     """
     timeout = default_timeout(spec) if timeout is None else timeout
     cmd = command or [sys.executable, "-m", "pybench.worker"]
-    env = {**os.environ, **worker_env(spec)}
+    env = {**os.environ, **get_framework(spec.framework).worker_env(spec)}
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,
@@ -76,11 +81,11 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     if proc.returncode != 0:
         return failed_record(spec, _exit_reason(proc.returncode, err), err)
     try:
-        record = json.loads(out.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
+        record = CellRecord.from_json(json.loads(out.strip().splitlines()[-1]), "worker record")
+    except (json.JSONDecodeError, IndexError, Malformed):
         return failed_record(spec, "worker returned no valid JSON record", err)
-    if record.get("status") != "ok":
-        record.setdefault("stderr_tail", err.splitlines()[-STDERR_TAIL_LINES:])
+    if not record.ok:
+        record.stderr_tail = err.splitlines()[-STDERR_TAIL_LINES:]
     return record
 
 
@@ -89,3 +94,85 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+@dataclass
+class MatrixEvents:
+    """What the CLI shows while a matrix runs (progress bar, failures); all optional."""
+
+    started: Callable[[CellSpec, int], None] = lambda spec, round_no: None
+    finished: Callable[[CellRecord, int], None] = lambda record, round_no: None
+
+
+def _precise(record: CellRecord) -> bool:
+    """Whether every phase's interval (between rounds) is already within the asked precision."""
+    stop = record.spec.stop
+    for phase in record.phase_names:
+        e = record.estimate(phase)
+        if e.ci_low is None or e.ci_high is None or (e.ci_high - e.ci_low) / 2 > stop.precision * e.value:
+            return False
+    return True
+
+
+def run_matrix(
+    specs: list[CellSpec],
+    store: ResultsFile,
+    rounds: int = 1,
+    min_rounds: int = 2,
+    timeout: float | None = None,
+    peak_gflops: float | None = None,
+    events: MatrixEvents | None = None,
+) -> list[CellRecord]:
+    """Measure every cell in `rounds` rounds, saving after every worker, and return the records.
+
+    Cells a framework cannot run (unavailable, option unsupported) become skipped records, never
+    attempted.  A cell stops early once `min_rounds` rounds agree within the asked precision for every
+    framework; a cell whose round fails keeps the rounds it has and a warning.
+    """
+    events = events or MatrixEvents()
+    records: dict[CellSpec, CellRecord] = {}
+    cells: dict[CellKey, list[CellSpec]] = {}
+    for spec in specs:
+        framework = get_framework(spec.framework)
+        status = framework.availability()
+        reason = (f"{framework.name} unavailable: {status.reason}" if not status.ok
+                  else framework.unsupported(spec))
+        if reason:
+            records[spec] = failed_record(spec, reason, status="skipped")
+            store.add(records[spec])
+        else:
+            cells.setdefault(spec.key.cell, []).append(spec)
+
+    done: set[CellKey] = set()
+    for round_no in range(1, rounds + 1):
+        for cell, members in cells.items():
+            if cell in done:
+                continue
+            order = members if round_no % 2 else members[::-1]  # ABBA: drift hits all alike
+            for spec in order:
+                if spec in records and not records[spec].ok:
+                    continue  # failed in an earlier round: its error stands
+                events.started(spec, round_no)
+                record = run_cell(spec, timeout)
+                _keep(records, spec, record, round_no, store, peak_gflops)
+                events.finished(records[spec], round_no)
+            measured = [records[s] for s in members if records[s].ok]
+            if round_no >= min_rounds and measured and all(_precise(r) for r in measured):
+                done.add(cell)
+    return [records[s] for s in specs]
+
+
+def _keep(records: dict[CellSpec, CellRecord], spec: CellSpec, record: CellRecord, round_no: int,
+          store: ResultsFile, peak_gflops: float | None) -> None:
+    """Save first; derived figures afterwards are best effort, never a lost cell."""
+    first = records.get(spec)
+    if first is None:
+        records[spec] = record
+        store.add(record)
+        if record.ok:
+            efficiency.annotate(record, peak_gflops)
+    elif record.ok:
+        first.add_round(record)
+    else:
+        first.warnings.append(f"round {round_no} failed: {record.error}")
+    store.save()

@@ -1,12 +1,14 @@
-"""What one cell is: the unit the runner hands to a worker process as JSON."""
+"""What one cell is: the unit the runner hands to a worker process as JSON, and the one identity
+(`CellKey`) that reports, diff and plots use to decide which measurements are the same cell."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from pybench.errors import UserError
-from pybench.workloads import PHASES, get_workload
+from pybench.protocol import StopRule, check_phases
+from pybench.workloads import get_workload
 
 
 def available_cores() -> int:
@@ -20,20 +22,42 @@ def available_cores() -> int:
 DTYPES = ("fp32", "bf16", "fp16")
 
 
-def cuda_index(device: str) -> int:
-    """The N of a resolved 'cuda:N' device; -1 for the CPU."""
-    return int(device.split(":")[1]) if device.startswith("cuda:") else -1
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """Everything that changes a measurement.  Records that differ in any field are never merged or
+    paired; `cell` drops the framework and its framework-specific options, giving the rows that a
+    table puts side by side."""
 
+    model: str
+    device_kind: str  # "cpu" or "cuda"
+    device_name: str  # CPU model or GPU name: runs on different machines never mix
+    label: str  # the machine's name (--label)
+    batch_size: int
+    image_size: int
+    dtype: str
+    threads: int
+    tf32: bool
+    framework: str = ""
+    channels_last: bool = False
+    compile: bool = False
 
-@dataclass(frozen=True)
-class StopRule:
-    """When the protocol stops sampling a phase."""
+    @property
+    def cell(self) -> "CellKey":
+        return replace(self, framework="", channels_last=False, compile=False)
 
-    precision: float = 0.02  # CI half-width of the median, relative
-    min_samples: int = 5
-    max_samples: int = 1000
-    max_time: float = 60.0  # seconds of sampling per cell, warm-up included
-    confidence: float = 0.95
+    @property
+    def variant(self) -> str:
+        """What makes this row not a plain fp32 row; '' for the plain one."""
+        tags = [] if self.dtype == "fp32" else [self.dtype]
+        tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
+        return ", ".join(tags)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CellKey":
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -43,55 +67,65 @@ class CellSpec:
     device: str  # "cpu" or "cuda:N", already resolved
     batch_size: int
     image_size: int
-    dtype: str = "fp32"  # fp32, or bf16/fp16 (PyTorch: autocast; Flux: Float16 where supported)
-    channels_last: bool = False  # PyTorch only
-    compile: bool = False  # PyTorch only: torch.compile
+    device_name: str = "CPU"  # what the device is, for the cell's identity
+    label: str = "local"  # the machine's name
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
     threads: int = field(default_factory=available_cores)
     tf32: bool = False
     seed: int = 0
     stop: StopRule = field(default_factory=StopRule)
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = ()  # default: the workload's phases
+    gpu_uuid: str | None = None  # the GPU a worker is pinned to
 
     def __post_init__(self) -> None:
+        workload = get_workload(self.model)
+        if not self.phases:
+            object.__setattr__(self, "phases", workload.phases)
+        check_phases(self.phases)
         if self.batch_size <= 0:
             raise UserError(f"batch size must be positive, got {self.batch_size}")
         if self.image_size <= 0:
             raise UserError(f"image size must be positive, got {self.image_size}")
-        smallest = get_workload(self.model).min_image_size
-        if self.image_size < smallest:
+        if self.image_size < workload.min_image_size:
             raise UserError(
                 f"image size {self.image_size} is too small for {self.model}: "
-                f"its five stride-2 stages need at least {smallest}"
+                f"its five stride-2 stages need at least {workload.min_image_size}"
             )
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         if self.threads <= 0:
             raise UserError(f"threads must be positive, got {self.threads}")
-
-    @property
-    def variant(self) -> str:
-        """Everything that makes this row not a plain fp32 row; '' for the plain one."""
-        tags = [] if self.dtype == "fp32" else [self.dtype]
-        tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
-        return ", ".join(tags)
-
-    @property
-    def cell_id(self) -> str:
-        """Key that matches the same cell across frameworks and runs."""
-        base = f"{self.model}/{self.device_kind}/b{self.batch_size}/{self.image_size}px"
-        return f"{base}/{self.variant.replace(', ', '+')}" if self.variant else base
+        if self.seed < 0:
+            raise UserError(f"seed must be 0 or more, got {self.seed}")
 
     @property
     def device_kind(self) -> str:
         return "cuda" if self.device.startswith("cuda") else "cpu"
 
+    @property
+    def cuda_index(self) -> int:
+        """The N of 'cuda:N'; -1 for the CPU."""
+        return int(self.device.split(":")[1]) if self.device.startswith("cuda:") else -1
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(
+            model=self.model, device_kind=self.device_kind, device_name=self.device_name,
+            label=self.label, batch_size=self.batch_size, image_size=self.image_size,
+            dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
+            channels_last=self.channels_last, compile=self.compile,
+        )
+
     def to_json(self) -> dict:
-        return {**asdict(self), "variant": self.variant}
+        data = asdict(self)
+        data["phases"] = list(self.phases)
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "CellSpec":
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["stop"] = StopRule(**kwargs.get("stop", {}))
-        kwargs["phases"] = tuple(kwargs.get("phases", cls.phases))
+        kwargs = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        kwargs["stop"] = StopRule(**data["stop"])
+        kwargs["phases"] = tuple(data["phases"])
         return cls(**kwargs)

@@ -1,9 +1,9 @@
-"""Worker process: runs exactly one cell and answers with one JSON record.
+"""Worker process: measures exactly one round of one cell and answers with one JSON record.
 
     python -m pybench.worker < spec.json > record.json
 
-Only the framework named in the spec is imported here (the Flux worker never imports torch).  Anything
-a framework prints goes to stderr: stdout carries the record alone.
+Only the framework named in the spec is imported here (the Flux and JAX workers never import torch).
+Anything a framework prints goes to stderr: stdout carries the record alone.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ import sys
 import time
 import traceback
 
-from pybench.backends import load_backend
+from pybench.backends import get_framework
 from pybench.backends.base import Backend
 from pybench.environment import gpu_memory_used
 from pybench.protocol import measure
-from pybench.spec import CellSpec, cuda_index
+from pybench.records import CellRecord, Round
+from pybench.spec import CellSpec
 
 
 class ProcessMemory:
     """Peak resident memory of this worker (Linux VmHWM, reset through clear_refs) plus the
     backend's device figures."""
 
-    def __init__(self, backend: Backend, device: str) -> None:
+    def __init__(self, backend: Backend, gpu_uuid: str | None) -> None:
         self.backend = backend
-        self.gpu_index = cuda_index(device)
+        self.gpu_uuid = gpu_uuid
 
     def reset(self) -> None:
         try:
@@ -37,10 +38,12 @@ class ProcessMemory:
             pass
         self.backend.reset_peak_memory()
 
-    def read(self) -> dict:
+    def read(self) -> dict[str, int]:
         out = dict(self.backend.peak_memory())
-        if self.gpu_index >= 0:
-            out["nvml_used"] = gpu_memory_used(self.gpu_index)
+        if self.gpu_uuid:
+            used = gpu_memory_used(self.gpu_uuid)
+            if used is not None:  # device-wide, every process, at the end of the window: not a peak
+                out["nvml_device_used_snapshot"] = used
         try:
             with open("/proc/self/status") as f:
                 for line in f:
@@ -51,34 +54,46 @@ class ProcessMemory:
         return out
 
 
+def pin_cores(threads: int) -> list[int] | None:
+    """Run on exactly `threads` of the cores this process may use, so every framework's pools (XLA's,
+    PyTorch's, Julia's) see the same machine; None where affinity cannot be set."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))[:threads]
+        os.sched_setaffinity(0, cores)
+        return cores
+    except (AttributeError, OSError):
+        return None
+
+
 def one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def run_cell(spec: CellSpec) -> dict:
-    """Prepare, measure and describe one cell; an exception becomes a failed record."""
+def run_round(spec: CellSpec) -> CellRecord:
+    """Prepare, measure and describe one round of a cell; an exception becomes a failed record."""
     started = time.time()
-    record: dict = {"spec": spec.to_json(), "cell": spec.cell_id, "framework": spec.framework}
+    framework = get_framework(spec.framework)
+    record = CellRecord(spec=spec, status="failed", title=framework.title)
+    cores = pin_cores(spec.threads)
     try:
-        backend = load_backend(spec.framework)(spec)
-        record["workload"] = backend.prepare()
-        record["framework_env"] = backend.environment()
-        results = measure(
+        backend = framework.load_backend()(spec)
+        record.workload = backend.prepare()
+        record.title = f"{framework.title} {backend.version()}"
+        measurement = measure(
             backend.sampler(),
             spec.phases,
             spec.stop,
             gpu=spec.device_kind == "cuda",
-            memory=ProcessMemory(backend, spec.device),
+            memory=ProcessMemory(backend, spec.gpu_uuid),
         )
-        record["phases"] = {p: r.to_json() for p, r in results.items()}
-        record["noisy"] = any(r.noisy for r in results.values())
-        record["status"] = "ok"
+        record.framework_env = {**backend.environment(), "cores": cores}
+        record.rounds = [Round.of(measurement)]
+        record.status = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
         traceback.print_exc()  # full detail on stderr for the curious; the record keeps one line
-        record["status"] = "failed"
-        record["error"] = one_line(exc)
-    record["wall_time"] = time.time() - started
+        record.error = one_line(exc)
+    record.wall_time = time.time() - started
     return record
 
 
@@ -86,8 +101,8 @@ def main() -> None:
     record_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # frameworks' chatter (Julia's included) goes to stderr
     spec = CellSpec.from_json(json.load(sys.stdin))
-    record = run_cell(spec)
-    record_out.write(json.dumps(record) + "\n")
+    record = run_round(spec)
+    record_out.write(json.dumps(record.to_json()) + "\n")
     record_out.flush()
     sys.stderr.flush()
     # The record is out: skip interpreter teardown, where an embedded runtime's exit hooks (Julia's

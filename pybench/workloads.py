@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pybench.errors import UserError
+from pybench.protocol import LAYER_PHASES, MODEL_PHASES
 
-PHASES = ("forward", "backward", "total", "inference")
 NUM_CLASSES = 1000
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_BATCH = 8
@@ -35,8 +35,8 @@ class Workload:
 
     @property
     def phases(self) -> tuple[str, ...]:
-        # A lone layer has no train/eval distinction worth a column; the seed's layer table has none.
-        return PHASES[:3] if self.is_layer else PHASES
+        # A lone layer has no train/eval distinction worth a column and no loss to train on.
+        return LAYER_PHASES if self.is_layer else MODEL_PHASES
 
     def default_batch(self, device: str) -> int:
         if self.is_layer:

@@ -1,65 +1,28 @@
-"""Framework backends, looked up by name without importing any framework in the orchestrator."""
+"""The frameworks pybench can drive, each described by its own subpackage without importing it."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from dataclasses import dataclass
-
+from pybench.backends import flux, pytorch
+from pybench.backends.base import Framework
 from pybench.errors import UserError
 
-
-@dataclass(frozen=True)
-class Availability:
-    ok: bool
-    reason: str = ""  # one line: why not, and what fixes it
+# Table order: PyTorch first, as the seed lists it; ratios are taken against the first.
+FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in (pytorch.FRAMEWORK, flux.FRAMEWORK)}
 
 
-# name -> "module:Class"; imported only inside the worker that runs the framework.
-BACKENDS = {
-    "pytorch": "pybench.backends.pytorch:PyTorchBackend",
-    "flux": "pybench.backends.flux:FluxBackend",
-}
+def get_framework(name: str) -> Framework:
+    try:
+        return FRAMEWORKS[name]
+    except KeyError:
+        raise UserError(f"unknown framework {name!r}; valid: {', '.join(FRAMEWORKS)}, all") from None
 
 
-def check_framework(name: str) -> None:
-    if name not in BACKENDS:
-        raise UserError(f"unknown framework {name!r}; valid: {', '.join(BACKENDS)}")
-
-
-def resolve_frameworks(names: list[str] | None) -> list[str]:
+def resolve_frameworks(names: list[str] | None) -> list[Framework]:
     if not names or "all" in names:
-        return list(BACKENDS)
-    for n in names:
-        check_framework(n)
-    return list(dict.fromkeys(names))
+        return list(FRAMEWORKS.values())
+    return [get_framework(n) for n in dict.fromkeys(names)]
 
 
-def load_backend(name: str) -> type:
-    check_framework(name)
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def availability(name: str) -> Availability:
-    """Cheap check from the orchestrator: nothing heavy is imported or started."""
-    check_framework(name)
-    if name == "pytorch":
-        missing = [m for m in ("torch", "torchvision") if importlib.util.find_spec(m) is None]
-        if missing:
-            return Availability(False, f"{' and '.join(missing)} not installed: pip install -e .")
-        return Availability(True)
-    from pybench.julia_env import flux_availability
-
-    return flux_availability()
-
-
-def worker_env(spec) -> dict[str, str]:
-    """Environment variables for a worker, set before the framework loads: thread pools read them once."""
-    n = str(spec.threads)
-    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
-    if spec.framework == "flux":
-        from pybench.julia_env import juliacall_env
-
-        env.update(juliacall_env(spec.threads))
-    return env
+def title_of(name: str) -> str:
+    """Display title of a framework named in a results file, known to this pybench or not."""
+    return FRAMEWORKS[name].title if name in FRAMEWORKS else name

@@ -1,71 +1,142 @@
-"""The one small interface every framework backend implements."""
+"""The two small interfaces behind which every framework lives.
+
+`Framework` is what the orchestrator knows without importing the framework: name, display title,
+availability, supported options, worker environment, versions, parity.  `Backend` runs inside the
+worker: it prepares one workload on one device and hands the protocol a sampler for its phase groups.
+Nothing outside `pybench/backends/` branches on a framework's name.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from pybench.protocol import PythonLoopSampler, Sampler
+from pybench.protocol import Sampler
+from pybench.records import WorkloadFacts
 from pybench.spec import CellSpec
-from pybench.workloads import get_workload
+from pybench.workloads import NUM_CLASSES, get_workload
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""  # one line: why not, and what fixes it
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a framework's rows can be asked for; anything else is a row saying why not."""
+
+    dtypes: dict[str, tuple[str, ...]]  # device kind -> dtypes it computes in
+    channels_last: bool = False
+    compile: bool = False
 
 
 def make_input(spec: CellSpec) -> np.ndarray:
     """The seeded Float32 batch (NCHW, or N x features for a dense layer); every backend builds it
-    from the same seed, so inputs match."""
+    from the same seed, so inputs match (a backend that wants NHWC transposes it, untimed)."""
     rng = np.random.default_rng(spec.seed)
     shape = get_workload(spec.model).input_shape(spec.batch_size, spec.image_size)
     return rng.standard_normal(shape, dtype=np.float32)
 
 
+def make_labels(spec: CellSpec) -> np.ndarray:
+    """The seeded class labels (0-based) the training step's cross-entropy uses, on every side."""
+    return np.random.default_rng(spec.seed + 1).integers(0, NUM_CLASSES, spec.batch_size)
+
+
+# The training step as users train: SGD with momentum, the same on every side.
+SGD_LR = 0.01
+SGD_MOMENTUM = 0.9
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 class Backend(ABC):
-    """Prepares one workload on one device and runs single, untimed iterations of its phases.
-
-    Timing, warm-up and stopping belong to `pybench.protocol`; a backend never reads a clock for the
-    statistics, except through a `sampler()` that replaces the Python loop (Flux samples in Julia).
-    """
-
-    name: str
+    """Prepares one workload on one device; timing, warm-up and stopping belong to the protocol."""
 
     def __init__(self, spec: CellSpec) -> None:
         self.spec = spec
 
     @abstractmethod
-    def prepare(self) -> dict:
-        """Build model, input and output gradient on the device; return facts about the workload
-        (at least `params`, the parameter count)."""
+    def prepare(self) -> WorkloadFacts:
+        """Build model, inputs, labels and output gradient on the device (untimed)."""
 
     @abstractmethod
-    def zero_grad(self) -> None:
-        """Clear gradients (untimed, before every train iteration)."""
-
-    @abstractmethod
-    def forward(self) -> None:
-        """Train mode, autograd recording: one forward pass of the batch."""
-
-    @abstractmethod
-    def backward(self) -> None:
-        """The backward pass of the preceding forward, seeded with an all-ones output gradient."""
-
-    @abstractmethod
-    def inference(self) -> None:
-        """Eval mode, no autograd: one forward pass."""
-
-    @abstractmethod
-    def synchronize(self) -> None:
-        """Wait until all queued device work has finished."""
-
-    @abstractmethod
-    def environment(self) -> dict:
-        """Framework versions and settings as this worker actually runs them."""
-
     def sampler(self) -> Sampler:
-        return PythonLoopSampler(self)
+        """The phase groups of this workload, runnable by the protocol."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """The framework's version as this worker imported it."""
+
+    @abstractmethod
+    def environment(self) -> dict[str, Any]:
+        """Versions and settings as this worker actually runs them (threads, precision, device)."""
 
     def reset_peak_memory(self) -> None:
-        """Start a fresh peak-memory window (per phase group)."""
+        """Start a fresh device peak-memory window (per phase group, after warm-up)."""
 
-    def peak_memory(self) -> dict:
-        """Peak memory since the last reset, in bytes, by kind."""
+    def peak_memory(self) -> dict[str, int]:
+        """Device peak memory since the last reset, in bytes, by kind."""
         return {}
+
+
+class Framework(ABC):
+    """A framework as the orchestrator sees it: cheap to import, never imports the framework."""
+
+    name: str  # as typed on the command line
+    title: str  # as tables show it
+    backend: str  # "module:Class" of its Backend, imported only inside its worker
+    options: Options
+    packages: tuple[str, ...]  # whose versions describe it
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Whether a worker could run it here, checked without starting anything heavy."""
+
+    def worker_env(self, spec: CellSpec) -> dict[str, str]:
+        """Environment for the worker, set before the framework loads (thread pools read it once)."""
+        n = str(spec.threads)
+        return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+
+    def unsupported(self, spec: CellSpec) -> str | None:
+        """Why this framework cannot run the cell as asked, or None."""
+        dtypes = self.options.dtypes.get(spec.device_kind, ())
+        if spec.dtype not in dtypes:
+            where = "a GPU" if spec.device_kind == "cuda" else "the CPU"
+            return f"{self.title} does not run {spec.dtype} on {where} (supported: {', '.join(dtypes) or 'none'})"
+        if spec.channels_last and not self.options.channels_last:
+            return f"--channels-last is not a {self.title} option"
+        if spec.compile and not self.options.compile:
+            return f"--compile is not a {self.title} option"
+        return None
+
+    def versions(self) -> dict[str, str | None]:
+        return {p: package_version(p) for p in self.packages}
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for `pybench env`/`list` (may start the framework in a subprocess)."""
+        return {"versions": self.versions()}
+
+    def parity(self, model: str, image_size: int, batch: int, device: str) -> dict[str, Any]:
+        """Copy the PyTorch weights into this framework's model and compare eval outputs."""
+        raise NotImplementedError(f"{self.title} is the reference: parity compares the others to it")
+
+    @property
+    def has_parity(self) -> bool:
+        return type(self).parity is not Framework.parity
+
+    def load_backend(self) -> type[Backend]:
+        module, cls = self.backend.split(":")
+        return getattr(importlib.import_module(module), cls)

@@ -36,9 +36,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pybench.backends import Availability
+from pybench.backends.base import Availability
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository: pybench/backends/flux/ is three down
 PROJECT = ROOT  # holds Project.toml (tracked) and Manifest.toml (written by setup-julia)
 JULIA_DIR = ROOT / "julia"
 JULIA_COMPAT = "^1.10.3"  # juliacall 0.9.37's own requirement
@@ -223,5 +223,5 @@ def describe() -> dict:
     }
 
 
-if __name__ == "__main__":  # python -m pybench.julia_env: print the availability check
+if __name__ == "__main__":  # python -m pybench.backends.flux.julia_env: print the availability check
     print(json.dumps({**describe(), "available": flux_availability().__dict__}, indent=2))

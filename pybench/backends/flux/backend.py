@@ -1,4 +1,4 @@
-"""Flux backend: Metalhead models, Zygote pullbacks, CUDA.jl; Julia runs in-process via juliacall.
+"""Flux backend: Metalhead models, Zygote pullbacks, Optimisers, CUDA.jl; Julia runs in-process via juliacall.
 
 Importing this module imports neither torch nor juliacall: Julia starts in `prepare`.  The Julia
 half is `julia/PyBench.jl`; `JULIA_API` lists every function called from here (name -> arity), and
@@ -10,26 +10,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pybench.backends.base import Backend, make_input
-from pybench.convert import architecture_note, to_julia_layout
-from pybench.julia_env import JULIA_DIR, juliacall_env
+from pybench.backends.base import Backend, make_input, make_labels
+from pybench.backends.flux.convert import architecture_note, to_julia_layout
+from pybench.backends.flux.julia_env import JULIA_DIR, juliacall_env
 from pybench.protocol import Sampler
-from pybench.spec import cuda_index
+from pybench.records import WorkloadFacts
 from pybench.workloads import Workload, get_workload
 
 JULIA_API: dict[str, int] = {
-    "configure": 2,
+    "configure": 3,
     "build_model": 5,
     "build_layer": 6,
     "param_count": 1,
-    "prepare": 5,
-    "zero_grad": 1,
-    "forward": 1,
-    "backward": 1,
-    "inference": 1,
-    "device_sync": 1,
-    "sample_train": 2,
-    "sample_inference": 2,
+    "prepare": 6,
+    "sample": 3,
+    "finish": 2,
+    "version": 0,
     "environment": 1,
     "memory_reset": 1,
     "memory_peak": 1,
@@ -70,7 +66,7 @@ def start_julia(threads: int, device_index: int = -1, tf32: bool = False) -> Jul
 
     jl.include(str(JULIA_DIR / "PyBench.jl"))
     api = JuliaAPI(jl.PyBench)
-    api.configure(threads, device_index)  # raises a one-line error when CUDA is asked for but not functional
+    api.configure(threads, device_index, tf32)  # raises a one-line error when CUDA is asked for but not functional
     return api
 
 
@@ -87,56 +83,43 @@ def to_python(value: Any) -> Any:
 
 
 class JuliaLoopSampler:
-    """protocol.Sampler whose clock runs inside Julia (PyBench.sample_train/sample_inference), so
-    the juliacall call overhead never enters a sample."""
+    """protocol.Sampler whose clock runs inside Julia (PyBench.sample), so the juliacall call
+    overhead never enters a sample."""
 
     def __init__(self, api: JuliaAPI, bench: Any) -> None:
         self.api = api
         self.bench = bench
 
-    def train(self, n: int) -> list[tuple[int, int]]:
-        ns = [int(t) for t in self.api.sample_train(self.bench, n)]
-        return list(zip(ns[0::2], ns[1::2]))
+    def sample(self, group: str, n: int) -> dict[str, list[int]]:
+        columns = self.api.sample(self.bench, group, n)  # Dict{String,Vector{Int64}}: phase -> ns
+        return {str(phase): [int(t) for t in ns] for phase, ns in columns.items()}
 
-    def inference(self, n: int) -> list[int]:
-        return [int(t) for t in self.api.sample_inference(self.bench, n)]
+    def finish(self, group: str) -> None:
+        self.api.finish(self.bench, group)
 
 
 class FluxBackend(Backend):
-    name = "flux"
-
-    def prepare(self) -> dict:
+    def prepare(self) -> WorkloadFacts:
         spec = self.spec
-        if spec.channels_last or spec.compile:
-            raise ValueError("channels-last and torch.compile are PyTorch-only settings")
         w = get_workload(spec.model)
         self.cuda = spec.device_kind == "cuda"
-        self.api = start_julia(spec.threads, cuda_index(spec.device), spec.tf32)
+        # The runner pins the worker to its GPU: it is Julia's device 0.
+        self.api = start_julia(spec.threads, 0 if self.cuda else -1, spec.tf32)
         model = build(self.api, w, spec.image_size, spec.seed)
         params = int(self.api.param_count(model))
-        # Same seeded batch as PyTorch's; copied into Julia (and to the device) once, here.
+        # Same seeded batch and labels as every other framework; copied into Julia (and to the
+        # device) once, here.
         x = to_julia_layout(make_input(spec))
-        self.bench = self.api.prepare(model, x, spec.dtype, self.cuda, w.is_layer)
-        facts: dict = {"params": params}
+        labels = None if w.is_layer else make_labels(spec)
+        self.bench = self.api.prepare(model, x, labels, spec.dtype, self.cuda, w.is_layer)
         note = None if w.is_layer else architecture_note(spec.model, spec.image_size)
-        if note:
-            facts["architecture_note"] = note
-        return facts
+        return WorkloadFacts(params=params, notes=[note] if note else [])
 
-    def zero_grad(self) -> None:
-        self.api.zero_grad(self.bench)
+    def sampler(self) -> Sampler:
+        return JuliaLoopSampler(self.api, self.bench)
 
-    def forward(self) -> None:
-        self.api.forward(self.bench)
-
-    def backward(self) -> None:
-        self.api.backward(self.bench)
-
-    def inference(self) -> None:
-        self.api.inference(self.bench)
-
-    def synchronize(self) -> None:
-        self.api.device_sync(self.bench)
+    def version(self) -> str:
+        return str(self.api.version())
 
     def environment(self) -> dict:
         env = {str(k): to_python(v) for k, v in self.api.environment(self.bench).items()}
@@ -145,9 +128,6 @@ class FluxBackend(Backend):
             env["tf32"] = self.spec.tf32
             env["nvidia_tf32_override"] = os.environ.get("NVIDIA_TF32_OVERRIDE")
         return env
-
-    def sampler(self) -> Sampler:
-        return JuliaLoopSampler(self.api, self.bench)
 
     def reset_peak_memory(self) -> None:
         self.api.memory_reset(self.bench)

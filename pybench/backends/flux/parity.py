@@ -2,10 +2,10 @@
 
 Two worker processes, so torch and Julia never share one:
 
-    python -m pybench.parity torch MODEL IMAGE_SIZE BATCH DEVICE OUT.npz
+    python -m pybench.backends.flux.parity torch MODEL IMAGE_SIZE BATCH DEVICE OUT.npz
         seeded torchvision model (with non-trivial BatchNorm statistics), its weights converted to
-        Flux layout (pybench.convert), the input and its eval-mode output
-    python -m pybench.parity flux MODEL IMAGE_SIZE DEVICE IN.npz OUT.json
+        Flux layout (convert.py), the input and its eval-mode output
+    python -m pybench.backends.flux.parity flux MODEL IMAGE_SIZE DEVICE IN.npz OUT.json
         loads those weights into the Metalhead model (never importing torch) and compares outputs
 """
 
@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.convert import architecture_note, flux_params, to_julia_layout
+from pybench.backends.flux.convert import architecture_note, flux_params, to_julia_layout
 from pybench.errors import UserError
-from pybench.spec import cuda_index
 from pybench.workloads import get_workload
 
 # Max |flux - torch| relative to max |torch|: fp32, different convolution algorithms and
@@ -36,7 +35,7 @@ def export_torch(model: str, image_size: int, batch_size: int, device: str, path
     import torch
 
     from pybench.backends.base import make_input
-    from pybench.backends.pytorch import build_module
+    from pybench.backends.pytorch.backend import build_module
     from pybench.spec import CellSpec
 
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides
@@ -84,11 +83,11 @@ def export_torch(model: str, image_size: int, batch_size: int, device: str, path
 
 def compare_flux(model: str, image_size: int, device: str, npz: Path) -> dict:
     """The Flux half (never imports torch)."""
-    from pybench.backends.flux import build, start_julia
+    from pybench.backends.flux.backend import build, start_julia
     from pybench.spec import available_cores
 
     data = np.load(npz)
-    api = start_julia(available_cores(), cuda_index(device), tf32=False)
+    api = start_julia(available_cores(), int(device.split(":")[1]) if ":" in device else -1, tf32=False)
     net = build(api, get_workload(model), image_size, 0)
     slots = api.param_slots(net)
     n = int(data["n"])
@@ -120,7 +119,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 
 def run_parity(model: str, image_size: int, batch_size: int, device: str) -> dict:
     """Same weights, same input, eval mode: max absolute and relative output difference."""
-    from pybench.julia_env import flux_availability, juliacall_env
+    from pybench.backends.flux.julia_env import flux_availability, juliacall_env
     from pybench.spec import available_cores
 
     w = get_workload(model)
@@ -132,7 +131,7 @@ def run_parity(model: str, image_size: int, batch_size: int, device: str) -> dic
     result: dict = {"model": model, "device": device, "image_size": image_size, "batch_size": batch_size}
     with tempfile.TemporaryDirectory(prefix="pybench-parity-") as tmp:
         npz, out = Path(tmp) / "torch.npz", Path(tmp) / "flux.json"
-        base = [sys.executable, "-m", "pybench.parity"]
+        base = [sys.executable, "-m", "pybench.backends.flux.parity"]
         try:
             _run(base + ["torch", model, str(image_size), str(batch_size), device, str(npz)], dict(os.environ))
             flux_env = {**os.environ, **juliacall_env(available_cores())}
@@ -153,7 +152,7 @@ def main(argv: list[str]) -> int:
         model, size, device, npz, out = argv[1:]
         Path(out).write_text(json.dumps(compare_flux(model, int(size), device, Path(npz))))
     else:
-        raise SystemExit(f"usage: python -m pybench.parity torch|flux ...; got {argv[0]!r}")
+        raise SystemExit(f"usage: python -m pybench.backends.flux.parity torch|flux ...; got {argv[0]!r}")
     return 0
 
 

@@ -1,0 +1,179 @@
+"""PyTorch backend: torchvision models, autograd, torch.optim, CUDA through torch.cuda."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torchvision
+
+from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels
+from pybench.protocol import Loop, PythonLoopSampler, Sampler
+from pybench.records import WorkloadFacts
+from pybench.workloads import NUM_CLASSES, get_workload
+
+
+def build_module(name: str) -> torch.nn.Module:
+    """The torch module of a workload: a torchvision model or one layer of the per-layer suite."""
+    w = get_workload(name)
+    if not w.is_layer:
+        return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
+    cin, cout = w.channels
+    pad = w.kernel // 2
+    return {
+        "conv": lambda: torch.nn.Conv2d(cin, cout, w.kernel, stride=w.stride, padding=pad),
+        "maxpool": lambda: torch.nn.MaxPool2d(w.kernel, stride=w.stride, padding=pad),
+        # Flux's MeanPool divides by the full window, padding included: count_include_pad=True.
+        "meanpool": lambda: torch.nn.AvgPool2d(w.kernel, stride=w.stride, padding=pad),
+        "batchnorm": lambda: torch.nn.BatchNorm2d(cin),
+        "dense": lambda: torch.nn.Linear(cin, cout),
+    }[w.family]()
+
+
+def count_params(model: str) -> int:
+    """Parameter count without allocating weights (meta device)."""
+    with torch.device("meta"):
+        m = build_module(model)
+    return sum(p.numel() for p in m.parameters())
+
+
+def set_tf32(enabled: bool) -> dict[str, Any]:
+    """TF32 for matmuls and cuDNN convolutions, set explicitly either way; returns what was set.
+
+    torch >= 2.9 has the `fp32_precision` API and deprecates the `allow_tf32` flags (mixing the two
+    raises), so the old flags are only used where the new API does not exist.
+    """
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        mode = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = mode
+        torch.backends.cudnn.conv.fp32_precision = mode
+        return {"matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+                "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision}
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+
+
+class PyTorchBackend(Backend):
+    def prepare(self) -> WorkloadFacts:
+        spec = self.spec
+        torch.set_num_threads(spec.threads)
+        # The runner pins the worker to its GPU, so the chosen GPU is this process's only device.
+        self.device = torch.device("cuda:0" if spec.device_kind == "cuda" else "cpu")
+        self.cuda = self.device.type == "cuda"
+        self.precision: dict[str, Any] = {}
+        if self.cuda:
+            # Autotuned convolutions, as every serious PyTorch user runs them; the protocol's
+            # warm-up absorbs the tuning.
+            torch.backends.cudnn.benchmark = True
+            self.precision = set_tf32(spec.tf32)
+        torch.manual_seed(spec.seed)
+        self.workload = get_workload(spec.model)
+        model = build_module(spec.model).to(self.device)
+        x = torch.from_numpy(make_input(spec)).to(self.device)
+        if spec.channels_last and x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.workload.is_layer:
+            # Layout first, then mark it: the input must stay a leaf so its gradient is cleared.
+            # Pooling has no parameters: the gradient w.r.t. the input is what backward computes.
+            x.requires_grad_(True)
+        self.x = x
+        self.labels = torch.from_numpy(make_labels(spec)).to(self.device)
+        self.module = model  # train()/eval() act on the module; calls may go through torch.compile
+        self.model = torch.compile(model) if spec.compile else model
+        self.grad_out: torch.Tensor | None = None  # all ones, shaped and typed by the first forward
+        self.y: torch.Tensor | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.synchronize()
+        return WorkloadFacts(params=sum(p.numel() for p in model.parameters()))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.spec.dtype == "fp32":
+            return contextlib.nullcontext()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[self.spec.dtype]
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _mode(self, train: bool) -> None:
+        if self.module.training != train:
+            self.module.train(train)
+
+    # train group: forward with autograd recording, then its backward
+    def _zero_grad(self) -> None:
+        self._mode(True)
+        self.module.zero_grad(set_to_none=True)
+        self.x.grad = None
+
+    def _forward(self) -> None:
+        with self._autocast():
+            self.y = self.model(self.x)
+
+    def _backward(self) -> None:
+        if self.grad_out is None:  # first (excluded) iteration: its cost belongs to the first run
+            self.grad_out = torch.ones_like(self.y)
+        self.y.backward(self.grad_out)
+        self.y = None
+
+    def _free_training_state(self) -> None:
+        """Gradients and optimizer buffers out of memory before the next group's window opens."""
+        self._zero_grad()
+        self.optimizer = None
+        self.y = None
+
+    # step group: one full training step as users write it
+    def _step(self) -> None:
+        if self.optimizer is None:  # first (excluded) iteration creates it
+            self.optimizer = torch.optim.SGD(self.module.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = torch.nn.functional.cross_entropy(self.model(self.x), self.labels)
+        loss.backward()
+        self.optimizer.step()
+
+    def _inference(self) -> None:
+        with torch.inference_mode(), self._autocast():
+            self.model(self.x)
+
+    def sampler(self) -> Sampler:
+        loops = {
+            "train": Loop(phases=(("forward", self._forward), ("backward", self._backward)),
+                          before=self._zero_grad, finish=self._free_training_state),
+            "step": Loop(phases=(("step", self._step),), before=lambda: self._mode(True),
+                         finish=self._free_training_state),
+            "inference": Loop(phases=(("inference", self._inference),), before=lambda: self._mode(False)),
+        }
+        return PythonLoopSampler(loops, self.synchronize)
+
+    def synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def environment(self) -> dict[str, Any]:
+        env: dict[str, Any] = {
+            "torchvision": torchvision.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        }
+        if self.cuda:
+            props = torch.cuda.get_device_properties(self.device)
+            env.update(gpu=props.name, gpu_uuid=str(getattr(props, "uuid", "")) or None,
+                       cudnn_benchmark=torch.backends.cudnn.benchmark, **self.precision)
+        return env
+
+    def reset_peak_memory(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_memory(self) -> dict[str, int]:
+        if not self.cuda:
+            return {}
+        return {
+            "cuda_max_allocated": torch.cuda.max_memory_allocated(self.device),
+            "cuda_max_reserved": torch.cuda.max_memory_reserved(self.device),
+        }

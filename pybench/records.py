@@ -1,0 +1,310 @@
+"""The typed record of one cell: what a worker sends back, what a results file stores, what reports,
+diff and plots read.  Each type owns its JSON; nothing else in pybench reads a record as a dict.
+
+Raw samples are the source of truth: statistics are computed from them on demand (`estimate`), and
+the summary written beside them in a file is for human readers only.  Schema version 2; version-1
+documents (one process per cell, statistics stored per phase) load through `migrate_v1`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples, StopRule
+from pybench.spec import CellKey, CellSpec
+from pybench.statistics import Estimate, estimate
+
+SCHEMA = "pybench.results"
+SCHEMA_VERSION = 2
+STATUSES = ("ok", "failed", "skipped")  # skipped: never attempted (framework unavailable, option unsupported)
+
+T = TypeVar("T")
+
+
+class Malformed(ValueError):
+    """A record or document that does not have the shape of this schema; the message says where."""
+
+
+def field_of(data: Any, key: str, kind: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
+    """data[key], checked to be of `kind`; a Malformed error naming the path otherwise."""
+    if not isinstance(data, dict):
+        raise Malformed(f"{where}: expected an object, got {type(data).__name__}")
+    if key not in data or (data[key] is None and optional):
+        if optional:
+            return None
+        raise Malformed(f"{where}.{key} is missing")
+    value = data[key]
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _kinds(kind))
+    if not ok:
+        raise Malformed(f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _kinds(kind))
+
+
+def _positive_seconds(values: Any, where: str) -> list[float]:
+    if not isinstance(values, list):
+        raise Malformed(f"{where}: expected a list, got {type(values).__name__}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise Malformed(f"{where}: every time must be a positive finite number, got {v!r}")
+        out.append(float(v))
+    return out
+
+
+def _parse(where: str, build: Callable[[], T]) -> T:
+    """Turn the TypeErrors and KeyErrors of a constructor into a Malformed naming `where`."""
+    try:
+        return build()
+    except Malformed:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise Malformed(f"{where}: {exc}") from None
+
+
+@dataclass
+class Round:
+    """One worker process's measurement of a cell (pyperf's 'run')."""
+
+    phases: dict[str, PhaseSamples]
+    memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
+
+    @classmethod
+    def of(cls, m: Measurement) -> "Round":
+        return cls(phases=dict(m.phases), memory=dict(m.memory))
+
+    def to_json(self) -> dict:
+        return {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "Round":
+        raw = field_of(data, "phases", dict, where)
+        phases = {}
+        for name, p in raw.items():
+            at = f"{where}.phases.{name}"
+            if name not in PHASES:
+                raise Malformed(f"{at}: unknown phase")
+            samples = _positive_seconds(field_of(p, "samples", list, at), f"{at}.samples")
+            if not samples:
+                raise Malformed(f"{at}.samples is empty")
+            reason = field_of(p, "stop_reason", str, at)
+            if reason not in STOP_REASONS:
+                raise Malformed(f"{at}.stop_reason: unknown reason {reason!r}")
+            phases[name] = PhaseSamples(
+                first_run=_positive_seconds([field_of(p, "first_run", (int, float), at)], f"{at}.first_run")[0],
+                warmup=_positive_seconds(field_of(p, "warmup", list, at), f"{at}.warmup"),
+                samples=samples, stop_reason=reason)
+        memory = {}
+        for group, peaks in field_of(data, "memory", dict, where).items():
+            at = f"{where}.memory.{group}"
+            memory[group] = {k: int(field_of(peaks, k, (int, float), at)) for k in field_of(data["memory"], group, dict, f"{where}.memory")}
+        return cls(phases=phases, memory=memory)
+
+
+@dataclass
+class WorkloadFacts:
+    params: int  # the framework's own parameter count
+    flops_forward: int | None = None  # per batch, convolutions and matrix products
+    notes: list[str] = field(default_factory=list)  # e.g. how this framework's architecture differs
+
+    def to_json(self) -> dict:
+        return {"params": self.params, "flops_forward": self.flops_forward, "notes": self.notes}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "WorkloadFacts":
+        return cls(params=field_of(data, "params", int, where),
+                   flops_forward=field_of(data, "flops_forward", int, where, optional=True),
+                   notes=[str(n) for n in field_of(data, "notes", list, where)])
+
+
+@dataclass(frozen=True)
+class Peak:
+    gflops: float | None  # None: not known for this device
+    source: str
+
+    def to_json(self) -> dict:
+        return {"gflops": self.gflops, "source": self.source}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "Peak":
+        return cls(gflops=field_of(data, "gflops", (int, float), where, optional=True),
+                   source=field_of(data, "source", str, where))
+
+
+@dataclass
+class CellRecord:
+    spec: CellSpec
+    status: str
+    title: str  # the framework as tables show it: "PyTorch 2.14.1"
+    error: str | None = None  # one line, for failed and skipped cells
+    workload: WorkloadFacts | None = None
+    framework_env: dict[str, Any] = field(default_factory=dict)  # the framework's facts, as it ran
+    rounds: list[Round] = field(default_factory=list)
+    peak: Peak | None = None
+    warnings: list[str] = field(default_factory=list)  # derived figures that could not be computed
+    stderr_tail: list[str] = field(default_factory=list)
+    wall_time: float = 0.0
+
+    @property
+    def key(self) -> CellKey:
+        return self.spec.key
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [p for p in self.spec.phases if self.rounds and all(p in r.phases for r in self.rounds)]
+
+    def samples(self, phase: str) -> list[list[float]]:
+        """Raw samples per round."""
+        return [r.phases[phase].samples for r in self.rounds]
+
+    def estimate(self, phase: str, stat: str = "median") -> Estimate:
+        return estimate(self.samples(phase), self.spec.stop.confidence, stat)
+
+    def first_run(self, phase: str) -> float:
+        """The first round's first run (later rounds' include warm caches of the compiler)."""
+        return self.rounds[0].phases[phase].first_run
+
+    def stop_reasons(self, phase: str) -> list[str]:
+        return [r.phases[phase].stop_reason for r in self.rounds]
+
+    def memory(self, group: str) -> dict[str, int]:
+        """Largest peak of each kind over the rounds, for one phase group."""
+        out: dict[str, int] = {}
+        for r in self.rounds:
+            for kind, value in r.memory.get(group, {}).items():
+                out[kind] = max(out.get(kind, 0), value)
+        return out
+
+    def add_round(self, other: "CellRecord") -> None:
+        """Fold another worker's measurement of the same cell into this record."""
+        self.rounds.extend(other.rounds)
+        self.wall_time += other.wall_time
+        self.warnings.extend(w for w in other.warnings if w not in self.warnings)
+
+    def to_json(self) -> dict:
+        data: dict[str, Any] = {
+            "key": self.key.to_json(),
+            "spec": self.spec.to_json(),
+            "status": self.status,
+            "title": self.title,
+            "error": self.error,
+            "workload": self.workload.to_json() if self.workload else None,
+            "framework_env": self.framework_env,
+            "rounds": [r.to_json() for r in self.rounds],
+            "peak": self.peak.to_json() if self.peak else None,
+            "warnings": self.warnings,
+            "stderr_tail": self.stderr_tail,
+            "wall_time": self.wall_time,
+        }
+        if self.ok and self.rounds:  # for readers of the file; never read back
+            data["summary"] = {p: self.estimate(p).to_json() for p in self.phase_names}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "record") -> "CellRecord":
+        status = field_of(data, "status", str, where)
+        if status not in STATUSES:
+            raise Malformed(f"{where}.status: unknown status {status!r}")
+        spec = _parse(f"{where}.spec", lambda: CellSpec.from_json(field_of(data, "spec", dict, where)))
+        workload = field_of(data, "workload", dict, where, optional=True)
+        peak = field_of(data, "peak", dict, where, optional=True)
+        rounds = [Round.from_json(r, f"{where}.rounds[{i}]")
+                  for i, r in enumerate(field_of(data, "rounds", list, where))]
+        record = cls(
+            spec=spec,
+            status=status,
+            title=field_of(data, "title", str, where),
+            error=field_of(data, "error", str, where, optional=True),
+            workload=WorkloadFacts.from_json(workload, f"{where}.workload") if workload else None,
+            framework_env=field_of(data, "framework_env", dict, where),
+            rounds=rounds,
+            peak=Peak.from_json(peak, f"{where}.peak") if peak else None,
+            warnings=[str(w) for w in field_of(data, "warnings", list, where)],
+            stderr_tail=[str(s) for s in field_of(data, "stderr_tail", list, where)],
+            wall_time=float(field_of(data, "wall_time", (int, float), where)),
+        )
+        if status == "ok" and not rounds:
+            raise Malformed(f"{where}: an ok record without rounds")
+        if status != "ok" and not record.error:
+            raise Malformed(f"{where}: a {status} record without an error")
+        for name in record.phase_names:
+            if name not in spec.phases:
+                raise Malformed(f"{where}: phase {name!r} was not asked for")
+        return record
+
+
+# --- version 1 ---------------------------------------------------------------------------------
+
+_V1_REASONS = {"converged": "converged", "max_samples": "max_samples", "max_time": "noisy"}
+
+
+def migrate_v1(doc: dict) -> dict:
+    """A version-1 document as version 2: each record becomes one round; the label and device name,
+    which version 1 kept only in the file's environment, move into the spec."""
+    env = field_of(doc, "environment", dict, "environment")
+    label = str(env.get("label") or env.get("hostname") or "unknown")
+    records = []
+    for i, rec in enumerate(field_of(doc, "records", list, "file")):
+        where = f"record #{i + 1}"
+        spec = dict(field_of(rec, "spec", dict, where))
+        device = field_of(spec, "device", str, f"{where}.spec")
+        spec.setdefault("label", label)
+        spec.setdefault("device_name", _v1_device_name(device, env))
+        spec.setdefault("stop", {})
+        spec["stop"] = {k: v for k, v in spec["stop"].items() if k in StopRule.__dataclass_fields__}
+        spec.setdefault("phases", list(field_of(rec, "phases", dict, where, optional=True) or ()))
+        for stale in ("variant",):
+            spec.pop(stale, None)
+        status = field_of(rec, "status", str, where)
+        status = "skipped" if rec.get("skipped") else status
+        fw_env = rec.get("framework_env") or {}
+        title = f"{fw_env.get('framework') or spec.get('framework')} {fw_env.get('version') or ''}".strip()
+        rounds = []
+        if status == "ok":
+            phases = field_of(rec, "phases", dict, where)
+            memory = {}
+            for name, p in phases.items():
+                memory.setdefault(PHASES[name].group if name in PHASES else name,
+                                  {k: v for k, v in (p.get("memory") or {}).items() if v is not None})
+            rounds.append({
+                "phases": {name: {"first_run": p.get("first_run"), "warmup": p.get("warmup", []),
+                                  "samples": p.get("samples"),
+                                  "stop_reason": _V1_REASONS.get(p.get("stop_reason"), "noisy")}
+                           for name, p in phases.items()},
+                "memory": memory,
+            })
+        workload = rec.get("workload")
+        if isinstance(workload, dict):
+            note = workload.get("architecture_note")
+            workload = {"params": workload.get("params"), "flops_forward": workload.get("flops_forward"),
+                        "notes": [note] if note else []}
+        records.append({
+            "spec": spec, "status": status, "title": title, "error": rec.get("error"),
+            "workload": workload, "framework_env": fw_env, "rounds": rounds, "peak": rec.get("peak"),
+            "warnings": [], "stderr_tail": rec.get("stderr_tail") or [],
+            "wall_time": rec.get("wall_time") or 0.0,
+        })
+    return {**doc, "schema_version": SCHEMA_VERSION, "records": records}
+
+
+def _v1_device_name(device: str, env: dict) -> str:
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        for gpu in env.get("gpus") or []:
+            if isinstance(gpu, dict) and gpu.get("index") == index:
+                return str(gpu.get("name"))
+        return device
+    return str(env.get("cpu") or "CPU")
