@@ -173,6 +173,16 @@ class CellRecord:
     def estimate(self, phase: str, stat: str = "median") -> Estimate:
         return estimate(self.samples(phase), self.spec.stop.confidence, stat)
 
+    def quality(self, phase: str) -> str:
+        """"precise": the interval is within the asked precision; "too_few_samples": the budget
+        allowed fewer samples (or rounds) than an interval needs; "noisy": enough, and still wide."""
+        e = self.estimate(phase)
+        if e.ci_low is None or e.ci_high is None:
+            return "too_few_samples"
+        if (e.ci_high - e.ci_low) / 2 <= self.spec.stop.precision * e.value:
+            return "precise"
+        return "too_few_samples" if "too_few_samples" in self.stop_reasons(phase) else "noisy"
+
     def first_run(self, phase: str) -> float:
         """The first round's first run (later rounds' include warm caches of the compiler)."""
         return self.rounds[0].phases[phase].first_run

@@ -104,16 +104,6 @@ class MatrixEvents:
     finished: Callable[[CellRecord, int], None] = lambda record, round_no: None
 
 
-def _precise(record: CellRecord) -> bool:
-    """Whether every phase's interval (between rounds) is already within the asked precision."""
-    stop = record.spec.stop
-    for phase in record.phase_names:
-        e = record.estimate(phase)
-        if e.ci_low is None or e.ci_high is None or (e.ci_high - e.ci_low) / 2 > stop.precision * e.value:
-            return False
-    return True
-
-
 def run_matrix(
     specs: list[CellSpec],
     store: ResultsFile,
@@ -157,7 +147,7 @@ def run_matrix(
                 _keep(records, spec, record, round_no, store, peak_gflops)
                 events.finished(records[spec], round_no)
             measured = [records[s] for s in members if records[s].ok]
-            if round_no >= min_rounds and measured and all(_precise(r) for r in measured):
+            if round_no >= min_rounds and measured and all(r.quality(p) == "precise" for r in measured for p in r.phase_names):
                 done.add(cell)
     return [records[s] for s in specs]
 
