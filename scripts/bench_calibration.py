@@ -1,0 +1,80 @@
+"""Calibration: does run A's interval contain run B's estimate of the same phase?
+
+    python scripts/bench_calibration.py RUN_A RUN_B [--stat median|min] [--confidence 0.95]
+
+Run the same matrix twice (RUN_A, RUN_B: results files or folders) and this prints, over the phases
+both runs measured with an interval between rounds, the share whose interval from A contains B's
+estimate, and the reverse.  Target on this machine: >= 90%.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Hashable
+
+from pybench.report import cell_key, records_oldest_first
+from pybench.results import collect
+from pybench.statistics import estimate
+
+RunRounds = dict[Hashable, list[list[float]]]  # phase key -> rounds of samples (seconds)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    phases: int  # phases in both runs with an interval between rounds on both sides
+    a_contains_b: float  # share of them (0 when there are none)
+    b_contains_a: float
+    missed: list[Hashable]  # phases where either interval missed the other run's estimate
+
+
+def calibration(run_a: RunRounds, run_b: RunRounds, confidence: float = 0.95,
+                stat: str = "median") -> Calibration:
+    a_in = b_in = 0
+    missed, keys = [], []
+    for key in sorted(run_a.keys() & run_b.keys(), key=repr):
+        a, b = estimate(run_a[key], confidence, stat), estimate(run_b[key], confidence, stat)
+        if not (a.between_rounds and b.between_rounds):
+            continue  # one round: its interval promises nothing about another process
+        keys.append(key)
+        hit_a, hit_b = a.ci_low <= b.value <= a.ci_high, b.ci_low <= a.value <= b.ci_high
+        a_in, b_in = a_in + hit_a, b_in + hit_b
+        if not (hit_a and hit_b):
+            missed.append(key)
+    n = max(len(keys), 1)
+    return Calibration(len(keys), a_in / n, b_in / n, missed)
+
+
+def load_rounds(paths: list[Path]) -> RunRounds:
+    """TO ADAPT when records hold rounds: for now every ok record of a cell is one round (each ran in
+    a worker process of its own), so `pybench run` repeated R times into one folder is R rounds."""
+    out: RunRounds = {}
+    for _, record in records_oldest_first(collect(paths)):
+        if record["status"] != "ok":
+            continue
+        key = (record["spec"]["framework"], *cell_key(record["spec"]))
+        for phase, result in record["phases"].items():
+            out.setdefault((*key, phase), []).append(result["samples"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_a", type=Path)
+    ap.add_argument("run_b", type=Path)
+    ap.add_argument("--stat", default="median", choices=("median", "min"))
+    ap.add_argument("--confidence", type=float, default=0.95)
+    args = ap.parse_args()
+    c = calibration(load_rounds([args.run_a]), load_rounds([args.run_b]), args.confidence, args.stat)
+    print(f"{c.phases} phases with >= 2 rounds in both runs")
+    if not c.phases:
+        return
+    print(f"A's interval contains B's estimate: {c.a_contains_b:.1%}")
+    print(f"B's interval contains A's estimate: {c.b_contains_a:.1%}  (target >= 90% each)")
+    for key in c.missed:
+        print("missed:", " ".join(map(str, key)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Statistics over rounds, on seeded synthetic runs and hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from pybench.spec import StopRule
+from pybench.statistics import (
+    estimate, holm, judge, paired_ratio, round_test, stop_reason,
+)
+
+
+def _run(rng, rounds=5, drift=0.08, noise=0.01, n=30, true=0.1, factors=None):
+    """Rounds of samples: each round's process is slower or faster by a log-normal factor."""
+    if factors is None:
+        factors = np.exp(rng.normal(0, drift, rounds))
+    return [list(true * f * np.exp(rng.normal(0, noise, n))) for f in factors]
+
+
+@pytest.mark.parametrize("rounds", [3, 5])
+def test_interval_of_run_a_contains_run_b_estimate(rounds):
+    rng = np.random.default_rng(10)
+    hits = 0
+    for _ in range(400):
+        a = estimate(_run(rng, rounds))
+        b = estimate(_run(rng, rounds))
+        hits += a.ci_low <= b.value <= a.ci_high
+    assert 0.9 <= hits / 400 <= 0.99  # calibrated, yet not absurdly wide
+
+
+def test_t_replication_interval_hand_computed():
+    e = estimate([[1.0], [2.0], [4.0]])  # log round values 0, ln2, 2 ln2: mean ln2, sd ln2
+    half = st.t.ppf(0.975, 2) * math.log(2) * math.sqrt(2 / 3)
+    assert e.value == pytest.approx(2.0)
+    assert e.ci_low == pytest.approx(2 * math.exp(-half))
+    assert e.ci_high == pytest.approx(2 * math.exp(half))
+    assert e.half_width_rel == pytest.approx(math.exp(half) - 1)
+    assert (e.n_rounds, e.n_samples, e.between_rounds) == (3, 3, True)
+
+
+def test_one_round_falls_back_to_the_order_statistic_interval_of_the_median():
+    e = estimate([[float(v) for v in range(10, 0, -1)]])
+    assert (e.value, e.ci_low, e.ci_high) == (5.5, 2.0, 9.0)  # ranks (2, 9) of 10
+    assert not e.between_rounds
+    assert estimate([[3.0, 1.0, 2.0]], stat="min").ci_low is None  # no interval for one minimum
+
+
+def test_one_sample_has_a_value_and_no_interval():
+    e = estimate([[0.25]])
+    assert e.value == 0.25 and e.ci_low is None and e.half_width_rel is None
+
+
+def test_min_takes_the_minimum_of_each_round():
+    rounds = [[2.0, 1.0, 3.0], [4.0, 2.0, 9.0]]
+    e = estimate(rounds, stat="min")
+    assert e.value == pytest.approx(math.sqrt(2.0))
+    assert e.ci_low < e.value < e.ci_high
+
+
+@pytest.mark.parametrize("rounds, message", [
+    ([], "no rounds"),
+    ([[1.0], []], "round 1 has no samples"),
+    ([[1.0, 0.0]], "not a positive duration"),
+    ([[1.0, float("nan")]], "not a positive duration"),
+])
+def test_bad_rounds_are_clear_value_errors(rounds, message):
+    with pytest.raises(ValueError, match=message):
+        estimate(rounds)
+
+
+def test_unknown_stat_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown stat"):
+        estimate([[1.0]], stat="mean")
+
+
+def test_ratio_interval_excludes_one_for_a_clear_difference_despite_drift():
+    rng = np.random.default_rng(1)
+    drift = np.exp(rng.normal(0, 0.1, 4))  # both frameworks share each round's process factor
+    slow = _run(rng, factors=drift * 1.2)
+    fast = _run(rng, factors=drift)
+    r = paired_ratio(slow, fast)
+    assert r.excludes_one and r.verdict() == "slower" and r.value == pytest.approx(1.2, rel=0.02)
+    assert paired_ratio(fast, slow).verdict() == "faster"
+
+
+def test_ratio_of_identical_distributions_is_mostly_a_tie():
+    rng = np.random.default_rng(2)
+    ties = 0
+    for _ in range(200):
+        drift = np.exp(rng.normal(0, 0.08, 5))
+        ties += paired_ratio(_run(rng, factors=drift), _run(rng, factors=drift)).verdict() == "tie"
+    assert ties / 200 >= 0.9
+
+
+def test_ratio_of_one_round_uses_both_medians_intervals():
+    rng = np.random.default_rng(3)  # one process: its drift is unseen, so none is simulated
+    r = paired_ratio(_run(rng, factors=[1.0], n=50, true=0.12), _run(rng, factors=[1.0], n=50))
+    assert not r.between_rounds and r.ci_low < 1.2 < r.ci_high and r.verdict() == "slower"
+    tiny = paired_ratio([[1.0, 2.0]], [[1.0, 2.0]])
+    assert tiny.ci_low is None and tiny.verdict() == "tie"
+
+
+def test_ratio_needs_paired_rounds():
+    with pytest.raises(ValueError, match="paired"):
+        paired_ratio([[1.0], [1.0]], [[1.0]])
+
+
+def test_holm_hand_computed():
+    # m = 4 tests: sorted p 0.005 <= 0.05/4, 0.01 <= 0.05/3, 0.03 > 0.05/2 stops; 0.04 not reached.
+    assert holm([0.01, None, 0.04, 0.03, 0.005]) == [True, False, False, False, True]
+    # Bonferroni (0.05/3) would keep only the first; Holm's later steps reject all three.
+    assert holm([0.012, 0.02, 0.04]) == [True, True, True]
+    assert holm([None, None]) == [False, False]
+    assert holm([]) == []
+
+
+def test_round_test_needs_two_rounds_a_side():
+    assert round_test([[1.0]], [[1.0], [1.1]]) is None
+    assert round_test([[1.0], [1.0]], [[1.0], [1.0]]) is None  # no variation: undefined
+    assert 0 <= round_test([[1.0], [1.1]], [[1.05], [1.2]]) <= 1
+
+
+def test_judge_identical_code_is_same_and_a_slowdown_is_slower():
+    rng = np.random.default_rng(4)
+    same = judge([(_run(rng), _run(rng)) for _ in range(12)])
+    assert all(c.verdict == "same" for c in same)
+    slower = judge([(_run(rng, true=0.1), _run(rng, true=0.2)) for _ in range(12)])
+    assert all(c.verdict == "slower" and c.ratio == pytest.approx(2, rel=0.15) for c in slower)
+    assert judge([(_run(rng, 2, true=0.2), _run(rng, 2, true=0.1))], threshold=0.05)[0].verdict == "faster"
+
+
+def test_judge_small_real_change_is_same_and_one_round_is_inconclusive():
+    rng = np.random.default_rng(5)
+    small = judge([(_run(rng, 6, drift=0.001, true=0.100), _run(rng, 6, drift=0.001, true=0.102))])[0]
+    assert small.significant and small.verdict == "same"  # real, but under the 5% threshold
+    one = judge([(_run(rng, 1), _run(rng, 5, true=0.5))])[0]
+    assert one.p_value is None and one.verdict == "inconclusive"
+
+
+def test_stop_reason_separates_too_few_samples_from_noisy():
+    stop = StopRule(precision=0.02)
+    assert stop_reason([1.0] * 5, stop) == "too_few_samples"  # no 95% interval below 6 samples
+    assert stop_reason([], stop) == "too_few_samples"
+    assert stop_reason([1.0] * 8, StopRule(min_samples=10)) == "too_few_samples"
+    assert stop_reason([1.0, 1.5, 0.7, 1.2, 0.9, 1.3, 0.8, 1.1], stop) == "noisy"
+    assert stop_reason([1.0, 1.001, 0.999, 1.002, 0.998, 1.0], stop) == "converged"
