@@ -44,12 +44,10 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
-from pybench.protocol import median_ci_ranks, precise
-from pybench.spec import StopRule
+from pybench.protocol import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 STATS = ("median", "min")
-STOP_REASONS = ("converged", "noisy", "too_few_samples")
 CHANGE_VERDICTS = ("slower", "faster", "same", "inconclusive")
 
 
@@ -61,6 +59,10 @@ class Estimate:
     n_rounds: int
     n_samples: int  # over all rounds
     between_rounds: bool  # the interval includes process-to-process variation (>= 2 rounds)
+
+    def to_json(self) -> dict:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "n_rounds": self.n_rounds, "n_samples": self.n_samples, "between_rounds": self.between_rounds}
 
     @property
     def half_width_rel(self) -> float | None:
@@ -212,13 +214,3 @@ def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha
         out.append(Change(ratio, p, rej, verdict))
     return out
 
-
-def stop_reason(samples: Sequence[float], stop: StopRule) -> str:
-    """Why a round's sampling ended, honestly: 'converged' (the median's interval is within the
-    precision), 'noisy' (enough samples for an interval, still wider than that) or
-    'too_few_samples' (fewer than min_samples, or than any interval at this confidence needs:
-    6 at 95%)."""
-    x = sorted(samples)
-    if len(x) < stop.min_samples or median_ci_ranks(len(x), stop.confidence) is None:
-        return "too_few_samples"
-    return "converged" if precise(x, stop) else "noisy"

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from pybench.spec import StopRule
 from pybench.statistics import (
-    estimate, holm, judge, paired_ratio, round_test, stop_reason,
+    estimate, holm, judge, paired_ratio, round_test,
 )
 
 
@@ -139,10 +138,3 @@ def test_judge_small_real_change_is_same_and_one_round_is_inconclusive():
     assert one.p_value is None and one.verdict == "inconclusive"
 
 
-def test_stop_reason_separates_too_few_samples_from_noisy():
-    stop = StopRule(precision=0.02)
-    assert stop_reason([1.0] * 5, stop) == "too_few_samples"  # no 95% interval below 6 samples
-    assert stop_reason([], stop) == "too_few_samples"
-    assert stop_reason([1.0] * 8, StopRule(min_samples=10)) == "too_few_samples"
-    assert stop_reason([1.0, 1.5, 0.7, 1.2, 0.9, 1.3, 0.8, 1.1], stop) == "noisy"
-    assert stop_reason([1.0, 1.001, 0.999, 1.002, 0.998, 1.0], stop) == "converged"
