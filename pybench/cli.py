@@ -1,9 +1,15 @@
-"""Command line: a thin layer over the protocol, runner, results and reports."""
+"""Command line: parses, calls the runner, results and reports, prints.
+
+Exit codes a CI can trust: 0 success; 1 an attempted cell failed (run, compare) or a regression
+(diff); 2 a user error (one line, no traceback); 3 an internal error (a bug: the traceback is shown).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -13,14 +19,22 @@ from rich.progress import TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from pybench import __version__, efficiency, environment, results
-from pybench.backends import BACKENDS, availability, resolve_frameworks
+from pybench import __version__, environment, results
+from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
+from pybench.backends.base import Framework
 from pybench.errors import UserError
-from pybench.spec import DTYPES, CellSpec, StopRule, available_cores
-from pybench.workloads import ALL, PHASES, resolve_models
+from pybench.protocol import StopRule
+from pybench.records import CellRecord
+from pybench.spec import DTYPES, CellSpec, available_cores
+from pybench.workloads import ALL, get_workload, resolve_models
 
 console = Console(stderr=True)
 out = Console()
+
+EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
+DEFAULT_ROUNDS = 3
+DEFAULT_MAX_TIME = 20.0  # seconds of sampling per round
+MAX_LABEL = 100
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,22 +42,41 @@ class Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def positive(cast: type) -> Callable[[str], int | float]:
-    """An argparse type: a number of the given type, greater than zero."""
+def number(cast: type, minimum: float = 0, inclusive: bool = False) -> Callable[[str], int | float]:
+    """An argparse type: a finite number of the given type above `minimum` (or at it, if inclusive)."""
 
     def parse(text: str) -> int | float:
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {cast.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be {'at least' if inclusive else 'greater than'} {minimum:g}")
         return value
 
     return parse
 
 
-positive_int, positive_float = positive(int), positive(float)
+positive_int, positive_float, non_negative_int = number(int), number(float), number(int, 0, True)
+
+
+def label_text(text: str) -> str:
+    if not text.strip() or len(text) > MAX_LABEL or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"labels are 1 to {MAX_LABEL} printable characters, got {text[:40]!r}")
+    return text
+
+
+def results_dir(text: str) -> Path:
+    path = Path(text)
+    if not text:
+        raise argparse.ArgumentTypeError("the results folder must not be empty")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path
 
 
 def add_cell_options(p: argparse.ArgumentParser) -> None:
@@ -51,23 +84,26 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, help="default: 8 (4 for resnet101/152 on a GPU)")
     p.add_argument("--image-size", type=positive_int, default=224)
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="framework intra-op threads (default: cores available to this process)")
+                   help="cores and intra-op threads of every framework (default: all available)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
-                   help="bf16/fp16: PyTorch autocast rows, Flux Float16 where it supports it")
-    p.add_argument("--channels-last", action="store_true", help="PyTorch rows in channels-last")
-    p.add_argument("--compile", action="store_true", help="PyTorch rows through torch.compile")
+                   help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
+    p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
+    p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
+    p.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS,
+                   help=f"fresh worker processes per cell (default {DEFAULT_ROUNDS}; stops after 2 "
+                        "once precise)")
     p.add_argument("--precision", type=positive_float, default=StopRule.precision,
-                   help="stop when the 95%% CI of the median is within +-this fraction (default 0.02)")
+                   help="stop when the 95%% interval is within +-this fraction (default 0.02)")
     p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
     p.add_argument("--max-samples", type=positive_int, default=StopRule.max_samples)
-    p.add_argument("--max-time", type=positive_float, default=StopRule.max_time,
-                   help="seconds of sampling per cell before it is flagged noisy (default 60)")
+    p.add_argument("--max-time", type=positive_float, default=DEFAULT_MAX_TIME,
+                   help=f"seconds of sampling per round, after the first run (default {DEFAULT_MAX_TIME:g})")
     p.add_argument("--timeout", type=positive_float, default=None,
-                   help="kill a cell's worker after this many seconds (default: generous)")
-    p.add_argument("--label", help="name for this machine in results and reports")
-    p.add_argument("--results", type=Path, default=results.DEFAULT_DIR, help="results folder")
+                   help="kill a round's worker after this many seconds (default: generous)")
+    p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
+    p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
     p.add_argument("--stat", choices=("median", "min"), default="median")
     p.add_argument("--peak-gflops", type=positive_float,
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
@@ -79,8 +115,8 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = sub.add_parser("run", help="run a matrix of cells (frameworks x models)")
-    run.add_argument("--framework", nargs="+", default=["all"], help=f"{'|'.join(BACKENDS)}|all")
-    run.add_argument("--model", nargs="+", default=["all"], help="model names or all")
+    run.add_argument("--framework", nargs="+", default=["all"], help=f"{'|'.join(FRAMEWORKS)}|all")
+    run.add_argument("--model", nargs="+", default=["all"], help="model names, all or layers")
     add_cell_options(run)
 
     cmp_ = sub.add_parser("compare", help="every framework on the same cells, side by side")
@@ -88,7 +124,7 @@ def build_parser() -> Parser:
     add_cell_options(cmp_)
 
     rep = sub.add_parser("report", help="render the seed's tables from results files")
-    rep.add_argument("files", nargs="*", type=Path, default=[results.DEFAULT_DIR])
+    rep.add_argument("files", nargs="*", type=Path)
     rep.add_argument("--readme", type=Path, help="rewrite the tables between the markers in this file")
     rep.add_argument("--stat", choices=("median", "min"), default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
@@ -96,12 +132,14 @@ def build_parser() -> Parser:
     rep.add_argument("--details", action="store_true",
                      help="add images/s, GFLOP/s and %% of peak, peak memory and first-run time")
 
-    diff = sub.add_parser("diff", help="compare two runs with a significance test")
+    diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
     diff.add_argument("--threshold", type=positive_float, default=0.05)
+    diff.add_argument("--stat", choices=("median", "min"), default="median")
 
-    par = sub.add_parser("parity", help="prove PyTorch and Flux compute the same function")
+    par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
+    par.add_argument("--framework", default="flux", help="a framework other than pytorch")
     par.add_argument("--model", required=True)
     par.add_argument("--device", default="cpu")
     par.add_argument("--batch-size", type=positive_int, default=2)
@@ -109,112 +147,123 @@ def build_parser() -> Parser:
 
     sub.add_parser("list", help="workloads and frameworks")
     env = sub.add_parser("env", help="the environment as captured")
-    env.add_argument("--label")
+    env.add_argument("--label", type=label_text)
+    env.add_argument("--check", action="store_true", help="say what would make this machine quieter")
     sub.add_parser("setup-julia", help="install Julia and the Flux environment (needs network)")
     return parser
 
 
-def build_specs(args: argparse.Namespace, frameworks: list[str]) -> list[CellSpec]:
-    """Validate everything the user typed before any cell runs or anything is written."""
+def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict) -> list[CellSpec]:
+    """Every cell of the matrix, validated before any cell runs or anything is written."""
+    if args.min_samples > args.max_samples:
+        raise UserError(f"--min-samples {args.min_samples} is above --max-samples {args.max_samples}")
+    cores = available_cores()
+    threads = args.threads or cores
+    if threads > cores:
+        raise UserError(f"--threads {threads} is more than the {cores} cores available: more threads "
+                        "than cores measures oversubscription, not the framework")
     models = resolve_models(args.model)
     device = environment.resolve_device(args.device)
-    stop = StopRule(
-        precision=args.precision,
-        min_samples=args.min_samples,
-        max_samples=max(args.max_samples, args.min_samples),
-        max_time=args.max_time,
-    )
+    stop = StopRule(precision=args.precision, min_samples=args.min_samples,
+                    max_samples=args.max_samples, max_time=args.max_time)
     return [
         CellSpec(
-            framework=fw,
-            model=w.name,
-            device=device,
+            framework=fw.name, model=w.name, device=device, device_name=environment.device_name(device, env),
+            label=env["label"],
             batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device),
-            image_size=args.image_size,
-            threads=args.threads or available_cores(),
-            tf32=args.tf32,
-            seed=args.seed,
-            dtype=args.dtype,
-            channels_last=args.channels_last and fw == "pytorch",
-            compile=args.compile and fw == "pytorch",
-            phases=w.phases,
-            stop=stop,
+            image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
+            dtype=args.dtype, channels_last=args.channels_last and fw.options.channels_last,
+            compile=args.compile and fw.options.compile, stop=stop,
         )
         for w in models
         for fw in frameworks
     ]
 
 
-def execute(args: argparse.Namespace, frameworks: list[str]) -> list[dict]:
+def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord]:
     from pybench import runner
 
-    specs = build_specs(args, frameworks)
-    results.ensure_writable(args.results)
-    env = environment.capture(args.label, specs[0].threads, args.tf32)
+    env = environment.capture(args.label, args.threads, args.tf32)
+    specs = build_specs(args, frameworks, env)
     store = results.ResultsFile.create(args.results, env, sys.argv)
-    status_of = {fw: availability(fw) for fw in frameworks}
-    records: list[dict] = []
+    total = len(specs) * args.rounds
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+        ) as progress:
+            task = progress.add_task("starting", total=total)
 
-    def keep(record: dict) -> None:
-        store.add(efficiency.annotate(record, env, args.peak_gflops))
-        records.append(record)
+            def started(spec: CellSpec, round_no: int) -> None:
+                progress.update(task, description=f"round {round_no}/{args.rounds}: {spec.framework} "
+                                                  f"{spec.model} on {spec.device}")
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-    ) as progress:
-        task = progress.add_task("starting", total=len(specs))
-        for spec in specs:
-            status = status_of[spec.framework]
-            if not status.ok:  # never attempted: a row saying why, flagged so it is not a failure
-                keep({**runner.failed_record(spec, f"{spec.framework} unavailable: {status.reason}"),
-                      "skipped": True})
+            def finished(record: CellRecord, round_no: int) -> None:
+                if not record.ok and round_no == 1:
+                    progress.console.print(Text.assemble(
+                        ("failed ", "red"), f"{record.spec.model} {record.spec.framework}: {record.error}"))
                 progress.advance(task)
-                continue
-            progress.update(task, description=f"{spec.framework} {spec.model} on {spec.device}")
-            record = runner.run_cell(spec, args.timeout)
-            keep(record)
-            if record["status"] != "ok":
-                progress.console.print(Text.assemble(("failed ", "red"),
-                                                     f"{spec.cell_id} {spec.framework}: {record['error']}"))
-            progress.advance(task)
-    from pybench.report import summary_table
 
-    out.print(summary_table(records, stat=args.stat))
+            records = runner.run_matrix(specs, store, rounds=args.rounds, timeout=args.timeout,
+                                        peak_gflops=args.peak_gflops,
+                                        events=runner.MatrixEvents(started, finished))
+    except BaseException:
+        console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
+        raise
     console.print(f"results saved to {store.path}")
     return records
 
 
+def _exit_code(records: list[CellRecord]) -> int:
+    attempted = [r for r in records if r.status != "skipped"]
+    if not attempted:
+        reasons = "; ".join(dict.fromkeys(r.error for r in records if r.error))
+        raise UserError(f"nothing could be measured: {reasons}")
+    return EXIT_FAILED if any(not r.ok for r in attempted) else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from pybench.report.terminal import summary_table
+
     records = execute(args, resolve_frameworks(args.framework))
-    attempted_failed = [r for r in records if r["status"] != "ok" and not r.get("skipped")]
-    return 1 if attempted_failed else 0
+    out.print(summary_table(records, stat=args.stat))
+    return _exit_code(records)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pybench.report import details_table
+    from pybench.report.terminal import details_table, ratio_table, summary_table
 
-    out.print(details_table(execute(args, resolve_frameworks(["all"])), stat=args.stat))
-    return 0  # a framework that cannot run is a row that says why, not a failed command
+    records = execute(args, resolve_frameworks(["all"]))
+    out.print(summary_table(records, stat=args.stat))
+    out.print(ratio_table(records, stat=args.stat))
+    out.print(details_table(records, stat=args.stat))
+    return _exit_code(records)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pybench import report
+    from pybench.report.markdown import render_tables, update_readme
 
-    files = results.collect(args.files)
     reference = None
     if args.reference:
         from pybench.reference import load_reference
 
         reference = load_reference(args.reference)
-    text = report.render_tables(files, stat=args.stat, reference=reference, details=args.details)
+    files = args.files or [results.DEFAULT_DIR]
+    if reference is not None and not args.files and not results.DEFAULT_DIR.exists():
+        docs = []  # the published figures alone
+    else:
+        docs = results.collect(files)
+    empty = [str(d.path) for d in docs if not d.records]
+    if empty and len(empty) == len(docs):
+        raise UserError(f"no records in {', '.join(empty)}: nothing was measured there yet")
+    text = render_tables(docs, stat=args.stat, reference=reference, details=args.details)
     if args.plot:
         from pybench.plot import plot
 
-        plot(files, args.plot, stat=args.stat)
+        plot(docs, args.plot, stat=args.stat)
         console.print(f"plot written to {args.plot}")
     if args.readme:
-        report.update_readme(args.readme, text)
+        update_readme(args.readme, text)
         console.print(f"tables rewritten in {args.readme}")
     else:
         out.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -224,63 +273,73 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from pybench import diff
 
-    rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold)
+    rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold,
+                             stat=args.stat)
     out.print(diff.diff_table(rows, args.threshold))
-    return 1 if diff.has_regression(rows) else 0
+    return EXIT_FAILED if diff.has_regression(rows) else 0
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from pybench.parity import run_parity
-
+    framework = get_framework(args.framework)
+    if not framework.has_parity:
+        raise UserError(f"parity compares another framework to {framework.title}; use --framework "
+                        + "|".join(n for n, f in FRAMEWORKS.items() if f.has_parity))
+    if get_workload(args.model).is_layer:
+        raise UserError(f"parity compares whole models; {args.model} is a layer")
     device = environment.resolve_device(args.device)
-    result = run_parity(args.model, args.image_size, args.batch_size, device)
-    table = Table(title=f"parity: {args.model} (eval mode, same weights, same input)")
+    result = framework.parity(args.model, args.image_size, args.batch_size, device)
+    table = Table(title=f"parity: {args.model}, {framework.title} vs PyTorch (eval mode, same weights, same input)")
     for key in result:
         table.add_column(key)
-    table.add_row(*(str(v) for v in result.values()))
+    table.add_row(*(Text(str(v)) for v in result.values()))
     out.print(table)
-    return 0 if result.get("ok", False) else 1
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from pybench.backends.pytorch import count_params
-
-    t = Table(title="workloads")
-    for col in ("model", "title", "parameters (torchvision)", "batch (cpu)", "batch (gpu)"):
-        t.add_column(col)
-    for w in ALL.values():
-        t.add_row(w.name, w.title, f"{count_params(w.name):,}", str(w.default_batch("cpu")),
-                  str(w.default_batch("cuda:0")))
-    out.print(t)
-    out.print(frameworks_table())
-    out.print(f"phases: {', '.join(PHASES)} (layers: no inference); `--model all` runs the nine "
-              "models, `--model layers` the per-layer suite")
-    return 0
+    return 0 if result.get("ok") else EXIT_FAILED
 
 
 def frameworks_table() -> Table:
     t = Table(title="frameworks")
-    t.add_column("framework")
-    t.add_column("available")
-    t.add_column("why not / fix")
-    for name in BACKENDS:
-        a = availability(name)
-        t.add_row(name, "yes" if a.ok else "no", Text(a.reason))  # Text: '[flux]' is not markup
+    for col in ("framework", "available", "versions", "why not / fix"):
+        t.add_column(col)
+    for fw in FRAMEWORKS.values():
+        a = fw.availability()
+        versions = ", ".join(f"{k} {v}" for k, v in fw.versions().items() if v)
+        t.add_row(fw.name, "yes" if a.ok else "no", versions, Text(a.reason))  # Text: '[flux]' is not markup
     return t
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from pybench.backends.pytorch.backend import count_params
+
+    t = Table(title="workloads")
+    for col in ("model", "title", "parameters (torchvision)", "phases", "batch (cpu)", "batch (gpu)"):
+        t.add_column(col)
+    for w in ALL.values():
+        t.add_row(w.name, w.title, f"{count_params(w.name):,}", ", ".join(w.phases),
+                  str(w.default_batch("cpu")), str(w.default_batch("cuda:0")))
+    out.print(t)
+    out.print(frameworks_table())
+    out.print("`--model all` runs the nine models, `--model layers` the per-layer suite")
+    return 0
 
 
 def cmd_env(args: argparse.Namespace) -> int:
     import json
 
-    from pybench.julia_env import describe
+    if args.check:
+        from pybench.noise import advice, capture_start
 
-    out.print_json(json.dumps({**environment.capture(args.label), "julia": describe()}))
+        tips = advice(capture_start())
+        for tip in tips or ["nothing obvious: this machine looks quiet"]:
+            out.print(Text(f"- {tip}"))
+        return 0
+    facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
+    out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
     out.print(frameworks_table())
     return 0
 
 
 def cmd_setup_julia(args: argparse.Namespace) -> int:
-    from pybench.julia_env import setup_julia
+    from pybench.backends.flux.julia_env import setup_julia
 
     return setup_julia()
 
@@ -303,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"pybench: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER
     except KeyboardInterrupt:
-        print("pybench: interrupted; finished cells are saved", file=sys.stderr)
+        print("pybench: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - a bug, not the user's doing: say so, with the traceback
+        traceback.print_exc()
+        print("pybench: internal error (a bug in pybench; the traceback above helps fix it)", file=sys.stderr)
+        return EXIT_INTERNAL

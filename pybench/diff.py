@@ -1,8 +1,9 @@
-"""Two runs side by side: per cell and phase, the ratio of medians and whether the change is real.
+"""Two runs side by side: per cell and phase, the ratio of estimates and whether the change is real.
 
-A change is called only when it is both significant (two-sided Mann-Whitney U on the raw samples,
-p < alpha) and large enough to matter (|new/old - 1| > threshold): with hundreds of samples a 0.5%
-drift is "significant" and still not worth failing a build over.
+Rounds are the unit of the test (a fresh process each: the drift between processes is part of the
+noise), every phase of every matched cell is one family corrected by Holm, and a change is called
+only when it is also larger than the threshold: with many samples a 0.5% drift is "significant" and
+still not worth failing a build over.  Too few rounds for any test is "inconclusive", never "same".
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
-from scipy.stats import mannwhitneyu
 
-from pybench.report import (
-    MODEL_ORDER, PHASES, cell_key, fmt_duration, framework_label, model_title, records_oldest_first,
-)
+from pybench.records import CellRecord
+from pybench.report.format import fmt_duration, model_title, with_variant
+from pybench.report.selection import MODEL_ORDER, check_stat, latest
+from pybench.results import ResultsDoc
+from pybench.spec import CellKey
+from pybench.statistics import judge
 
 REGRESSIONS = ("slower", "broken")  # broken: ran before, fails now
 STYLES = {"slower": "red", "broken": "red", "faster": "green", "fixed": "green", "same": "dim"}
@@ -23,68 +26,59 @@ STYLES = {"slower": "red", "broken": "red", "faster": "green", "fixed": "green",
 
 @dataclass(frozen=True)
 class DiffRow:
-    model: str
+    key: CellKey
     framework: str  # "PyTorch 2.14.1 (bf16)", or "old -> new" when the version changed
-    device: str  # "cpu" or "cuda": runs on different machines of one kind still match
-    batch_size: int
-    image_size: int
     phase: str | None  # None for a whole cell (only in one run, failed)
-    old: float | None  # median seconds
+    old: float | None  # estimate, seconds
     new: float | None
     ratio: float | None  # new / old
-    p_value: float | None
-    verdict: str  # slower, faster, same, only-in-old, only-in-new, broken, fixed, failed
+    p_value: float | None  # before Holm's correction
+    verdict: str  # slower, faster, same, inconclusive, only-in-old, only-in-new, broken, fixed, failed
 
 
-def _latest(files: list[dict]) -> dict[tuple, dict]:
-    """Newest record per (framework, cell): a rerun in a later file replaces the earlier one."""
-    return {(r["spec"]["framework"], *cell_key(r["spec"])): r for _, r in records_oldest_first(files)}
+def _latest(docs: list[ResultsDoc]) -> dict[CellKey, CellRecord]:
+    return {e.record.key: e.record for e in latest(docs)}
 
 
-def verdict(ratio: float, p_value: float | None, threshold: float, alpha: float) -> str:
-    if p_value is None or not p_value < alpha or abs(ratio - 1) <= threshold:  # NaN p: no evidence
-        return "same"
-    return "slower" if ratio > 1 else "faster"
+def _whole(a: CellRecord | None, b: CellRecord | None) -> str:
+    if a is None:
+        return "only-in-new"
+    if b is None:
+        return "only-in-old"
+    if a.ok == b.ok:
+        return "failed"
+    return "broken" if a.ok else "fixed"
 
 
-def _p_value(old: list[float], new: list[float]) -> float | None:
-    if not old or not new:
-        return None
-    return float(mannwhitneyu(old, new, alternative="two-sided").pvalue)
-
-
-def compare_runs(old: list[dict], new: list[dict], threshold: float = 0.05,
-                 alpha: float = 0.05) -> list[DiffRow]:
-    """Match cells of two sets of results files and judge every phase they share."""
+def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float = 0.05,
+                 alpha: float = 0.05, stat: str = "median") -> list[DiffRow]:
+    """Match cells of two sets of results files by their full identity and judge every phase."""
+    check_stat(stat)
     before, after = _latest(old), _latest(new)
-    keys = sorted(before.keys() | after.keys(), key=lambda k: (MODEL_ORDER.get(k[1], len(MODEL_ORDER)), k))
-    rows = []
+    keys = sorted(before.keys() | after.keys(), key=lambda k: (MODEL_ORDER.get(k.model, len(MODEL_ORDER)), k))
+    rows: list[DiffRow] = []
+    tested: list[tuple[int, CellRecord, CellRecord, str]] = []  # (row index, old, new, phase)
     for key in keys:
         a, b = before.get(key), after.get(key)
-        labels = list(dict.fromkeys(framework_label(r) for r in (a, b) if r))
-        _, model, device, batch, image, _ = key
-        row = dict(model=model, framework=" -> ".join(labels), device=device, batch_size=batch,
-                   image_size=image)
-        if a is None or b is None or a["status"] != "ok" or b["status"] != "ok":
-            whole = ("only-in-new" if a is None else "only-in-old" if b is None
-                     else "failed" if a["status"] == b["status"] else "broken" if a["status"] == "ok"
-                     else "fixed")
-            rows.append(DiffRow(**row, phase=None, old=None, new=None, ratio=None, p_value=None,
-                                verdict=whole))
+        labels = list(dict.fromkeys(with_variant(r.title, key.variant) for r in (a, b) if r))
+        framework = " -> ".join(labels)
+        if a is None or b is None or not a.ok or not b.ok:
+            rows.append(DiffRow(key, framework, None, None, None, None, None, _whole(a, b)))
             continue
-        for phase in PHASES:
-            pa, pb = a["phases"].get(phase), b["phases"].get(phase)
-            if pa is None and pb is None:
+        for phase in dict.fromkeys([*a.spec.phases, *b.spec.phases]):
+            in_a, in_b = phase in a.phase_names, phase in b.phase_names
+            if not (in_a and in_b):
+                rows.append(DiffRow(key, framework, phase, None, None, None, None,
+                                    "only-in-new" if in_b else "only-in-old"))
                 continue
-            if pa is None or pb is None:
-                rows.append(DiffRow(**row, phase=phase, old=None, new=None, ratio=None, p_value=None,
-                                    verdict="only-in-new" if pa is None else "only-in-old"))
-                continue
-            m_old, m_new = pa["stats"]["median"], pb["stats"]["median"]
-            ratio = m_new / m_old
-            p = _p_value(pa.get("samples") or [], pb.get("samples") or [])
-            rows.append(DiffRow(**row, phase=phase, old=m_old, new=m_new, ratio=ratio, p_value=p,
-                                verdict=verdict(ratio, p, threshold, alpha)))
+            tested.append((len(rows), a, b, phase))
+            rows.append(DiffRow(key, framework, phase, a.estimate(phase, stat).value,
+                                b.estimate(phase, stat).value, None, None, ""))
+    changes = judge([(a.samples(p), b.samples(p)) for _, a, b, p in tested], threshold, alpha, stat)
+    for (i, *_), change in zip(tested, changes):
+        r = rows[i]
+        rows[i] = DiffRow(r.key, r.framework, r.phase, r.old, r.new, change.ratio, change.p_value,
+                          change.verdict)
     return rows
 
 
@@ -93,14 +87,17 @@ def has_regression(rows: list[DiffRow]) -> bool:
 
 
 def diff_table(rows: list[DiffRow], threshold: float = 0.05, alpha: float = 0.05) -> Table:
-    table = Table(title=f"new vs old: slower/faster only when p < {alpha:g} "
-                        f"and the medians differ by more than {threshold:.0%}")
+    table = Table(title=f"new vs old: slower/faster only when significant over rounds (Holm, alpha "
+                        f"{alpha:g}, over all {sum(r.p_value is not None for r in rows)} tests) and the "
+                        f"estimates differ by more than {threshold:.0%}")
     for col in ("model", "framework", "device", "batch", "phase", "old", "new", "new/old", "p", "verdict"):
         table.add_column(col, justify="left" if col in ("model", "framework", "phase", "verdict") else "right")
     for r in rows:
+        k = r.key
         table.add_row(
-            model_title(r.model), Text(r.framework), r.device, f"{r.batch_size} @ {r.image_size}px",
-            r.phase or "", fmt_duration(r.old) if r.old is not None else "",
+            model_title(k.model), Text(r.framework), Text(f"{k.device_kind} ({k.label})"),
+            f"{k.batch_size} @ {k.image_size}px", r.phase or "",
+            fmt_duration(r.old) if r.old is not None else "",
             fmt_duration(r.new) if r.new is not None else "",
             f"{r.ratio:.3f}" if r.ratio is not None else "",
             f"{r.p_value:.2g}" if r.p_value is not None else "",

@@ -7,13 +7,15 @@ import tempfile
 from pathlib import Path
 
 from pybench.errors import UserError
-from pybench.report import COLUMNS, measured_sections, model_title
+from pybench.protocol import PHASES
+from pybench.report.format import model_title
+from pybench.report.selection import measured_sections
+from pybench.results import ResultsDoc
 
 FORMATS = {".png": "png", ".svg": "svg"}
-HATCHES = {"forward": "", "backward": "//", "total": "xx", "inference": ".."}  # phase = pattern
 
 
-def plot(files: list[dict], out: Path, stat: str = "median") -> None:
+def plot(files: list[ResultsDoc], out: Path, stat: str = "median") -> None:
     """Draw the measured sections (the same rows the markdown shows) to a .png or .svg."""
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())
@@ -39,7 +41,7 @@ def plot(files: list[dict], out: Path, stat: str = "median") -> None:
         series = list(dict.fromkeys(r.label for r in section.rows
                                     if any(c.value is not None for c in r.cells.values())))
         colours = {s: f"C{i % 10}" for i, s in enumerate(series)}
-        phases = [p for p in COLUMNS if any(p in r.cells for r in section.rows)]
+        phases = [p for p in PHASES if any(p in r.cells for r in section.rows)]
         slot = 0.8 / (len(phases) * len(series))  # each model's group spans 0.8 of one x unit
         for row in section.rows:
             if row.label not in series:
@@ -51,7 +53,7 @@ def plot(files: list[dict], out: Path, stat: str = "median") -> None:
                     continue
                 x = models.index(row.model) - 0.4 + (j * len(series) + s) * slot
                 ax.bar(x, cell.value, slot, color=colours[row.label],
-                       hatch=HATCHES[p], edgecolor="black", linewidth=0.4, align="edge")
+                       hatch=PHASES[p].hatch, edgecolor="black", linewidth=0.4, align="edge")
         ax.set_yscale("log")  # VGG on CPU and Resnet18 on GPU differ by three orders of magnitude
         ax.set_ylabel(f"seconds per batch ({stat}, log scale)")
         ax.set_xticks(range(len(models)))
@@ -60,7 +62,7 @@ def plot(files: list[dict], out: Path, stat: str = "median") -> None:
         ax.set_title(section.device + (f" ({section.settings})" if section.settings else ""))
         ax.grid(axis="y", which="both", alpha=0.3)
         handles = [Patch(facecolor=colours[s], label=s) for s in series]
-        handles += [Patch(facecolor="white", edgecolor="black", hatch=HATCHES[p], label=COLUMNS[p])
+        handles += [Patch(facecolor="white", edgecolor="black", hatch=PHASES[p].hatch, label=PHASES[p].column)
                     for p in phases]
         ax.legend(handles=handles, fontsize="small", ncol=2)
     fig.tight_layout()

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from pybench import efficiency
+from pybench import efficiency, noise
 from pybench.backends import get_framework
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
@@ -120,6 +120,10 @@ def run_matrix(
     framework; a cell whose round fails keeps the rounds it has and a warning.
     """
     events = events or MatrixEvents()
+    gpus = sorted({s.gpu_uuid for s in specs if s.gpu_uuid})
+    meter = noise.StealMeter()
+    audit = noise.capture_start(gpus)  # what else ran on the machine: shown when it matters
+    store.environment["noise"] = audit.to_json()
     records: dict[CellSpec, CellRecord] = {}
     cells: dict[CellKey, list[CellSpec]] = {}
     for spec in specs:
@@ -147,8 +151,11 @@ def run_matrix(
                 _keep(records, spec, record, round_no, store, peak_gflops)
                 events.finished(records[spec], round_no)
             measured = [records[s] for s in members if records[s].ok]
-            if round_no >= min_rounds and measured and all(r.quality(p) == "precise" for r in measured for p in r.phase_names):
+            precise = all(r.quality(p) == "precise" for r in measured for p in r.phase_names)
+            if round_no >= min_rounds and measured and precise:
                 done.add(cell)
+    store.environment["noise"] = noise.capture_end(audit, meter, gpus).to_json()
+    store.save()
     return [records[s] for s in specs]
 
 

@@ -1,0 +1,206 @@
+"""Markdown: the seed's tables, the details table, and the README block between markers.
+
+Text that comes from results files (model names, labels, framework titles, errors) is escaped, so
+no file can inject markup or the table markers into a README.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pybench.errors import UserError
+from pybench.protocol import PHASES
+from pybench.records import CellRecord
+from pybench.report.format import fmt_duration, fmt_mib, fmt_seconds, model_title
+from pybench.report.selection import (
+    Cell, Row, Section, check_stat, measured_sections, reference_sections, winners,
+)
+from pybench.results import ResultsDoc, atomic_write_text
+from pybench.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
+
+BEGIN_MARKER = "<!-- pybench:tables:begin -->"
+END_MARKER = "<!-- pybench:tables:end -->"
+NOISY, FEW, FAILED, PARAMS = "†", "°", "‡", "§"
+GROUPS = ("train", "step", "inference")  # the details' phase groups, by their headline phase
+HEADLINE = {"train": "total", "step": "step", "inference": "inference"}
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<])")  # "<" breaks HTML, comments and the markers
+
+
+def md_text(text: str) -> str:
+    """Untrusted text as literal markdown in a table cell: one line, special characters escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _cell_md(cell: Cell | None, bold: bool, unit: str) -> str:
+    if cell is None:
+        return ""
+    if cell.failed:
+        return f"failed {FAILED}"
+    if cell.value is None and not cell.text:
+        return ""
+    text = md_text(cell.text) if cell.text else fmt_seconds(cell.value, unit)
+    text = f"**{text}**" if bold else text
+    mark = {"noisy": NOISY, "too_few_samples": FEW}.get(cell.quality)
+    return f"{text} {mark}" if mark else text
+
+
+def _param_notes(rows: list[Row]) -> dict[str, str]:
+    """Models whose frameworks count parameters differently (e.g. Metalhead's VGG-BN convs have no bias)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.params is not None:
+            counts.setdefault(row.model, {}).setdefault(row.label, row.params)
+    return {
+        model: f"{PARAMS} {md_text(model_title(model))}: parameter counts differ: "
+        + "; ".join(f"{md_text(label)} {n:,}" for label, n in by_label.items()) + "."
+        for model, by_label in counts.items()
+        if len(set(by_label.values())) > 1
+    }
+
+
+def render_section(section: Section, stat: str = "median") -> str:
+    lines = [f"## {md_text(section.heading)}"]
+    if section.settings:
+        lines += [section.settings, ""]  # a table cannot interrupt a paragraph in GFM
+    if section.layers:
+        lines += ["Milliseconds per call; input 1 x 3 x 224 x 224 (Dense: 1 x 1024).", ""]
+    phases = section.phases
+    lines.append(f"|{'Layer' if section.layers else 'Model'}|Framework|"
+                 + "|".join(PHASES[p].column for p in phases) + "|")
+    lines.append("|" + ":---:|" * (2 + len(phases)))
+    bold = winners(section.rows, stat)
+    params = _param_notes(section.rows)
+    unit = "ms" if section.layers else "s"
+    previous = None
+    for i, row in enumerate(section.rows):
+        title = "" if row.model == previous else md_text(model_title(row.model))
+        if title and row.model in params:
+            title += f" {PARAMS}"
+        previous = row.model
+        cells = [_cell_md(row.cells.get(p), (i, p) in bold, unit) for p in phases]
+        lines.append(f"|{title}|{md_text(row.label)}|" + "|".join(cells) + "|")
+
+    qualities = {c.quality for r in section.rows for p, c in r.cells.items() if p in phases}
+    notes = []
+    if "noisy" in qualities:
+        notes.append(f"{NOISY} noisy: enough samples, but the 95% interval is wider than the target "
+                     "precision; treat as approximate.")
+    if "too_few_samples" in qualities:
+        notes.append(f"{FEW} too few samples: the time budget allowed fewer samples or rounds than a "
+                     "95% interval needs; treat as approximate.")
+    notes += [f"{FAILED} failed: {md_text(model_title(r.model))}, {md_text(r.label)}: {md_text(r.error)}"
+              for r in section.rows if r.error is not None and r.cells and all(c.failed for c in r.cells.values())]
+    notes += params.values()
+    return "\n".join(lines + [n for note in notes for n in ("", note)])
+
+
+# --- throughput, memory and first run -------------------------------------------------------------
+
+DETAILS = {
+    "train_ips": "Images/s (train)",
+    "step_ips": "Images/s (step)",
+    "inference_ips": "Images/s (inference)",
+    "train_gflops": "GFLOP/s (train)",
+    "step_gflops": "GFLOP/s (step)",
+    "inference_gflops": "GFLOP/s (inference)",
+    "peak_memory": "Peak memory (train / step / inference)",
+    "first_run": "First run (train / step / inference)",
+}
+
+
+def _memory_text(peaks: dict[str, int]) -> str:
+    short = {"cpu_peak_rss": "rss", "cuda_max_allocated": "allocated", "cuda_max_reserved": "reserved",
+             "nvml_device_used_snapshot": "device used (all processes, snapshot)"}
+    return ", ".join(f"{short.get(k, k)} {fmt_mib(v)}" for k, v in peaks.items() if v)
+
+
+def detail_values(record: CellRecord, stat: str = "median") -> dict[str, str]:
+    """Images/s, achieved GFLOP/s with % of the device's peak, peak memory and first run per group."""
+    from pybench.efficiency import phase_flops
+
+    out = dict.fromkeys(DETAILS, "")
+    if not record.ok:
+        return out
+    memory, firsts = [], []
+    for group in GROUPS:
+        phase = HEADLINE[group]
+        if phase not in record.phase_names:
+            continue
+        seconds = record.estimate(phase, stat).value
+        out[f"{group}_ips"] = f"{record.spec.batch_size / seconds:.4g}"
+        flops = phase_flops(record, phase)
+        if flops:
+            gflops = flops / seconds / 1e9
+            peak = record.peak.gflops if record.peak else None
+            pct = f" ({100 * gflops / peak:.1f}% of peak)" if peak else ""
+            out[f"{group}_gflops"] = f"{gflops:.4g}{pct}"
+        memory.append(_memory_text(record.memory(group)) or "-")
+        firsts.append(fmt_duration(record.first_run(phase)))
+    out["peak_memory"] = " / ".join(memory)
+    out["first_run"] = " / ".join(firsts)
+    return out
+
+
+def render_details(section: Section, stat: str = "median") -> str:
+    lines = [f"### Throughput, memory and first run --- {md_text(section.device)}", "",
+             "|Model|Framework|" + "|".join(DETAILS.values()) + "|",
+             "|" + ":---:|" * (2 + len(DETAILS))]
+    rows = [row for row in section.rows if row.record is not None]
+    for row in rows:
+        values = detail_values(row.record, stat)
+        lines.append(f"|{md_text(model_title(row.model))}|{md_text(row.label)}|" + "|".join(values.values()) + "|")
+    records = [row.record for row in rows]
+    sources = list(dict.fromkeys(r.peak.source for r in records if r.peak))
+    if sources:
+        lines += ["", f"Peak FLOP/s from: {md_text('; '.join(sources))}. Backward counted as 2x forward "
+                  "FLOPs; the step adds the optimizer's 4 FLOPs per parameter."]
+    return "\n".join(lines)
+
+
+def render_tables(docs: list[ResultsDoc], stat: str = "median", reference: list[dict] | None = None,
+                  details: bool = False) -> str:
+    """The seed's tables from any set of results files (several machines merged), plus published rows;
+    with `details`, each measured section is followed by its throughput/memory/first-run table."""
+    check_stat(stat)
+    measured = measured_sections(docs, stat)
+    parts = [render_section(s, stat) + ("\n\n" + render_details(s, stat) if details else "") for s in measured]
+    parts += [render_section(s, stat) for s in reference_sections(reference or [])]
+    what = "median" if stat == "median" else "minimum"
+    intro = (f"Seconds per batch, {what} of the timed iterations (first run and warm-up excluded). "
+             f"Batch {DEFAULT_BATCH}, image 3 x {DEFAULT_IMAGE_SIZE} x {DEFAULT_IMAGE_SIZE} "
+             "(batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; "
+             "the faster framework is in bold when the 95% interval of the ratio excludes 1.")
+    return "\n\n".join([intro] + parts) + "\n"
+
+
+# --- README --------------------------------------------------------------------------------------
+
+def replace_between_markers(text: str, block: str) -> str:
+    """Swap what lies between the markers for `block`; every byte outside them stays as it was."""
+    for marker in (BEGIN_MARKER, END_MARKER):
+        if text.count(marker) != 1:
+            found = "no" if marker not in text else "more than one"
+            raise UserError(f"{found} {marker!r} marker; add exactly one begin and one end marker")
+    start = text.index(BEGIN_MARKER) + len(BEGIN_MARKER)
+    end = text.index(END_MARKER)
+    if end < start:
+        raise UserError(f"{END_MARKER!r} comes before {BEGIN_MARKER!r}")
+    newline = "\r\n" if text[start:start + 2] == "\r\n" else "\n"  # keep the file's line endings
+    body = newline.join(block.strip("\r\n").splitlines())
+    return text[:start] + newline + body + newline + text[end:]
+
+
+def update_readme(path: Path, block: str) -> None:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": no CRLF translation
+            text = f.read()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        new = replace_between_markers(text, block)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    atomic_write_text(path, new)
