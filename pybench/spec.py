@@ -83,7 +83,10 @@ class CellSpec:
         workload = get_workload(self.model)
         if not self.phases:
             object.__setattr__(self, "phases", workload.phases)
-        check_phases(self.phases)
+        try:
+            check_phases(self.phases)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         if self.batch_size <= 0:
             raise UserError(f"batch size must be positive, got {self.batch_size}")
         if self.image_size <= 0:

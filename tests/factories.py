@@ -1,65 +1,58 @@
-"""Synthetic results files for the reporting tests: the layout pybench.worker writes, no torch needed."""
+"""Synthetic typed records and results documents for the reporting tests: no torch needed."""
 
 from __future__ import annotations
 
-from pybench.protocol import summarize
-from pybench.results import SCHEMA, SCHEMA_VERSION
+from pathlib import Path
 
-VERSIONS = {"pytorch": ("PyTorch", "2.14.1"), "flux": ("Flux", "0.16.3")}
+from pybench.protocol import PhaseSamples
+from pybench.records import CellRecord, Round, WorkloadFacts
+from pybench.results import ResultsDoc
+from pybench.spec import CellSpec
+
+VERSIONS = {"pytorch": ("PyTorch", "2.14.1"), "flux": ("Flux", "0.16.3"), "jax": ("JAX", "0.10.2")}
 GPU = "NVIDIA H200"
 CPU = "AMD EPYC 9654 96-Core Processor"
+# Nine samples around the median: the middle one is the median, the first 1% below it.  Tight enough
+# (±0.75% at 95%) that a cell is precise; `noisy` widens it tenfold.
+OFFSETS = (-0.01, -0.0075, -0.005, -0.0025, 0.0, 0.0025, 0.005, 0.0075, 0.01)
 
 
-def phase(samples: list[float], noisy: bool = False, first_run: float | None = None) -> dict:
-    return {
-        "first_run": first_run if first_run is not None else 10 * max(samples),
-        "warmup": [],
-        "samples": list(samples),
-        "stats": summarize(samples).__dict__,
-        "stop_reason": "max_time" if noisy else "converged",
-        "noisy": noisy,
-        "memory": {},
-    }
-
-
-def spread(median: float) -> list[float]:
-    """Three samples whose median is exactly `median` and whose minimum is 1% lower."""
-    return [median * 0.99, median, median * 1.01]
+def spread(median: float, noisy: bool = False) -> list[float]:
+    scale = 10 if noisy else 1
+    return [median * (1 + scale * o) for o in OFFSETS]
 
 
 def record(framework: str, model: str, medians: dict[str, float] | None = None, *,
            device: str = "cuda:0", batch: int = 8, image: int = 224, dtype: str = "fp32",
-           variant: str = "", threads: int = 16, params: int = 1000, noisy: tuple[str, ...] = (),
-           error: str | None = None, samples: dict[str, list[float]] | None = None) -> dict:
-    """One record; phases from `medians` (three-sample spread) or raw `samples`; failed with `error`."""
-    spec = {"framework": framework, "model": model, "device": device, "batch_size": batch,
-            "image_size": image, "dtype": dtype, "variant": variant, "threads": threads,
-            "tf32": False, "seed": 0, "stop": {}, "phases": ["forward", "backward", "total", "inference"]}
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    rec = {"spec": spec, "cell": f"{model}/{kind}/b{batch}/{image}px", "framework": framework,
-           "wall_time": 1.0}
-    if error is not None:
-        return {**rec, "status": "failed", "error": error}
+           threads: int = 16, params: int = 1000, noisy: tuple[str, ...] = (), label: str = "box",
+           error: str | None = None, samples: dict[str, list[float]] | None = None,
+           rounds: list[dict[str, list[float]]] | None = None, channels_last: bool = False,
+           first_run: float | None = None) -> CellRecord:
+    """One record; phases from `medians` (nine-sample spread), raw `samples` (one round) or
+    `rounds` (phase -> samples per round); failed with `error`."""
+    raw_rounds = rounds or [samples or {p: spread(m, p in noisy) for p, m in (medians or {}).items()}]
+    phases = tuple(raw_rounds[0]) or ("forward", "backward", "total", "inference")
+    spec = CellSpec(framework=framework, model=model, device=device, batch_size=batch, image_size=image,
+                    device_name=GPU if device.startswith("cuda") else CPU, label=label, dtype=dtype,
+                    threads=threads, phases=phases, channels_last=channels_last)
     name, version = VERSIONS[framework]
-    raw = samples or {p: spread(m) for p, m in (medians or {}).items()}
-    phases = {p: phase(s, noisy=p in noisy) for p, s in raw.items()}
-    return {**rec, "status": "ok", "workload": {"params": params},
-            "framework_env": {"framework": name, "version": version},
-            "phases": phases, "noisy": any(p["noisy"] for p in phases.values())}
+    if error is not None:
+        return CellRecord(spec=spec, status="failed", title=name, error=error)
+    return CellRecord(
+        spec=spec, status="ok", title=f"{name} {version}", workload=WorkloadFacts(params=params),
+        framework_env={"threads": threads},
+        rounds=[Round(phases={p: PhaseSamples(first_run=first_run or 10 * max(s), warmup=[], samples=list(s),
+                                              stop_reason="converged")
+                              for p, s in r.items()}) for r in raw_rounds],
+        wall_time=1.0,
+    )
 
 
-def results_file(records: list[dict], created: str = "2025-01-01T12:00:00+0000", gpu: str = GPU,
-                 cpu: str = CPU, cores: int = 16) -> dict:
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": created,
-        "command": ["pybench", "run"],
-        "environment": {"label": "box", "hostname": "box", "cpu": cpu, "cores_logical": cores,
-                        "cores_available": cores, "gpus": [{"index": 0, "name": gpu}],
-                        "threads": cores, "tf32": False},
-        "records": records,
-    }
+def results_file(records: list[CellRecord], created: str = "2025-01-01T12:00:00+0000",
+                 cores: int = 16) -> ResultsDoc:
+    env = {"label": "box", "hostname": "box", "cpu": CPU, "cores_logical": cores,
+           "cores_available": cores, "gpus": [{"index": 0, "name": GPU}], "threads": cores}
+    return ResultsDoc(path=Path("synthetic.json"), created=created, environment=env, records=records)
 
 
 def train(fwd: float, bwd: float, inf: float | None = None) -> dict[str, float]:

@@ -1,12 +1,13 @@
-"""The statistics and the stopping rule, against hand-computed values."""
+"""The protocol driven by a scripted sampler and an injected clock (as pyperf's tests replace the
+clock): every assertion is exact, nothing depends on how busy the machine is."""
 
 import math
-import time
 
 import pytest
 
-from pybench.protocol import PythonLoopSampler, measure, median_ci_ranks, precise, summarize
-from pybench.spec import StopRule
+from pybench.protocol import (
+    Loop, PythonLoopSampler, StopRule, measure, median_ci_ranks, precise, summarize,
+)
 
 
 def test_median_ci_ranks_match_binomial_tables():
@@ -39,104 +40,161 @@ def test_precision_needs_the_whole_interval_inside():
     assert precise([1.0] * 6, rule)
 
 
-class FakeSteps:
-    """Real sleeps of known length: the protocol must time exactly the step it brackets."""
+class Clock:
+    """Seconds that pass only when the scripted sampler says work was done."""
 
-    def __init__(self, fwd=0.002, bwd=0.004, inf=0.001, first_extra=0.02):
-        self.d = {"forward": fwd, "backward": bwd, "inference": inf}
-        self.first_extra = first_extra
-        self.calls = {k: 0 for k in self.d}
-        self.zeroed = 0
-        self.syncs = 0
+    def __init__(self) -> None:
+        self.now = 0.0
 
-    def _step(self, kind):
-        extra = self.first_extra if self.calls[kind] == 0 else 0.0
-        self.calls[kind] += 1
-        time.sleep(self.d[kind] + extra)
-
-    def zero_grad(self):
-        self.zeroed += 1
-        time.sleep(0.003)  # untimed work must not show up in any phase
-
-    def forward(self):
-        self._step("forward")
-
-    def backward(self):
-        self._step("backward")
-
-    def inference(self):
-        self._step("inference")
-
-    def synchronize(self):
-        self.syncs += 1
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_measure_times_phases_apart_and_excludes_first_run():
-    steps = FakeSteps()
-    stop = StopRule(precision=0.10, min_samples=5, max_time=20)
-    res = measure(PythonLoopSampler(steps), ("forward", "backward", "total", "inference"), stop, gpu=False)
-    f, b, t, i = (res[p] for p in ("forward", "backward", "total", "inference"))
-    assert f.summary.median == pytest.approx(0.002, rel=0.5)
-    assert b.summary.median == pytest.approx(0.004, rel=0.5)
-    assert i.summary.median == pytest.approx(0.001, rel=1.0)
-    assert f.first_run > 0.02 and b.first_run > 0.02  # first call recorded apart...
-    assert max(f.samples) < 0.02  # ...and never in the statistics
-    for k in range(len(t.samples)):  # total is the per-iteration sum
-        assert t.samples[k] == pytest.approx(f.samples[k] + b.samples[k])
-    assert steps.zeroed == len(f.samples) + 1  # cleared before every iteration, first run included
-    assert all(r.stop_reason == "converged" and not r.noisy for r in res.values())
-    assert f.summary.n >= 6
+class Scripted:
+    """A sampler whose iterations take scripted times (seconds), advancing the injected clock.
+
+    `times[group]` maps each measured phase to a function of the iteration index (0: first run)."""
+
+    def __init__(self, clock: Clock, times: dict, log: list | None = None) -> None:
+        self.clock, self.times, self.log = clock, times, log if log is not None else []
+        self.count = {g: 0 for g in times}
+
+    def sample(self, group: str, n: int) -> dict[str, list[int]]:
+        out = {p: [] for p in self.times[group]}
+        for _ in range(n):
+            i = self.count[group]
+            self.count[group] += 1
+            for phase, t in self.times[group].items():
+                seconds = t(i)
+                self.clock.now += seconds
+                out[phase].append(round(seconds * 1e9))
+        self.log.append(("sample", group))
+        return out
+
+    def finish(self, group: str) -> None:
+        self.log.append(("finish", group))
 
 
-def test_stops_at_max_samples_and_flags_noisy():
-    class Noisy(FakeSteps):
-        def inference(self):
-            self.calls["inference"] += 1
-            time.sleep(0.001 * (1 + self.calls["inference"] % 3))  # a spread no CI can tighten
+class Probe:
+    def __init__(self, log: list) -> None:
+        self.log = log
 
+    def reset(self) -> None:
+        self.log.append(("reset", None))
+
+    def read(self) -> dict:
+        return {"peak": len(self.log)}
+
+
+def const(seconds: float, first: float | None = None):
+    return lambda i: first if i == 0 and first is not None else seconds
+
+
+def scattered(seconds: float, first: float | None = None):
+    """Distinct times spread over +50%, so no interval of the median ever gets tight."""
+    return lambda i: first if i == 0 and first is not None else seconds * (1 + 0.5 * ((i * 0.6180339887) % 1))
+
+
+TRAIN = {"forward": const(0.002, first=0.02), "backward": const(0.004, first=0.03)}
+
+
+def test_phases_are_timed_apart_the_first_run_excluded_and_total_derived():
+    clock = Clock()
+    sampler = Scripted(clock, {"train": TRAIN, "inference": {"inference": const(0.001, first=0.5)},
+                               "step": {"step": const(0.007, first=2.0)}})
+    stop = StopRule(precision=0.02, min_samples=5, max_time=20)
+    m = measure(sampler, ("forward", "backward", "total", "inference", "step"), stop, gpu=False, clock=clock)
+    f, b, t, i, s = (m.phases[p] for p in ("forward", "backward", "total", "inference", "step"))
+    assert summarize(f.samples).median == pytest.approx(0.002)
+    assert summarize(b.samples).median == pytest.approx(0.004)
+    assert summarize(i.samples).median == pytest.approx(0.001)
+    assert summarize(s.samples).median == pytest.approx(0.007)
+    assert (f.first_run, b.first_run, t.first_run) == pytest.approx((0.02, 0.03, 0.05))
+    assert i.first_run == pytest.approx(0.5) and s.first_run == pytest.approx(2.0)
+    assert max(f.samples) < 0.01  # the first run never enters the statistics
+    assert t.samples == pytest.approx([a + c for a, c in zip(f.samples, b.samples)])
+    assert all(p.stop_reason == "converged" for p in m.phases.values())
+    assert len(f.samples) == 6  # constant times: the first n with a 95% interval
+    assert list(m.phases) == ["forward", "backward", "total", "inference", "step"]
+    assert list(m.memory) == ["train", "step", "inference"]  # groups measured in this order
+
+
+def test_stops_at_max_samples():
+    clock = Clock()
+    wobble = {"inference": lambda i: 0.001 * (1 + i % 3)}  # a spread no interval can tighten
     stop = StopRule(precision=0.001, min_samples=5, max_samples=12, max_time=30)
-    res = measure(PythonLoopSampler(Noisy()), ("inference",), stop, gpu=False)
-    assert res["inference"].stop_reason == "max_samples"
-    assert res["inference"].noisy
-    assert res["inference"].summary.n == 12
+    m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
+    assert m.phases["inference"].stop_reason == "max_samples"
+    assert len(m.phases["inference"].samples) == 12
 
 
-def test_stops_at_max_time_and_flags_noisy():
-    stop = StopRule(precision=1e-9, min_samples=5, max_samples=10**6, max_time=0.5)
-    t0 = time.monotonic()
-    res = measure(PythonLoopSampler(FakeSteps()), ("inference",), stop, gpu=False)
-    assert time.monotonic() - t0 < 2.0
-    assert res["inference"].stop_reason == "max_time"
-    assert res["inference"].noisy
+def test_time_limit_separates_noisy_from_too_few_samples():
+    wobble = {"inference": scattered(0.1)}
+    clock = Clock()
+    stop = StopRule(precision=0.001, max_time=30)  # ~150 samples fit: an interval, still too wide
+    m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
+    assert m.phases["inference"].stop_reason == "noisy" and len(m.phases["inference"].samples) > 6
+    clock = Clock()
+    stop = StopRule(precision=0.001, max_time=0.5)  # three samples: no 95% interval exists
+    m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
+    assert m.phases["inference"].stop_reason == "too_few_samples"
+    assert 1 <= len(m.phases["inference"].samples) < 6
+
+
+def test_the_budget_starts_after_the_first_run():
+    # A 100 s compile (Inductor, XLA, Julia) must not eat a 1 s sampling budget.
+    clock = Clock()
+    sampler = Scripted(clock, {"inference": {"inference": scattered(0.01, first=100.0)}})
+    m = measure(sampler, ("inference",), StopRule(precision=1e-9, max_time=1.0), gpu=False, clock=clock)
+    assert len(m.phases["inference"].samples) >= 70  # 1 s of ~12.5 ms samples
+
+
+def test_groups_share_the_budget_and_pass_on_what_they_leave():
+    clock = Clock()
+    slow = {"forward": const(1.0), "backward": lambda i: 1.0 + 0.5 * (i % 2)}  # never converges
+    sampler = Scripted(clock, {"train": slow, "inference": {"inference": const(0.01)}})
+    m = measure(sampler, ("forward", "backward", "total", "inference"), StopRule(max_time=40), gpu=False,
+                clock=clock)
+    # Train may use 3/4 of the budget (weights 3:1); inference converges at once on what is left.
+    assert 10 <= len(m.phases["forward"].samples) <= 16
+    assert m.phases["inference"].stop_reason == "converged"
 
 
 def test_gpu_warmup_runs_until_settled_and_stays_out_of_samples():
-    class Autotuning(FakeSteps):
-        # The first few iterations are slow, as when cudnn.benchmark tries algorithms.
-        def inference(self):
-            self.calls["inference"] += 1
-            time.sleep(0.02 if self.calls["inference"] <= 3 else 0.002)
-
-    stop = StopRule(precision=0.2, min_samples=5, max_time=20)
-    res = measure(PythonLoopSampler(Autotuning()), ("inference",), stop, gpu=True)["inference"]
+    clock = Clock()
+    tuning = {"inference": lambda i: 0.02 if i <= 3 else 0.002}  # cudnn.benchmark trying algorithms
+    sampler = Scripted(clock, {"inference": tuning})
+    res = measure(sampler, ("inference",), StopRule(precision=0.2, max_time=20), gpu=True,
+                  clock=clock).phases["inference"]
     assert len(res.warmup) >= 3
-    assert max(res.samples) < 0.015  # no autotuning iteration leaks into the statistics
+    assert max(res.samples) == pytest.approx(0.002)  # no autotuning iteration in the statistics
 
 
-def test_memory_probe_is_reset_per_group():
-    class Probe:
-        def __init__(self):
-            self.resets = 0
+def test_memory_window_opens_after_warmup_and_groups_are_finished_in_order():
+    clock, log = Clock(), []
+    tuning = {"inference": lambda i: 0.02 if i <= 3 else 0.002}
+    sampler = Scripted(clock, {"train": TRAIN, "inference": tuning}, log)
+    m = measure(sampler, ("forward", "inference"), StopRule(precision=0.5, max_time=5), gpu=True,
+                memory=Probe(log), clock=clock)
+    events = [e for e, _ in log]
+    assert events.count("reset") == 2 and events.count("finish") == 2
+    first_inference = log.index(("sample", "inference"))
+    assert log.index(("finish", "train")) < first_inference  # gradients released before inference
+    reset = events.index("reset", first_inference)
+    warmups = len(m.phases["inference"].warmup)
+    # first run and every warm-up iteration come before the window opens
+    assert events[first_inference:reset].count("sample") == 1 + warmups
+    assert set(m.memory) == {"train", "inference"} and m.memory["train"]["peak"] > 0
+    assert list(m.phases) == ["forward", "inference"]
 
-        def reset(self):
-            self.resets += 1
 
-        def read(self):
-            return {"peak": self.resets}
-
-    probe = Probe()
-    stop = StopRule(precision=0.5, max_time=5)
-    res = measure(PythonLoopSampler(FakeSteps()), ("forward", "inference"), stop, False, memory=probe)
-    assert probe.resets == 2
-    assert res["forward"].memory == {"peak": 1} and res["inference"].memory == {"peak": 2}
-    assert list(res) == ["forward", "inference"]
+def test_python_loop_runs_untimed_setup_then_phases_in_order():
+    calls = []
+    loop = Loop(phases=(("forward", lambda: calls.append("f")), ("backward", lambda: calls.append("b"))),
+                before=lambda: calls.append("zero"), finish=lambda: calls.append("free"))
+    sampler = PythonLoopSampler({"train": loop}, synchronize=lambda: calls.append("sync"))
+    out = sampler.sample("train", 2)
+    assert calls == ["zero", "sync", "f", "sync", "b", "sync"] * 2
+    assert set(out) == {"forward", "backward"} and all(len(v) == 2 and min(v) >= 0 for v in out.values())
+    sampler.finish("train")
+    assert calls[-1] == "free"

@@ -9,7 +9,8 @@ import pytest
 
 from pybench.errors import UserError
 from pybench.reference import load_reference
-from pybench.report import PHASES, model_title
+from pybench.protocol import SEED_PHASES as PHASES
+from pybench.report.format import model_title
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "reference" / "seed-2018-tables.md"

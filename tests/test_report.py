@@ -6,9 +6,11 @@ import pytest
 from rich.console import Console
 
 from factories import record, results_file, train
-from pybench import report
 from pybench.errors import UserError
-from pybench.report import BEGIN_MARKER, END_MARKER
+from pybench.records import Peak
+from pybench.report import markdown as report
+from pybench.report.markdown import BEGIN_MARKER, END_MARKER
+from pybench.report.terminal import summary_table
 
 OLDER = results_file([record("pytorch", "resnet18", train(0.5, 0.5, 0.5))],
                      created="2025-01-01T09:00:00+0000")
@@ -19,24 +21,24 @@ NEWER = results_file([
     record("flux", "vgg16_bn", train(0.0560, 0.0500), params=138_357_544),
     record("flux", "resnet18", error="OutOfMemoryError: CUDA out of memory"),
     record("pytorch", "resnet18", train(0.0066, 0.0213, 0.0051), params=11_689_512),
-    record("pytorch", "vgg16", train(0.0131, 0.0302, 0.0125), dtype="bf16", variant="bf16"),
+    record("pytorch", "vgg16", train(0.0131, 0.0302, 0.0125), dtype="bf16"),
     record("pytorch", "resnet50", train(1.234, 2.5, 1.1), device="cpu", threads=4),
 ], created="2025-01-02T09:00:00+0000")
 
 EXPECTED = """\
-Seconds per batch, median of the timed iterations (first run and warm-up excluded). Batch 8, image 3 x 224 x 224 (batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; the faster framework is in bold.
+Seconds per batch, median of the timed iterations (first run and warm-up excluded). Batch 8, image 3 x 224 x 224 (batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; the faster framework is in bold when the 95% interval of the ratio excludes 1.
 
 ## GPU USED --- NVIDIA H200
 |Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|
 |:---:|:---:|:---:|:---:|:---:|:---:|
 |VGG16|PyTorch 2.14.1|**0.0259 s**|**0.0554 s**|**0.0813 s**|0.0245 s|
-||Flux 0.16.3|0.0479 s|0.6293 s|0.6772 s|**0.0231 s** †|
+||Flux 0.16.3|0.0479 s|0.6293 s|0.6772 s|0.0231 s †|
 |VGG16 BN §|PyTorch 2.14.1|**0.0262 s**|0.0579 s|**0.0841 s**|0.0262 s|
 ||Flux 0.16.3|0.056 s|**0.05 s**|0.106 s||
 |Resnet18|PyTorch 2.14.1|0.0066 s|0.0213 s|0.0279 s|0.0051 s|
 ||Flux|failed ‡|failed ‡|failed ‡|failed ‡|
 
-† noisy: sampling hit its time or sample limit before the 95% confidence interval of the median reached the target precision; treat as approximate.
+† noisy: enough samples, but the 95% interval is wider than the target precision; treat as approximate.
 
 ‡ failed: Resnet18, Flux: OutOfMemoryError: CUDA out of memory
 
@@ -66,8 +68,9 @@ def test_tables_in_the_seed_format_newest_file_wins():
 def test_stat_min_uses_the_fastest_sample():
     text = report.render_tables([NEWER], stat="min")
     assert "minimum of the timed iterations" in text
-    # factories.spread puts the minimum 1% under the median: 0.0259 * 0.99 = 0.025641
-    assert "|VGG16|PyTorch 2.14.1|**0.02564 s**|**0.05485 s**|**0.08049 s**|0.02426 s|" in text
+    # factories.spread puts the minimum 1% under the median: 0.0259 * 0.99 = 0.025641.  The minimum
+    # of one round has no interval, so no ratio can exclude 1: nothing is bold.
+    assert "|VGG16|PyTorch 2.14.1|0.02564 s|0.05485 s|0.08049 s|0.02426 s|" in text
     with pytest.raises(UserError, match="unknown statistic 'mean'"):
         report.render_tables([NEWER], stat="mean")
 
@@ -95,14 +98,14 @@ def test_summary_table_has_ratio_first_run_and_marks():
         record("flux", "resnet18", error="OutOfMemoryError: CUDA out of memory"),
     ]
     console = Console(file=io.StringIO(), width=250, color_system=None)
-    console.print(report.summary_table(records))
+    console.print(summary_table(records))
     lines = console.file.getvalue().splitlines()
     pytorch = next(line for line in lines if "PyTorch 2.14.1" in line)
     flux = next(line for line in lines if "Flux 0.16.3" in line)
-    assert "11 ± 0.5 ms" in pytorch and "| 21 |" in pytorch.replace("│", "|")
+    assert "11 ± 0.5 ms" in pytorch and "1 x 21 |" in pytorch.replace("│", "|")
     assert "33 ± 1.5 ms †" in flux
-    assert "3.00× pytorch" in flux  # flux/pytorch ratio of totals, on the flux row only
-    assert "× pytorch" not in pytorch
+    assert "3.00× [" in flux and "slower" in flux  # flux/pytorch ratio of totals, on the flux row only
+    assert "×" not in pytorch
     assert "360 ms" in flux  # first run (compile time): factories puts it at 10x the slowest, 36 ms
     assert any("failed ‡" in line and "Resnet18" in line for line in lines)
     assert any("OutOfMemoryError" in line for line in lines)
@@ -165,15 +168,15 @@ Milliseconds per call; input 1 x 3 x 224 x 224 (Dense: 1 x 1024).
 
 def test_details_show_throughput_peak_memory_and_first_run():
     rec = record("pytorch", "resnet50", train(0.1, 0.2, 0.05), device="cpu")
-    rec["workload"]["flops_forward"] = 8 * 8.178e9
-    rec["peak"] = {"gflops": 2000.0, "source": "calibrated sgemm, 16 threads"}
-    rec["phases"]["total"]["memory"] = {"cpu_peak_rss": 3 * 2**30}
-    rec["phases"]["total"]["first_run"] = 1.5
+    rec.workload.flops_forward = int(8 * 8.178e9)
+    rec.peak = Peak(2000.0, "calibrated sgemm, 16 threads")
+    rec.rounds[0].memory["train"] = {"cpu_peak_rss": 3 * 2**30}
+    rec.rounds[0].phases["total"].first_run = 1.5
     values = report.detail_values(rec)
     assert values["train_ips"] == "26.67"  # 8 images / 0.3 s
     assert values["train_gflops"] == "654.2 (32.7% of peak)"  # 3 x 65.42 GFLOP / 0.3 s
     assert values["inference_ips"] == "160"
-    assert values["peak_memory"] == "rss 3,072 MiB"
+    assert values["peak_memory"] == "rss 3,072 MiB / -"  # train / inference: per phase group
     assert values["first_run"].startswith("1.5 s / ")
     text = report.render_tables([results_file([rec])], details=True)
     assert "### Throughput, memory and first run --- AMD EPYC 9654 96-Core Processor" in text

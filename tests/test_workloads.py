@@ -27,6 +27,7 @@ def test_default_batch_follows_the_seed():
 
 def test_layers_have_no_inference_column_and_their_own_input_shapes():
     assert get_workload("conv3x3_s1").phases == ("forward", "backward", "total")
+    assert get_workload("resnet18").phases == ("forward", "backward", "total", "inference", "step")
     assert get_workload("dense1024_512").input_shape(1, 224) == (1, 1024)
     assert get_workload("batchnorm2d").input_shape(1, 224) == (1, 3, 224, 224)
 
@@ -39,13 +40,20 @@ def test_input_is_seeded_float32_of_the_spec_shape():
     assert not np.array_equal(x, make_input(CellSpec("pytorch", "resnet18", "cpu", 2, 64, threads=1)))
 
 
-def test_spec_round_trips_through_json_and_labels_variants():
-    spec = CellSpec("pytorch", "vgg16", "cuda:0", 8, 224, dtype="bf16", channels_last=True, threads=2)
+def test_spec_round_trips_through_json_and_has_one_identity():
+    spec = CellSpec("pytorch", "vgg16", "cuda:0", 8, 224, dtype="bf16", channels_last=True, threads=2,
+                    device_name="NVIDIA H200", label="box")
     again = CellSpec.from_json(spec.to_json())
-    assert again == spec
-    assert spec.variant == "bf16, channels-last"
-    assert spec.cell_id == "vgg16/cuda/b8/224px/bf16+channels-last"
-    assert CellSpec("flux", "vgg16", "cpu", 8, 224, threads=1).cell_id == "vgg16/cpu/b8/224px"
+    assert again == spec and again.key == spec.key
+    assert spec.key.variant == "bf16, channels-last"
+    flux = CellSpec("flux", "vgg16", "cuda:0", 8, 224, dtype="bf16", threads=2, device_name="NVIDIA H200",
+                    label="box")
+    # Side by side in one table (same cell), never the same row.
+    assert flux.key.cell == spec.key.cell and flux.key != spec.key
+    for change in ({"threads": 1}, {"tf32": True}, {"label": "other"}, {"device_name": "NVIDIA A100"},
+                   {"batch_size": 4}, {"image_size": 112}, {"dtype": "fp32"}):
+        other = CellSpec(**{**flux.to_json(), "stop": flux.stop, "phases": flux.phases, **change})
+        assert other.key.cell != flux.key.cell, change
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -55,6 +63,8 @@ def test_spec_round_trips_through_json_and_labels_variants():
     ({"dtype": "int8"}, "unknown dtype"),
     ({"threads": 0}, "threads must be positive"),
     ({"model": "lenet"}, "unknown model 'lenet'"),
+    ({"seed": -1}, "seed must be 0 or more"),
+    ({"phases": ("forward", "warp")}, "unknown phase 'warp'"),
 ])
 def test_spec_validation(kw, message):
     base = dict(framework="pytorch", model="resnet18", device="cpu", batch_size=2, image_size=64,
