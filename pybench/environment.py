@@ -332,9 +332,11 @@ def torch_cuda_version() -> str | None:
     return found.group(1) if found else None
 
 
-def _visible_note() -> str:
+def _why(visible: list[dict]) -> str:
     value = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return "NVML found none" if value is None else f"CUDA_VISIBLE_DEVICES={value}"
+    if value is not None:
+        return f" (CUDA_VISIBLE_DEVICES={value})"
+    return "" if visible else " (NVML found none)"
 
 
 def resolve_device(arg: str) -> Device:
@@ -356,10 +358,10 @@ def resolve_device(arg: str) -> Device:
         raise UserError(f"bad device index {index} in {arg!r}; CUDA devices count from 0")
     visible = visible_gpus()
     if not visible:
-        raise UserError(f"{arg} requested but no CUDA GPU is visible ({_visible_note()})")
+        raise UserError(f"{arg} requested but no CUDA GPU is visible{_why(visible)}")
     if index >= len(visible):
         count = "1 GPU is" if len(visible) == 1 else f"{len(visible)} GPUs are"
-        raise UserError(f"{arg} requested but only {count} visible ({_visible_note()})")
+        raise UserError(f"{arg} requested but only {count} visible{_why(visible)}")
     return _cuda_device(arg, index, visible)
 
 
@@ -373,11 +375,13 @@ def _cuda_device(arg: str, index: int, visible: list[dict]) -> Device:
 # --- which GPU a worker runs on --------------------------------------------------------------------
 
 
-def nvml_uuid_forms(framework_uuid: str) -> list[str]:
+def nvml_uuid_forms(framework_uuid: str | bytes) -> list[str]:
     """NVML spellings a framework's device UUID may stand for.  torch's
     `get_device_properties(i).uuid` prints bare ('58a1e5ba-...'), as does CUDA.jl's; NVML prefixes
-    'GPU-' for a GPU and 'MIG-' for a MIG slice."""
-    text = str(framework_uuid).strip()
+    'GPU-' for a GPU and 'MIG-' for a MIG slice.  16 raw bytes are read as the UUID."""
+    if isinstance(framework_uuid, bytes) and len(framework_uuid) == 16:
+        framework_uuid = str(uuidlib.UUID(bytes=framework_uuid))
+    text = _text(framework_uuid).strip()
     if text[:4].upper() in ("GPU-", "MIG-"):
         return [text[:4].upper() + text[4:].lower()]
     try:
@@ -387,7 +391,7 @@ def nvml_uuid_forms(framework_uuid: str) -> list[str]:
     return [f"GPU-{bare}", f"MIG-{bare}"]
 
 
-def gpu_identity(framework_name: str, framework_uuid: str) -> dict:
+def gpu_identity(framework_name: str, framework_uuid: str | bytes) -> dict:
     """Which GPU a worker's framework actually runs on: {"name": the framework's name (a MIG
     slice's says so), "uuid": NVML's UUID for it (None if NVML does not know it),
     "framework_uuid": as the framework gave it}.  Check it with `Device.same_gpu`."""
@@ -396,7 +400,7 @@ def gpu_identity(framework_name: str, framework_uuid: str) -> dict:
         if nv is not None:
             found = next((u for u in nvml_uuid_forms(framework_uuid)
                           if _ask(nv.nvmlDeviceGetHandleByUUID, u) is not None), None)
-    return {"name": framework_name, "uuid": found, "framework_uuid": str(framework_uuid)}
+    return {"name": framework_name, "uuid": found, "framework_uuid": _text(framework_uuid)}
 
 
 def device_name(device: str, env: dict) -> str:

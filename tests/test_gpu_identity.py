@@ -252,7 +252,7 @@ def test_index_beyond_the_visible_gpus(nvml, monkeypatch):
                                         f"\\(CUDA_VISIBLE_DEVICES={H100}\\)"):
         resolve_device("cuda:1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    with pytest.raises(UserError, match="only 2 GPUs are visible"):
+    with pytest.raises(UserError, match="only 2 GPUs are visible$"):
         resolve_device("cuda:2")
 
 
@@ -390,6 +390,7 @@ def test_framework_uuid_maps_to_nvml(nvml):
     assert nvml_uuid_forms(bare.upper()) == [H100_B, "MIG-" + bare]
     assert nvml_uuid_forms(bare.replace("-", "")) == [H100_B, "MIG-" + bare]
     assert nvml_uuid_forms(H100_B.upper()) == [H100_B]
+    assert nvml_uuid_forms(bytes.fromhex(bare.replace("-", ""))) == [H100_B, "MIG-" + bare]
     # torch prints get_device_properties(i).uuid bare, for a GPU and for a MIG slice alike
     assert gpu_identity("NVIDIA A100-SXM4-40GB", A100_B[4:])["uuid"] == A100_B
     ident = gpu_identity("NVIDIA A100-SXM4-40GB MIG 1g.5gb", SLICE_1[4:])
