@@ -25,7 +25,7 @@ from pybench.backends.base import Framework
 from pybench.errors import UserError
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
-from pybench.spec import DTYPES, CellSpec, available_cores
+from pybench.spec import DTYPES, CellSpec
 from pybench.workloads import ALL, get_workload, resolve_models
 
 console = Console(stderr=True)
@@ -157,20 +157,21 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     """Every cell of the matrix, validated before any cell runs or anything is written."""
     if args.min_samples > args.max_samples:
         raise UserError(f"--min-samples {args.min_samples} is above --max-samples {args.max_samples}")
-    cores = available_cores()
+    cores = environment.available_cores()
     threads = args.threads or cores
     if threads > cores:
         raise UserError(f"--threads {threads} is more than the {cores} cores available: more threads "
                         "than cores measures oversubscription, not the framework")
     models = resolve_models(args.model)
     device = environment.resolve_device(args.device)
+    gpu = device if device.kind == "cuda" else None
     stop = StopRule(precision=args.precision, min_samples=args.min_samples,
                     max_samples=args.max_samples, max_time=args.max_time)
     return [
         CellSpec(
-            framework=fw.name, model=w.name, device=device, device_name=environment.device_name(device, env),
-            label=env["label"],
-            batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device),
+            framework=fw.name, model=w.name, device=device.label, gpu=gpu,
+            device_name=device.name if gpu else env["cpu"], label=env["label"],
+            batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
             image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
             dtype=args.dtype, channels_last=args.channels_last and fw.options.channels_last,
             compile=args.compile and fw.options.compile, stop=stop,
@@ -287,7 +288,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if get_workload(args.model).is_layer:
         raise UserError(f"parity compares whole models; {args.model} is a layer")
     device = environment.resolve_device(args.device)
-    result = framework.parity(args.model, args.image_size, args.batch_size, device)
+    result = framework.parity(args.model, args.image_size, args.batch_size, device.label)
     table = Table(title=f"parity: {args.model}, {framework.title} vs PyTorch (eval mode, same weights, same input)")
     for key in result:
         table.add_column(key)

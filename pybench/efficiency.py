@@ -12,6 +12,7 @@ in the record, never a lost measurement.
 from __future__ import annotations
 
 import json
+import re
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -20,21 +21,33 @@ from pybench.protocol import PHASES
 from pybench.records import CellRecord, Peak
 from pybench.results import atomic_write_text
 
-# Dense peak TFLOP/s from the vendors' data sheets (SXM/PCIe as the NVML name says), by precision.
-# Matched by substring of the NVML name, most specific first.
-GPU_PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
-    ("H200", {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
-    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
-    ("H100", {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
-    ("A100", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
-    ("L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1, "fp16": 362.1}),
-    ("A10", {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}),
-    ("L4", {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
-    ("RTX 4090", {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
-    ("V100", {"fp32": 15.7, "tf32": 15.7, "bf16": 15.7, "fp16": 125.0}),
-    ("T4", {"fp32": 8.1, "tf32": 8.1, "bf16": 8.1, "fp16": 65.0}),
-    ("P100", {"fp32": 9.3, "tf32": 9.3, "bf16": 9.3, "fp16": 18.7}),
-    ("1080 Ti", {"fp32": 11.3, "tf32": 11.3, "bf16": 11.3, "fp16": 11.3}),
+# Dense (not "with sparsity") peak TFLOP/s of whole GPUs, by model and form factor, from NVIDIA's
+# data sheets: H100 Tensor Core GPU (SXM5, PCIe, NVL), H200 Tensor Core GPU (SXM, NVL), A100 Tensor
+# Core GPU (SXM4 and PCIe alike), A10, L4, L40, L40S, V100 (SXM2, PCIe), Tesla P100 (SXM2, PCIe),
+# Tesla T4; the RTX 4090 from the Ada Lovelace architecture whitepaper (FP16/BF16 with FP32
+# accumulate, as frameworks use); the GTX 1080 Ti from its boost clock (3584 cores x 2 x 1.582 GHz).
+# Data sheets print tensor figures with sparsity: the dense figure is half.  A precision a GPU has
+# no fast path for (TF32 and BF16 before Ampere, FP16 on GeForce Pascal) falls back to its FP32
+# rate, which is what frameworks then run at.  Forms: "SXM", "PCIE", "NVL", or "" where the name
+# states none (NVML calls the H100 SXM5 "NVIDIA H100 80GB HBM3" and the H200 SXM "NVIDIA H200").
+GPU_PEAK_TFLOPS: list[tuple[str, tuple[str, ...], dict[str, float]]] = [
+    ("H100", ("", "SXM"), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    ("H100", ("PCIE",), {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
+    ("H100", ("NVL",), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    ("H200", ("", "SXM"), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    ("H200", ("NVL",), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    ("A100", ("", "SXM", "PCIE"), {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    ("A10", ("",), {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}),
+    ("L4", ("",), {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
+    ("L40", ("",), {"fp32": 90.5, "tf32": 90.5, "bf16": 181.05, "fp16": 181.05}),
+    ("L40S", ("",), {"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05}),
+    ("RTX 4090", ("",), {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
+    ("V100", ("SXM",), {"fp32": 15.7, "fp16": 125.0}),
+    ("V100", ("PCIE",), {"fp32": 14.0, "fp16": 112.0}),
+    ("T4", ("",), {"fp32": 8.1, "fp16": 65.0}),
+    ("P100", ("SXM",), {"fp32": 10.6, "fp16": 21.2}),
+    ("P100", ("PCIE",), {"fp32": 9.3, "fp16": 18.7}),
+    ("GTX 1080 TI", ("",), {"fp32": 11.3}),
 ]
 
 CACHE = Path.home() / ".cache" / "pybench" / "cpu-peak.json"
@@ -58,9 +71,35 @@ def forward_flops(model: str, image_size: int) -> int:
     return int(counter.get_total_flops())
 
 
+def _gpu_model(name: str) -> tuple[str, str] | None:
+    """(model, form factor) of a GPU name as NVML or a framework spells it, e.g. "NVIDIA
+    A100-SXM4-80GB" -> ("A100", "SXM"), "NVIDIA GeForce GTX 1080 Ti" -> ("GTX 1080 TI", "");
+    None for a MIG slice."""
+    tokens = [t for t in re.split(r"[\s_-]+", name.upper()) if t]
+    if "MIG" in tokens:
+        return None
+    model, form = [], ""
+    for t in tokens:
+        if t in ("NVIDIA", "TESLA", "GEFORCE", "QUADRO") or re.fullmatch(r"\d+GB|HBM\d*E?", t):
+            continue
+        if t in ("PCIE", "NVL"):
+            form = t
+        elif re.fullmatch(r"SXM\d*", t):
+            form = "SXM"
+        else:
+            model.append(t)
+    return " ".join(model), form
+
+
 def gpu_peak_gflops(gpu_name: str, precision: str) -> float | None:
-    for key, peaks in GPU_PEAK_TFLOPS:
-        if key in gpu_name:
+    """Data-sheet dense peak of a whole GPU, matched on the whole model name and form factor (an
+    "L4" is no L40, an "H100 NVL" no H100 SXM).  None for an unknown GPU, and for a MIG slice: its
+    share of the SMs is not the slice fraction (an A100's seven 1g slices hold 98 of its 108 SMs)."""
+    key = _gpu_model(gpu_name)
+    if key is None:
+        return None
+    for model, forms, peaks in GPU_PEAK_TFLOPS:
+        if key[0] == model and key[1] in forms:
             return peaks.get(precision, peaks["fp32"]) * 1e3
     return None
 

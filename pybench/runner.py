@@ -59,6 +59,8 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     timeout = default_timeout(spec) if timeout is None else timeout
     cmd = command or [sys.executable, "-m", "pybench.worker"]
     env = {**os.environ, **get_framework(spec.framework).worker_env(spec)}
+    if spec.gpu:  # every framework of the cell sees exactly this GPU, as its device 0
+        env.update(spec.gpu.visible_env)
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,
@@ -120,7 +122,7 @@ def run_matrix(
     framework; a cell whose round fails keeps the rounds it has and a warning.
     """
     events = events or MatrixEvents()
-    gpus = sorted({s.gpu_uuid for s in specs if s.gpu_uuid})
+    gpus = sorted({s.gpu.uuid for s in specs if s.gpu})
     meter = noise.StealMeter()
     audit = noise.capture_start(gpus)  # what else ran on the machine: shown when it matters
     store.environment["noise"] = audit.to_json()

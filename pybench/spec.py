@@ -3,21 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from pybench.environment import Device, available_cores
 from pybench.errors import UserError
 from pybench.protocol import StopRule, check_phases
 from pybench.workloads import get_workload
-
-
-def available_cores() -> int:
-    """Cores this process may run on (affinity-aware, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS has no affinity API
-        return os.cpu_count() or 1
-
 
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -77,7 +68,7 @@ class CellSpec:
     seed: int = 0
     stop: StopRule = field(default_factory=StopRule)
     phases: tuple[str, ...] = ()  # default: the workload's phases
-    gpu_uuid: str | None = None  # the GPU a worker is pinned to
+    gpu: Device | None = None  # the GPU, by UUID, that the worker is pinned to
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -124,6 +115,7 @@ class CellSpec:
     def to_json(self) -> dict:
         data = asdict(self)
         data["phases"] = list(self.phases)
+        data["gpu"] = self.gpu.to_json() if self.gpu else None
         return data
 
     @classmethod
@@ -131,4 +123,5 @@ class CellSpec:
         kwargs = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         kwargs["stop"] = StopRule(**data["stop"])
         kwargs["phases"] = tuple(data["phases"])
+        kwargs["gpu"] = Device.from_json(data["gpu"]) if data.get("gpu") else None
         return cls(**kwargs)

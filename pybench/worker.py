@@ -16,7 +16,7 @@ import traceback
 
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
-from pybench.environment import gpu_memory_used
+from pybench.environment import gpu_identity, gpu_memory_used
 from pybench.protocol import measure
 from pybench.records import CellRecord, Round
 from pybench.spec import CellSpec
@@ -65,6 +65,15 @@ def pin_cores(threads: int) -> list[int] | None:
         return None
 
 
+def check_gpu(spec: CellSpec, env: dict) -> None:
+    """The framework must have run on the GPU the cell names (pinning by UUID makes it its device 0)."""
+    identity = gpu_identity(str(env.get("gpu")), str(env.get("gpu_uuid") or ""))
+    env["gpu_identity"] = identity
+    if not spec.gpu.same_gpu(identity):
+        raise RuntimeError(f"ran on {identity['name']} ({identity['uuid']}), not the requested "
+                           f"{spec.gpu.name} ({spec.gpu.uuid})")
+
+
 def one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -85,9 +94,11 @@ def run_round(spec: CellSpec) -> CellRecord:
             spec.phases,
             spec.stop,
             gpu=spec.device_kind == "cuda",
-            memory=ProcessMemory(backend, spec.gpu_uuid),
+            memory=ProcessMemory(backend, spec.gpu.uuid if spec.gpu else None),
         )
         record.framework_env = {**backend.environment(), "cores": cores}
+        if spec.gpu:
+            check_gpu(spec, record.framework_env)
         record.rounds = [Round.of(measurement)]
         record.status = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result

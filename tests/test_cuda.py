@@ -10,7 +10,7 @@ pytestmark = pytest.mark.skipif(not gpus(), reason="no CUDA GPU visible to NVML"
 
 
 def test_auto_picks_the_gpu():
-    assert resolve_device("auto") == "cuda:0"
+    assert resolve_device("auto").kind == "cuda"
 
 
 @pytest.mark.parametrize("tf32", [False, True])
