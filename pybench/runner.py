@@ -114,12 +114,14 @@ def run_matrix(
     timeout: float | None = None,
     peak_gflops: float | None = None,
     events: MatrixEvents | None = None,
+    run_one: Callable[[CellSpec, float | None], CellRecord] = run_cell,
 ) -> list[CellRecord]:
     """Measure every cell in `rounds` rounds, saving after every worker, and return the records.
 
     Cells a framework cannot run (unavailable, option unsupported) become skipped records, never
     attempted.  A cell stops early once `min_rounds` rounds agree within the asked precision for every
-    framework; a cell whose round fails keeps the rounds it has and a warning.
+    framework; a cell whose round fails keeps the rounds it has and a warning.  `run_one` measures one
+    round (tests script it).
     """
     events = events or MatrixEvents()
     gpus = sorted({s.gpu.uuid for s in specs if s.gpu})
@@ -149,12 +151,12 @@ def run_matrix(
                 if spec in records and not records[spec].ok:
                     continue  # failed in an earlier round: its error stands
                 events.started(spec, round_no)
-                record = run_cell(spec, timeout)
+                record = run_one(spec, timeout)
                 _keep(records, spec, record, round_no, store, peak_gflops)
                 events.finished(records[spec], round_no)
             measured = [records[s] for s in members if records[s].ok]
-            precise = all(r.quality(p) == "precise" for r in measured for p in r.phase_names)
-            if round_no >= min_rounds and measured and precise:
+            if measured and all(len(r.rounds) >= min_rounds for r in measured) and all(
+                    r.quality(p) == "precise" for r in measured for p in r.phase_names):
                 done.add(cell)
     store.environment["noise"] = noise.capture_end(audit, meter, gpus).to_json()
     store.save()

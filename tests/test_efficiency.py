@@ -1,8 +1,12 @@
 """FLOP counts against hand-computed values; throughput arithmetic; peaks."""
 
+import dataclasses
+
 import pytest
 
-from pybench.efficiency import forward_flops, gpu_peak_gflops, peak_precision, throughput
+from factories import record, train
+from pybench import efficiency
+from pybench.efficiency import forward_flops, gpu_peak_gflops, peak_precision, phase_flops
 
 
 def test_single_layers_hand_computed():
@@ -28,20 +32,38 @@ def test_resnet50_matches_the_published_figure():
     assert forward_flops("resnet50", 224) / 2e9 == pytest.approx(4.09, abs=0.01)  # GMAC per image
 
 
-def test_throughput_and_percent_of_peak():
-    rec = {"spec": {"batch_size": 8}, "workload": {"flops_forward": 8e9}, "peak": {"gflops": 400.0},
-           "phases": {"forward": {"stats": {"median": 0.1, "min": 0.08}},
-                      "backward": {"stats": {"median": 0.2, "min": 0.2}}}}
-    f = throughput(rec, "forward")
-    assert f == pytest.approx({"images_per_s": 80.0, "gflops": 80.0, "pct_peak": 20.0})
-    assert throughput(rec, "forward", "min")["gflops"] == pytest.approx(100.0)
-    assert throughput(rec, "backward")["gflops"] == pytest.approx(80.0)  # 2x forward FLOPs
-    assert throughput(rec, "inference") is None
+def test_phase_flops_come_from_the_phase_table():
+    rec = record("pytorch", "resnet50", {**train(0.1, 0.2, 0.05), "step": 0.3}, device="cpu", params=1000)
+    rec.workload.flops_forward = 8_000_000_000
+    assert phase_flops(rec, "forward") == 8e9
+    assert phase_flops(rec, "backward") == 16e9  # 2x forward
+    assert phase_flops(rec, "total") == 24e9
+    assert phase_flops(rec, "inference") == 8e9
+    assert phase_flops(rec, "step") == 24e9 + 4 * 1000  # the SGD-with-momentum update counts too
+
+
+def test_annotate_is_best_effort(monkeypatch):
+    rec = record("pytorch", "resnet18", train(0.1, 0.2, 0.05), device="cpu")
+
+    def broken(*args):
+        raise RuntimeError("no torch here")
+
+    monkeypatch.setattr(efficiency, "forward_flops", broken)
+    efficiency.annotate(rec, peak_override=100.0)
+    assert rec.ok and rec.workload.flops_forward is None
+    assert rec.warnings == ["FLOPs not counted: RuntimeError: no torch here"]
+    assert rec.peak.gflops == 100.0
+
+
+def test_batch_norm_models_count_at_the_smallest_size():
+    assert forward_flops("resnet50", 32) > 0  # train-mode BatchNorm would refuse a batch of one
 
 
 def test_peaks():
     assert gpu_peak_gflops("NVIDIA H200", "fp32") == 67_000
     assert gpu_peak_gflops("NVIDIA H100 PCIe", "bf16") == 756_000
     assert gpu_peak_gflops("Some Future GPU", "fp32") is None
-    assert peak_precision({"dtype": "fp32", "tf32": True}) == "tf32"
-    assert peak_precision({"dtype": "bf16", "tf32": False}) == "bf16"
+    tf32 = record("pytorch", "resnet18", train(0.1, 0.2))
+    tf32.spec = dataclasses.replace(tf32.spec, tf32=True)
+    assert peak_precision(tf32) == "tf32"
+    assert peak_precision(record("pytorch", "resnet18", train(0.1, 0.2), dtype="bf16")) == "bf16"
