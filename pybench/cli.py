@@ -53,8 +53,8 @@ def number(cast: type, minimum: float = 0, inclusive: bool = False) -> Callable[
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
         if value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(
-                f"{text!r} must be {'at least' if inclusive else 'greater than'} {minimum:g}")
+            bound = f"at least {minimum:g}" if inclusive else "positive" if minimum == 0 else f"above {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
         return value
 
     return parse
@@ -186,6 +186,9 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
 
     env = environment.capture(args.label, args.threads, args.tf32)
     specs = build_specs(args, frameworks, env)
+    reasons = [runner.skip_reason(s) for s in specs]
+    if all(reasons):
+        raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
     store = results.ResultsFile.create(args.results, env, sys.argv)
     total = len(specs) * args.rounds
     try:
@@ -216,11 +219,8 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
 
 
 def _exit_code(records: list[CellRecord]) -> int:
-    attempted = [r for r in records if r.status != "skipped"]
-    if not attempted:
-        reasons = "; ".join(dict.fromkeys(r.error for r in records if r.error))
-        raise UserError(f"nothing could be measured: {reasons}")
-    return EXIT_FAILED if any(not r.ok for r in attempted) else 0
+    """1 when any attempted cell failed (a skipped one is a row saying why, not a failure)."""
+    return EXIT_FAILED if any(r.status == "failed" for r in records) else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -106,6 +106,13 @@ class MatrixEvents:
     finished: Callable[[CellRecord, int], None] = lambda record, round_no: None
 
 
+def skip_reason(spec: CellSpec) -> str | None:
+    """Why a cell will not be attempted here (framework unavailable, option unsupported), or None."""
+    framework = get_framework(spec.framework)
+    status = framework.availability()
+    return f"{framework.name} unavailable: {status.reason}" if not status.ok else framework.unsupported(spec)
+
+
 def run_matrix(
     specs: list[CellSpec],
     store: ResultsFile,
@@ -131,10 +138,7 @@ def run_matrix(
     records: dict[CellSpec, CellRecord] = {}
     cells: dict[CellKey, list[CellSpec]] = {}
     for spec in specs:
-        framework = get_framework(spec.framework)
-        status = framework.availability()
-        reason = (f"{framework.name} unavailable: {status.reason}" if not status.ok
-                  else framework.unsupported(spec))
+        reason = skip_reason(spec)
         if reason:
             records[spec] = failed_record(spec, reason, status="skipped")
             store.add(records[spec])

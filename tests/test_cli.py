@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from pybench import results
+from pybench.backends.flux import FRAMEWORK as FLUX
 
-SMALL = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1",
+SMALL = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1", "--rounds", "1",
          "--max-time", "3", "--precision", "0.2"]
 
 
@@ -24,15 +25,16 @@ def test_run_writes_a_valid_results_file_and_a_summary(tmp_path):
     assert p.returncode == 0, p.stderr
     (path,) = tmp_path.glob("*.json")
     data = results.load(path)
-    env = data["environment"]
+    env = data.environment
     assert env["label"] == "ci box" and env["threads"] == 1 and env["cpu"]
     assert env["packages"]["torch"] and "memory_bytes" in env and "gpus" in env
-    (rec,) = data["records"]
-    assert rec["status"] == "ok" and rec["spec"]["model"] == "resnet18"
-    assert rec["workload"]["params"] == 11_689_512
+    assert env["noise"]["load_avg"] is not None
+    (rec,) = data.records
+    assert rec.ok and rec.spec.model == "resnet18" and rec.key.label == "ci box"
+    assert rec.workload.params == 11_689_512
     # resnet18 at 64x64: 148,557,824 multiply-adds per image (tests/test_efficiency.py derives it).
-    assert rec["workload"]["flops_forward"] == 2 * 2 * 148_557_824
-    assert rec["peak"]["gflops"] > 0
+    assert rec.workload.flops_forward == 2 * 2 * 148_557_824
+    assert rec.peak.gflops > 0 and not rec.warnings
     assert "Resnet18" in p.stdout and "PyTorch 2." in p.stdout
 
 
@@ -40,12 +42,11 @@ def test_compare_runs_pytorch_and_explains_flux(tmp_path):
     p = pybench("compare", "--model", "resnet18", *SMALL, "--results", tmp_path)
     assert p.returncode == 0, p.stderr
     (path,) = tmp_path.glob("*.json")
-    by_fw = {r["framework"]: r for r in results.load(path)["records"]}
-    assert by_fw["pytorch"]["status"] == "ok"
-    assert by_fw["flux"]["status"] == "failed"
-    assert "flux unavailable" in by_fw["flux"]["error"]
-    assert by_fw["flux"]["skipped"] and "skipped" not in by_fw["pytorch"]
-    assert "juliacall" in by_fw["flux"]["error"] or "Julia" in by_fw["flux"]["error"]
+    by_fw = {r.spec.framework: r for r in results.load(path).records}
+    assert by_fw["pytorch"].ok
+    assert by_fw["flux"].status == "skipped"
+    assert "flux unavailable" in by_fw["flux"].error
+    assert "juliacall" in by_fw["flux"].error or "Julia" in by_fw["flux"].error
 
 
 def test_list_and_env():
@@ -79,6 +80,22 @@ def test_report_of_a_run(tmp_path):
         (["run", "--device", "cuda"], "no CUDA GPU"),
         (["run", "--device", "tpu"], "bad device 'tpu'"),
         (["run", "--dtype", "int8"], "invalid choice"),
+        (["run", "--max-time", "nan"], "must be a finite number"),
+        (["run", "--max-time", "inf"], "must be a finite number"),
+        (["run", "--timeout", "nan"], "must be a finite number"),
+        (["run", "--precision", "nan"], "must be a finite number"),
+        (["run", "--peak-gflops", "nan"], "must be a finite number"),
+        (["run", "--seed", "-1"], "must be at least 0"),
+        (["run", "--min-samples", "20", "--max-samples", "10"], "--min-samples 20 is above --max-samples 10"),
+        (["run", "--threads", "1000"], "more than the"),
+        (["run", "--device", "cuda:-1"], "bad device index -1"),
+        (["run", "--label", ""], "labels are 1 to 100 printable characters"),
+        (["run", "--label", "x" * 101], "labels are 1 to 100 printable characters"),
+        (["run", "--label", "a\nb"], "labels are 1 to 100 printable characters"),
+        (["run", "--rounds", "0"], "must be positive"),
+        pytest.param(["run", "--framework", "flux", "--model", "resnet18", "--device", "cpu"],
+                     "nothing could be measured: flux unavailable",
+                     marks=pytest.mark.skipif(FLUX.availability().ok, reason="Flux is set up here")),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -88,6 +105,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("pybench: error: "), p.stderr
     assert message in p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_results_must_name_a_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for target, message in ((blocker, "is not a folder"), ("", "must not be empty")):
+        p = pybench("run", "--model", "resnet18", *SMALL, "--results", target)
+        assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1
 
 
 def test_unwritable_results_path_is_caught_before_any_cell(tmp_path):
@@ -126,10 +151,10 @@ def test_ctrl_c_keeps_finished_cells_and_kills_the_worker(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert "interrupted; finished cells are saved" in err and "Traceback" not in err
+    assert "interrupted" in err and "1 cell(s) kept in" in err and "Traceback" not in err
     (path,) = files
-    records = results.load(path)["records"]
-    assert [r["spec"]["model"] for r in records] == ["resnet18"]
+    records = results.load(path).records
+    assert [r.spec.model for r in records] == ["resnet18"]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
     left = subprocess.run(["pgrep", "-f", "pybench.worker"], capture_output=True, text=True).stdout
     assert not left.strip(), f"worker still running: {left}"

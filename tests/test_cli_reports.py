@@ -4,36 +4,36 @@ import json
 
 import pytest
 
-from pybench.protocol import summarize
-from pybench.report import BEGIN_MARKER, END_MARKER
-from test_cli import SMALL, pybench
+from pybench.report.markdown import BEGIN_MARKER, END_MARKER
+from test_cli import pybench
+
+ROUNDS = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1", "--rounds", "3",
+          "--max-time", "4"]
 
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
-    """One real run of resnet18 on small shapes."""
+    """One real run of resnet18 on small shapes, three rounds."""
     folder = tmp_path_factory.mktemp("run")
-    p = pybench("run", "--framework", "pytorch", "--model", "resnet18", *SMALL, "--min-samples", "20",
-                "--results", folder)
+    p = pybench("run", "--framework", "pytorch", "--model", "resnet18", *ROUNDS, "--min-samples", "20",
+                "--precision", "0.001", "--results", folder)
     assert p.returncode == 0, p.stderr
     return folder
 
 
 def _rewrite(path, tmp_path, name, change):
-    """A copy of a real results file with every phase's samples changed and statistics recomputed."""
+    """A copy of a real results file with every phase's samples of every round changed."""
     data = json.loads(path.read_text())
-    for phase in data["records"][0]["phases"].values():
-        phase["samples"] = change(phase["samples"])
-        phase["stats"] = summarize(phase["samples"]).__dict__
+    for rnd in data["records"][0]["rounds"]:
+        for phase in rnd["phases"].values():
+            phase["samples"] = change(phase["samples"])
     out = tmp_path / name
     out.write_text(json.dumps(data))
     return out
 
 
 def test_diff_of_identical_code_is_not_a_regression(run_folder, tmp_path):
-    # Even and odd samples of one real run: identical code under identical machine conditions.
-    # (Two separate runs on this shared 2-core VM differed by up to 47%: a drift between
-    # processes that no within-run test can see; a CI guard needs a quieter machine.)
+    # Even and odd samples of every round of one real run: identical code, rounds as the unit.
     (path,) = run_folder.glob("*.json")
     even = _rewrite(path, tmp_path, "even.json", lambda s: s[0::2])
     odd = _rewrite(path, tmp_path, "odd.json", lambda s: s[1::2])
@@ -41,7 +41,7 @@ def test_diff_of_identical_code_is_not_a_regression(run_folder, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     verdicts = [line.rstrip(" │").rsplit("│", 1)[-1].strip() for line in p.stdout.splitlines()
                 if "Resnet18" in line]
-    assert verdicts == ["same"] * 4
+    assert verdicts == ["same"] * 5  # forward, backward, total, inference, step
 
 
 def test_diff_flags_a_real_slowdown(run_folder, tmp_path):
