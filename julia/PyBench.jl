@@ -48,8 +48,8 @@ function configure(threads::Integer, cuda_index::Integer, tf32::Bool)
     if cuda_index >= 0
         CUDA.functional() || error("CUDA is not functional in Julia: $(cuda_reason())")
         # Checked here: Flux's device selection would only say "No functional GPU device found!".
-        cuDNN.has_cudnn() || error("cuDNN is not functional in Julia (CUDA.jl is): no usable " *
-                                   "libcudnn for this CUDA; see cuDNN's warnings above")
+        cuDNN.has_cudnn() || error("cuDNN is not functional in Julia (CUDA.jl is): cuDNN.jl found " *
+                                   "no libcudnn for this platform and CUDA (its load error is on stderr)")
         CUDA.device!(cuda_index)
         CUDA.math_mode!(tf32 ? CUDA.FAST_MATH : CUDA.DEFAULT_MATH; precision = :TensorFloat32)
     end
@@ -254,6 +254,8 @@ function environment(b::Bench)
     )
     if b.cuda  # descriptive only: a failure here must not fail the cell
         env["gpu"] = or_unknown(() -> CUDA.name(CUDA.device()))
+        # The worker checks it against the GPU the cell names (a MIG slice's own UUID, bare as torch's).
+        env["gpu_uuid"] = or_unknown(() -> string(CUDA.uuid(CUDA.device())))
         env["cuda"] = or_unknown(() -> string(CUDA.runtime_version()))
         env["cudnn"] = or_unknown(() -> string(cuDNN.version()))
         env["math_mode"] = or_unknown(() -> string(CUDA.math_mode()))
