@@ -1,8 +1,8 @@
 """
 The Flux side of pybench, loaded into a worker through juliacall (`pybench/backends/flux/backend.py`).
 
-Models come from Metalhead with their default (random, seeded) initialisation, Float32
-throughout.  Every function Python calls returns `nothing`, a plain number, string, array or
+Models come from Metalhead with their default (random, seeded) initialisation, in Float32 (Float16
+where fp16 is asked on CUDA).  Every function Python calls returns `nothing`, a plain number, string, array or
 `Dict`, so nothing large is converted at the language boundary.  Names called from Python are
 listed in `pybench.backends.flux.backend.JULIA_API`; a test checks they exist here with that arity.
 """
@@ -41,8 +41,9 @@ therefore starts Julia with one thread and gives BLAS `threads`; should Julia ha
 threads, BLAS gets one.  `environment` records both counts.
 
 `tf32`: CUDA.jl keeps cuBLAS at full FP32 except under `FAST_MATH`, so `--tf32` sets it, and
-matrix products use TF32 as PyTorch's do.  Without it, Python sets `NVIDIA_TF32_OVERRIDE=0`
-before the libraries load, which keeps cuDNN's convolutions at FP32 too."""
+matrix products use TF32 as PyTorch's do (what else FAST_MATH allows, `environment` records).
+Without it, Python sets `NVIDIA_TF32_OVERRIDE=0` before the libraries load, which keeps cuDNN's
+convolutions at FP32 too."""
 function configure(threads::Integer, cuda_index::Integer, tf32::Bool)
     BLAS.set_num_threads(Threads.nthreads() > 1 ? 1 : threads)
     if cuda_index >= 0
