@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 $PY -m pip install -q -e ".[flux,test]"
 $PY -m pybench setup-julia
-$PY -m pytest -q -rs tests/test_julia_code.py tests/test_flux_unavailable.py tests/test_flux_julia.py
+$PY -m pytest -q -rs tests/test_julia_code.py tests/test_convert.py tests/test_flux_unavailable.py tests/test_flux_julia.py
 $PY scripts/bench_juliacall_overhead.py
 $PY -m pybench parity --model resnet18 --image-size 64
 $PY -m pybench run --framework flux --model all layers --device cpu --results results/julia-check --label julia-check

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import convolve
 
-from pybench import convert
-from pybench.backends.pytorch import build_module
+from pybench.backends.flux import convert
+from pybench.backends.pytorch.backend import build_module
 
 rng = np.random.default_rng(0)
 

@@ -1,4 +1,5 @@
-"""Flux where Julia is missing: a clear one-line reason, and nothing imports torch or starts Julia."""
+"""Flux where Julia is missing: a clear one-line reason, nothing imports torch or starts Julia, and the
+Python half of the juliacall contract works on what juliacall hands back."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pybench import julia_env
-from pybench.backends import availability, worker_env
+from pybench.backends import get_framework
+from pybench.backends.flux import julia_env
+from pybench.backends.flux.backend import JuliaLoopSampler
 from pybench.errors import UserError
 from pybench.runner import run_cell
 from pybench.spec import CellSpec, StopRule
 
 ROOT = Path(__file__).resolve().parent.parent
+FLUX = get_framework("flux")
 
 
 def fresh_python(code: str) -> subprocess.CompletedProcess:
@@ -23,14 +27,15 @@ def fresh_python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_availability_here_is_one_line_with_a_fix():
-    a = availability("flux")
+    a = FLUX.availability()
     if a.ok:
         pytest.skip("Julia and the Flux environment are set up here")
     assert a.reason and "\n" not in a.reason
     assert "pip install" in a.reason or "setup-julia" in a.reason
 
 
-@pytest.mark.parametrize("module", ["pybench.backends.flux", "pybench.parity", "pybench.julia_env"])
+@pytest.mark.parametrize("module", ["pybench.backends.flux", "pybench.backends.flux.backend",
+                                    "pybench.backends.flux.parity", "pybench.backends.flux.julia_env"])
 def test_flux_side_modules_import_neither_torch_nor_juliacall(module):
     p = fresh_python(
         f"import sys, {module}; bad = [m for m in ('torch', 'juliacall') if m in sys.modules]; "
@@ -112,28 +117,67 @@ def test_mismatched_juliacall_is_reported(fake_setup, monkeypatch):
 
 def test_worker_env_configures_juliacall(fake_setup):
     exe = add_julia(fake_setup)
-    env = worker_env(CellSpec("flux", "resnet18", "cpu", 2, 64, threads=3))
-    assert env["PYTHON_JULIACALL_THREADS"] == "3" and env["OPENBLAS_NUM_THREADS"] == "3"
+    env = FLUX.worker_env(CellSpec("flux", "resnet18", "cpu", 2, 64, threads=3))
+    # One Julia thread, all the BLAS threads: NNlib's convolutions would oversubscribe both.
+    assert env["PYTHON_JULIACALL_THREADS"] == "1" and env["OPENBLAS_NUM_THREADS"] == "3"
     assert env["PYTHON_JULIACALL_HANDLE_SIGNALS"] == "yes"
     assert env["PYTHON_JULIAPKG_OFFLINE"] == "yes" and env["JULIA_PKG_OFFLINE"] == "true"
     # juliacall only skips juliapkg when both are set.
     assert env["PYTHON_JULIACALL_EXE"] == str(exe)
     assert env["PYTHON_JULIACALL_PROJECT"] == str(fake_setup / "project")
+    assert env["PYBENCH_PRELOAD"] == "juliacall"  # the worker imports it before numpy
+    assert "NVIDIA_TF32_OVERRIDE" not in env  # CPU
+
+
+@pytest.mark.parametrize("tf32,override", [(False, "0"), (True, None)])
+def test_cuda_worker_keeps_fp32_unless_tf32(fake_setup, tf32, override):
+    env = FLUX.worker_env(CellSpec("flux", "resnet18", "cuda:0", 2, 64, threads=1, tf32=tf32))
+    assert env.get("NVIDIA_TF32_OVERRIDE") == override
+
+
+def test_frameworks_without_native_runtime_preload_nothing():
+    env = get_framework("pytorch").worker_env(CellSpec("pytorch", "resnet18", "cpu", 2, 64, threads=2))
+    assert "PYBENCH_PRELOAD" not in env
+
+
+class FakeJuliaAPI:
+    """What juliacall hands back from PyBench.sample: a Mapping of str to Julia vectors, iterable as
+    Python ints (here numpy ints, which a plain int() must also take); records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def sample(self, bench, group, n):
+        self.calls.append(("sample", bench, group, n))
+        return {"forward": np.array([5, 7][:n], dtype=np.int64), "backward": (11, 13)[:n]}
+
+    def finish(self, bench, group):
+        self.calls.append(("finish", bench, group))
+
+
+def test_julia_loop_sampler_converts_julia_columns_to_python():
+    api = FakeJuliaAPI()
+    sampler = JuliaLoopSampler(api, bench="B")
+    got = sampler.sample("train", 2)
+    assert got == {"forward": [5, 7], "backward": [11, 13]}
+    assert all(type(v) is int for col in got.values() for v in col)  # JSON-ready, not numpy
+    sampler.finish("train")
+    assert api.calls == [("sample", "B", "train", 2), ("finish", "B", "train")]
 
 
 def test_worker_without_julia_fails_in_one_line():
-    if availability("flux").ok:
+    if FLUX.availability().ok:
         pytest.skip("Julia and the Flux environment are set up here")
     spec = CellSpec("flux", "resnet18", "cpu", 2, 64, threads=1, stop=StopRule(max_time=5))
     rec = run_cell(spec, timeout=120)
-    assert rec["status"] == "failed"
-    assert rec["error"] and "\n" not in rec["error"]
+    assert rec.status == "failed"
+    assert rec.error and "\n" not in rec.error
 
 
 def test_parity_without_flux_is_a_user_error():
-    if availability("flux").ok:
+    if FLUX.availability().ok:
         pytest.skip("Julia and the Flux environment are set up here")
-    from pybench.parity import run_parity
+    from pybench.backends.flux.parity import run_parity
 
     with pytest.raises(UserError, match="flux unavailable"):
         run_parity("resnet18", 64, 2, "cpu")

@@ -1,4 +1,5 @@
-"""The Julia half, checked without Julia: it parses, and defines what Python calls with that arity."""
+"""The Julia half, checked without Julia: it parses, defines what Python calls with that arity, samples
+the protocol's groups and phases, and trains with the optimiser settings every side shares."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from pybench.backends.flux import JULIA_API
+from pybench.backends.base import SGD_LR, SGD_MOMENTUM
+from pybench.backends.flux.backend import JULIA_API
+from pybench.protocol import PHASES, measured_phases
 
 ts = pytest.importorskip("tree_sitter")
 tsj = pytest.importorskip("tree_sitter_julia")
 
 ROOT = Path(__file__).resolve().parent.parent
 JULIA_FILES = sorted((ROOT / "julia").glob("*.jl"))
+PYBENCH_JL = ROOT / "julia" / "PyBench.jl"
 # Python modules that call PyBench.jl, through a JuliaAPI held as `api` or `self.api`.
-CALLERS = [ROOT / "pybench" / "backends" / "flux.py", ROOT / "pybench" / "parity.py"]
+CALLERS = [ROOT / "pybench" / "backends" / "flux" / "backend.py", ROOT / "pybench" / "backends" / "flux" / "parity.py"]
 
 
 def parse(path: Path):
@@ -58,6 +62,31 @@ def arity(call) -> tuple[str, int, float] | None:
         else:
             required += 1
     return callee.text.decode(), required, required + optional
+
+
+def nodes(node, kind: str):
+    """Every node of this type under `node`, depth first."""
+    if node.type == kind:
+        yield node
+    for child in node.children:
+        yield from nodes(child, kind)
+
+
+def string_value(node) -> str | None:
+    """The text of a plain string literal (no interpolation), else None."""
+    if node.type != "string_literal" or any(c.type == "string_interpolation" for c in node.children):
+        return None
+    return node.text.decode()[1:-1]
+
+
+def julia_function(name: str, path: Path = PYBENCH_JL):
+    """The `function NAME(...) ... end` definition in a Julia file."""
+    for node in nodes(parse(path).root_node, "function_definition"):
+        sig = next((c for c in node.children if c.type == "signature"), None)
+        call = call_signature(sig.children[0]) if sig is not None and sig.children else None
+        if call is not None and call.children[0].text.decode() == name:
+            return node
+    raise AssertionError(f"no `function {name}` in {path.name}")
 
 
 def julia_methods() -> dict[str, list[tuple[int, float]]]:
@@ -134,3 +163,27 @@ def test_arity_reader_understands_defaults_varargs_and_where():
         if got:
             found[got[0]] = got[1:]
     assert found == {"f": (1, 2), "g": (0, math.inf), "h": (1, 1)}
+
+
+def test_sample_runs_each_protocol_group_and_returns_its_measured_phases():
+    """`sample` branches on `group == "..."`; each branch returns a Dict keyed by its phases."""
+    ifs = next(nodes(julia_function("sample"), "if_statement"))
+    branches = [ifs] + [c for c in ifs.children if c.type == "elseif_clause"]
+    found: dict[str, set[str]] = {}
+    for branch in branches:
+        cond = next(c for c in branch.children if c.type == "binary_expression")
+        assert cond.children[0].text == b"group" and cond.children[1].text == b"=="
+        group = string_value(cond.children[2])
+        body = [c for c in branch.children if c is not cond and c.type != "elseif_clause"]
+        found[group] = {string_value(pair.children[0]) for part in body for pair in nodes(part, "binary_expression")
+                        if pair.children[1].text == b"=>"}
+    groups = {p.group for p in PHASES.values()}
+    assert found == {g: set(measured_phases(g)) for g in groups}
+
+
+def test_step_uses_the_shared_sgd_settings():
+    calls = [c for c in nodes(julia_function("step!"), "call_expression")
+             if c.children[0].text.decode().split(".")[-1] == "Momentum"]
+    assert len(calls) == 1, "step! creates one Optimisers.Momentum"
+    args = [c for c in calls[0].children[-1].children if c.type not in ("(", ")", ",")]
+    assert [float(a.text) for a in args] == [SGD_LR, SGD_MOMENTUM]

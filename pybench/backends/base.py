@@ -100,6 +100,9 @@ class Framework(ABC):
     backend: str  # "module:Class" of its Backend, imported only inside its worker
     options: Options
     packages: tuple[str, ...]  # whose versions describe it
+    # Modules the worker imports before any other (named in PYBENCH_PRELOAD): a runtime that brings
+    # its own native libraries (libstdc++, OpenSSL) must load them before numpy and scipy load theirs.
+    preload: tuple[str, ...] = ()
 
     @abstractmethod
     def availability(self) -> Availability:
@@ -108,7 +111,8 @@ class Framework(ABC):
     def worker_env(self, spec: CellSpec) -> dict[str, str]:
         """Environment for the worker, set before the framework loads (thread pools read it once)."""
         n = str(spec.threads)
-        return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+        env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+        return {**env, "PYBENCH_PRELOAD": ",".join(self.preload)} if self.preload else env
 
     def unsupported(self, spec: CellSpec) -> str | None:
         """Why this framework cannot run the cell as asked, or None."""

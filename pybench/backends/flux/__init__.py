@@ -19,6 +19,7 @@ class Flux(Framework):
     backend = "pybench.backends.flux.backend:FluxBackend"
     options = Options(dtypes={"cpu": ("fp32",), "cuda": ("fp32", "fp16")})
     packages = ("juliacall",)
+    preload = ("juliacall",)  # starts Julia before numpy/scipy load their libstdc++ and OpenSSL
 
     def availability(self) -> Availability:
         from pybench.backends.flux.julia_env import flux_availability
@@ -28,7 +29,7 @@ class Flux(Framework):
     def worker_env(self, spec: CellSpec) -> dict[str, str]:
         from pybench.backends.flux.julia_env import juliacall_env
 
-        return {**super().worker_env(spec), **juliacall_env(spec.threads)}
+        return {**super().worker_env(spec), **juliacall_env(spec.threads, spec.device_kind == "cuda", spec.tf32)}
 
     def describe(self) -> dict[str, Any]:
         from pybench.backends.flux.julia_env import describe

@@ -1,8 +1,9 @@
 """Flux backend: Metalhead models, Zygote pullbacks, Optimisers, CUDA.jl; Julia runs in-process via juliacall.
 
-Importing this module imports neither torch nor juliacall: Julia starts in `prepare`.  The Julia
-half is `julia/PyBench.jl`; `JULIA_API` lists every function called from here (name -> arity), and
-a test checks them against the Julia source.
+Importing this module imports neither torch nor juliacall: Julia starts in `start_julia`, or before
+anything else when the worker preloads juliacall (`Flux.preload`).  The Julia half is
+`julia/PyBench.jl`; `JULIA_API` lists every function called from here (name -> arity), and a test
+checks them against the Julia source.
 """
 
 from __future__ import annotations
@@ -53,16 +54,13 @@ class JuliaAPI:
 def start_julia(threads: int, device_index: int = -1, tf32: bool = False) -> JuliaAPI:
     """Start Julia in this process (once), load PyBench.jl and set threads and device.
 
-    `device_index` -1 means CPU.  A worker normally has the environment from `juliacall_env` already
-    (the runner sets it); defaults fill in anything missing, e.g. when called from a test.
+    `device_index` -1 means CPU.  A worker has the environment from `juliacall_env` already (the
+    runner sets it, and the worker imported juliacall first: `Flux.preload`); defaults fill in
+    anything missing, e.g. when called from a test.
     """
-    for key, value in juliacall_env(threads).items():
+    for key, value in juliacall_env(threads, device_index >= 0, tf32).items():
         os.environ.setdefault(key, value)
-    if device_index >= 0 and not tf32:
-        # CUDA.jl 5 maps every math mode to a cuDNN mode that allows TF32 on Ampere and newer;
-        # NVIDIA's switch, read when cuDNN/cuBLAS load, keeps fp32 at fp32 as PyTorch's row is.
-        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
-    from juliacall import Main as jl  # starts Julia: seconds, plus package loading
+    from juliacall import Main as jl  # starts Julia unless preloaded: seconds, plus package loading
 
     jl.include(str(JULIA_DIR / "PyBench.jl"))
     api = JuliaAPI(jl.PyBench)

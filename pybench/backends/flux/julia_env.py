@@ -1,7 +1,7 @@
 """Where the Flux backend's Julia lives, whether it is usable, and how a worker starts it.
 
-The Julia environment is the repository's `Project.toml` (Flux, Metalhead, Zygote, CUDA, cuDNN and
-PythonCall); `python -m pybench setup-julia` installs Julia if none is found and instantiates it
+The Julia environment is the repository's `Project.toml` (Flux, Metalhead, Zygote, Optimisers, CUDA,
+cuDNN and PythonCall); `python -m pybench setup-julia` installs Julia if none is found and instantiates it
 (writing the untracked `Manifest.toml`).  Nothing here starts Julia, except `setup_julia`.
 
 Environment variables you may set:
@@ -17,9 +17,13 @@ Set by pybench for every Flux worker (`juliacall_env`):
   that Julia on this project directly, without juliapkg resolving (or downloading) anything.
 - `PYTHON_JULIAPKG_PROJECT`, `PYTHON_JULIAPKG_OFFLINE=yes`, `JULIA_PKG_OFFLINE=true`: should
   juliapkg or Pkg be reached anyway, they use this project and download nothing mid-benchmark.
-- `PYTHON_JULIACALL_THREADS=N`, `OPENBLAS_NUM_THREADS=N`: Julia's threads and BLAS threads, from
-  `--threads` (PyBench.setup sets BLAS threads again once Julia runs).
-- `PYTHON_JULIACALL_HANDLE_SIGNALS=yes`: required by juliacall when Julia has several threads.
+- `PYTHON_JULIACALL_THREADS=1`, `OPENBLAS_NUM_THREADS=N`: one Julia thread, and BLAS gets the N of
+  `--threads` (`PyBench.configure` sets it again once Julia runs and says why: NNlib's convolutions
+  would otherwise run N tasks of N BLAS threads each).
+- `PYTHON_JULIACALL_HANDLE_SIGNALS=yes`: Julia handles its own signals (juliacall requires it with
+  several threads).
+- `NVIDIA_TF32_OVERRIDE=0` on CUDA without `--tf32`: read when cuBLAS and cuDNN load, it keeps fp32
+  at fp32 in both (CUDA.jl's default math mode lets cuDNN use TF32), as PyTorch's row is.
 - `PYTHON_JULIACALL_STARTUP_FILE=no`: a personal startup.jl does not change the benchmark.
 - `JULIA_CONDAPKG_BACKEND=Null`: PythonCall uses the worker's own Python, never a Conda one.
 """
@@ -45,7 +49,7 @@ JULIA_COMPAT = "^1.10.3"  # juliacall 0.9.37's own requirement
 SETUP_FIX = "python -m pybench setup-julia"
 INSTALL_FIX = "pip install -e '.[flux]'"
 # Packages the backend loads; each must be in the Manifest and present in a depot.
-PACKAGES = ("Flux", "Metalhead", "Zygote", "CUDA", "cuDNN", "PythonCall")
+PACKAGES = ("Flux", "Metalhead", "Zygote", "Optimisers", "CUDA", "cuDNN", "PythonCall")
 
 
 def _executable(path: str | None) -> str | None:
@@ -138,19 +142,20 @@ def flux_availability() -> Availability:
     return Availability(True)
 
 
-def juliacall_env(threads: int) -> dict[str, str]:
+def juliacall_env(threads: int, cuda: bool = False, tf32: bool = False) -> dict[str, str]:
     """Environment variables a Flux worker needs, set before juliacall is imported."""
-    n = str(threads)
     env = {
         "PYTHON_JULIAPKG_PROJECT": str(PROJECT),
         "PYTHON_JULIAPKG_OFFLINE": "yes",
         "JULIA_PKG_OFFLINE": "true",
-        "PYTHON_JULIACALL_THREADS": n,
+        "PYTHON_JULIACALL_THREADS": "1",
         "PYTHON_JULIACALL_HANDLE_SIGNALS": "yes",
         "PYTHON_JULIACALL_STARTUP_FILE": "no",
-        "OPENBLAS_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": str(threads),
         "JULIA_CONDAPKG_BACKEND": "Null",
     }
+    if cuda and not tf32:
+        env["NVIDIA_TF32_OVERRIDE"] = "0"
     exe = find_julia()
     if exe:  # juliacall accepts these two only together
         env.update(PYTHON_JULIACALL_EXE=exe, PYTHON_JULIACALL_PROJECT=str(PROJECT))

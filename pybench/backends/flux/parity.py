@@ -5,8 +5,9 @@ Two worker processes, so torch and Julia never share one:
     python -m pybench.backends.flux.parity torch MODEL IMAGE_SIZE BATCH DEVICE OUT.npz
         seeded torchvision model (with non-trivial BatchNorm statistics), its weights converted to
         Flux layout (convert.py), the input and its eval-mode output
-    python -m pybench.backends.flux.parity flux MODEL IMAGE_SIZE DEVICE IN.npz OUT.json
-        loads those weights into the Metalhead model (never importing torch) and compares outputs
+    python -c "$FLUX_HALF" flux MODEL IMAGE_SIZE DEVICE IN.npz OUT.json
+        loads those weights into the Metalhead model (never importing torch) and compares outputs;
+        it imports juliacall before anything else, as a Flux worker does (`Flux.preload`)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pybench.workloads import get_workload
 # summation orders agree to ~1e-6..1e-5; a wrong layout or layer order is off by O(1).
 PARITY_RTOL = 1e-4
 WORKER_TIMEOUT_S = 1800
+# `python -m` of this module would import the pybench.backends package, and numpy with it, first.
+FLUX_HALF = "import juliacall, sys; from pybench.backends.flux.parity import main; sys.exit(main(sys.argv[1:]))"
 
 
 def export_torch(model: str, image_size: int, batch_size: int, device: str, path: Path) -> None:
@@ -110,11 +113,11 @@ def compare_flux(model: str, image_size: int, device: str, npz: Path) -> dict:
     }
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> None:
+def _run(half: str, cmd: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=WORKER_TIMEOUT_S)
     if proc.returncode != 0:
         last = next((ln for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
-        raise RuntimeError(f"{cmd[3]} worker failed (exit code {proc.returncode}): {last.strip()}")
+        raise RuntimeError(f"{half} worker failed (exit code {proc.returncode}): {last.strip()}")
 
 
 def run_parity(model: str, image_size: int, batch_size: int, device: str) -> dict:
@@ -131,11 +134,12 @@ def run_parity(model: str, image_size: int, batch_size: int, device: str) -> dic
     result: dict = {"model": model, "device": device, "image_size": image_size, "batch_size": batch_size}
     with tempfile.TemporaryDirectory(prefix="pybench-parity-") as tmp:
         npz, out = Path(tmp) / "torch.npz", Path(tmp) / "flux.json"
-        base = [sys.executable, "-m", "pybench.backends.flux.parity"]
         try:
-            _run(base + ["torch", model, str(image_size), str(batch_size), device, str(npz)], dict(os.environ))
-            flux_env = {**os.environ, **juliacall_env(available_cores())}
-            _run(base + ["flux", model, str(image_size), device, str(npz), str(out)], flux_env)
+            _run("torch", [sys.executable, "-m", "pybench.backends.flux.parity", "torch", model,
+                           str(image_size), str(batch_size), device, str(npz)], dict(os.environ))
+            flux_env = {**os.environ, **juliacall_env(available_cores(), device.startswith("cuda"))}
+            _run("flux", [sys.executable, "-c", FLUX_HALF, "flux", model, str(image_size), device,
+                          str(npz), str(out)], flux_env)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             return {**result, "ok": False, "error": str(exc).splitlines()[0]}
         result.update(json.loads(out.read_text()))
