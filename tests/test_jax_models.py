@@ -13,6 +13,7 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
+from flax.errors import InvalidRngError  # noqa: E402
 
 from pybench.backends.jax import convert, models, parity  # noqa: E402
 from pybench.backends.pytorch.backend import count_params as torch_count_params  # noqa: E402
@@ -29,6 +30,7 @@ TORCHVISION_PARAMS = {
     "vgg19": 143_667_240,
     "vgg19_bn": 143_678_248,
 }
+IMAGES = np.random.default_rng(0).standard_normal((2, 32, 32, 3), dtype=np.float32)  # NHWC
 
 
 @pytest.fixture(autouse=True)
@@ -99,9 +101,6 @@ def resnet18_variables():
     return models.init_variables(models.build("resnet18"), image_size=32, batch=2, seed=0)
 
 
-IMAGES = np.random.default_rng(0).standard_normal((2, 32, 32, 3), dtype=np.float32)
-
-
 def test_train_forward_updates_every_batch_stat(resnet18_variables):
     module, variables, x = models.build("resnet18"), resnet18_variables, IMAGES
     y, updated = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
@@ -115,8 +114,8 @@ def test_train_forward_updates_every_batch_stat(resnet18_variables):
 def test_vgg_train_mode_drops_out_with_the_dropout_rng():
     module = models.build("vgg16")
     variables = models.init_variables(module, image_size=32, batch=1, seed=0)
-    x = np.random.default_rng(0).standard_normal((1, 32, 32, 3), dtype=np.float32)
-    with pytest.raises(Exception, match="dropout"):
+    x = IMAGES[:1]
+    with pytest.raises(InvalidRngError, match="dropout"):
         jax.eval_shape(lambda v, x: module.apply(v, x, train=True), variables, x)
     train = jax.jit(lambda v, x, key: module.apply(v, x, train=True, rngs={"dropout": key}))
     k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
@@ -168,11 +167,13 @@ def _conv_state():
 
 def test_conversion_fails_loudly():
     template = models.abstract_variables(models.build("conv3x3_s1"), 8, 1)
-    assert convert.from_torchvision("conv3x3_s1", _conv_state(), template)["params"][models.LAYER]["kernel"].shape == (3, 3, 3, 64)
+    converted = convert.from_torchvision("conv3x3_s1", _conv_state(), template)
+    assert converted["params"][models.LAYER]["kernel"].shape == (3, 3, 3, 64)
     with pytest.raises(ValueError, match=r"^torch key weight: shape \(64, 3, 5, 5\)"):
         convert.from_torchvision("conv3x3_s1", {**_conv_state(), "weight": np.zeros((64, 3, 5, 5))}, template)
+    extra = {**_conv_state(), "extra.bias": np.zeros(1)}
     with pytest.raises(ValueError, match=r"^torch key extra\.bias: the Flax model has no params/layer/extra/bias"):
-        convert.from_torchvision("conv3x3_s1", {**_conv_state(), "extra.bias": np.zeros(1)}, template)
+        convert.from_torchvision("conv3x3_s1", extra, template)
     with pytest.raises(ValueError, match=r"1 Flax variables have no torch key, e\.g\. params/layer/bias"):
         convert.from_torchvision("conv3x3_s1", {"weight": _conv_state()["weight"]}, template)
 

@@ -40,7 +40,9 @@ RESNET_STAGES = {
     152: (True, (3, 8, 36, 3)),
 }
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-_VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+_VGG19 = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"
+)
 VGG_CONFIGS = {16: _VGG16, 19: _VGG19}
 
 
@@ -77,10 +79,8 @@ def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
         n = x.shape[axis]
         if n == size:
             return x
-        bins = [
-            jax.lax.slice_in_dim(x, (i * n) // size, -(-(i + 1) * n // size), axis=axis).mean(axis, keepdims=True)
-            for i in range(size)
-        ]
+        bounds = [((i * n) // size, -(-(i + 1) * n // size)) for i in range(size)]  # floor, ceil
+        bins = [jax.lax.slice_in_dim(x, lo, hi, axis=axis).mean(axis, keepdims=True) for lo, hi in bounds]
         return jnp.concatenate(bins, axis=axis)
 
     return along(along(x, 1), 2)
