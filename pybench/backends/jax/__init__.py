@@ -1,0 +1,1 @@
+"""JAX/Flax backend: Flax models matching torchvision (models.py), weight conversion, parity."""
