@@ -8,11 +8,17 @@ Anything a framework prints goes to stderr: stdout carries the record alone.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import time
-import traceback
+
+# Framework.preload, passed by the runner: Julia's libstdc++/OpenSSL must load before numpy's and
+# scipy's, which the pybench imports below bring in.
+for _module in filter(None, os.environ.get("PYBENCH_PRELOAD", "").split(",")):
+    __import__(_module)
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
 
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
@@ -67,7 +73,10 @@ def pin_cores(threads: int) -> list[int] | None:
 
 def check_gpu(spec: CellSpec, env: dict) -> None:
     """The framework must have run on the GPU the cell names (pinning by UUID makes it its device 0)."""
-    identity = gpu_identity(str(env.get("gpu")), str(env.get("gpu_uuid") or ""))
+    if not env.get("gpu_uuid"):  # the framework cannot say: pinning by UUID is the only guarantee
+        env["gpu_identity"] = {"name": env.get("gpu"), "uuid": None, "note": "framework reports no UUID"}
+        return
+    identity = gpu_identity(str(env.get("gpu")), str(env["gpu_uuid"]))
     env["gpu_identity"] = identity
     if not spec.gpu.same_gpu(identity):
         raise RuntimeError(f"ran on {identity['name']} ({identity['uuid']}), not the requested "

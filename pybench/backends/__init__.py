@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pybench.backends import flux, pytorch
+from pybench.backends import flux, jax, pytorch
 from pybench.backends.base import Framework
 from pybench.errors import UserError
 
 # Table order: PyTorch first, as the seed lists it; ratios are taken against the first.
-FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in (pytorch.FRAMEWORK, flux.FRAMEWORK)}
+FRAMEWORKS: dict[str, Framework] = {fw.name: fw for fw in (pytorch.FRAMEWORK, jax.FRAMEWORK, flux.FRAMEWORK)}
 
 
 def get_framework(name: str) -> Framework:

@@ -50,6 +50,10 @@ def make_labels(spec: CellSpec) -> np.ndarray:
     return np.random.default_rng(spec.seed + 1).integers(0, NUM_CLASSES, spec.batch_size)
 
 
+# Parity: max |other - torch| relative to max |torch|.  fp32 with different convolution algorithms and
+# summation orders agrees to ~1e-6..1e-5; a wrong layout or layer order is off by O(1).
+PARITY_RTOL = 1e-4
+
 # The training step as users train: SGD with momentum, the same on every side.
 SGD_LR = 0.01
 SGD_MOMENTUM = 0.9

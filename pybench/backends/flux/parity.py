@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pybench.backends.base import PARITY_RTOL
 from pybench.backends.flux.convert import architecture_note, flux_params, to_julia_layout
 from pybench.errors import UserError
 from pybench.workloads import get_workload
 
 # Max |flux - torch| relative to max |torch|: fp32, different convolution algorithms and
 # summation orders agree to ~1e-6..1e-5; a wrong layout or layer order is off by O(1).
-PARITY_RTOL = 1e-4
 WORKER_TIMEOUT_S = 1800
 # `python -m` of this module would import the pybench.backends package, and numpy with it, first.
 FLUX_HALF = "import juliacall, sys; from pybench.backends.flux.parity import main; sys.exit(main(sys.argv[1:]))"
@@ -38,24 +38,11 @@ def export_torch(model: str, image_size: int, batch_size: int, device: str, path
     import torch
 
     from pybench.backends.base import make_input
-    from pybench.backends.pytorch.backend import build_module
+    from pybench.backends.pytorch.backend import reference_model
     from pybench.spec import CellSpec
 
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides
-    torch.backends.cudnn.allow_tf32 = False
-    torch.manual_seed(0)
-    net = build_module(model)
-    gen = torch.Generator().manual_seed(1)
+    net = reference_model(model)
     layers: list[tuple[str, list[np.ndarray]]] = []
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                # Fresh statistics are 0 and 1, which would hide a wrong mapping.
-                c = mod.num_features
-                mod.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
-                mod.running_var.copy_(0.5 + torch.rand(c, generator=gen))
-                mod.weight.copy_(1 + 0.1 * torch.randn(c, generator=gen))
-                mod.bias.copy_(0.1 * torch.randn(c, generator=gen))
 
     def arr(t: torch.Tensor | None) -> np.ndarray | None:
         return None if t is None else t.detach().cpu().numpy()

@@ -1,1 +1,65 @@
-"""JAX/Flax backend: Flax models matching torchvision (models.py), weight conversion, parity."""
+"""JAX/Flax as the orchestrator sees it.  The JAX side reads as one unit in this folder:
+
+- `models.py`: Flax models written to match torchvision exactly (NHWC), and the per-layer suite;
+- `backend.py`: the worker half, every phase jitted (imports jax, never torch);
+- `convert.py`: torchvision weights into the Flax tree, in numpy; `parity.py`: the proof.
+
+On CUDA, install JAX's CUDA build: `pip install -U "jax[cuda12]"` (or `jax[cuda13]` to match the
+driver); the worker then runs with `JAX_PLATFORMS=cuda` and without preallocation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from typing import Any
+
+from pybench.backends.base import Availability, Framework, Options
+from pybench.spec import CellSpec
+
+DESCRIBE = ("import json, jax; print(json.dumps({'backend': jax.default_backend(), "
+            "'devices': [str(d) for d in jax.devices()]}))")
+
+
+class Jax(Framework):
+    name = "jax"
+    title = "JAX"
+    backend = "pybench.backends.jax.backend:JaxBackend"
+    options = Options(dtypes={"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")})
+    packages = ("jax", "jaxlib", "flax", "optax")
+
+    def availability(self) -> Availability:
+        missing = [m for m in ("jax", "flax", "optax") if importlib.util.find_spec(m) is None]
+        if missing:
+            return Availability(False, f"{', '.join(missing)} not installed: pip install -e .")
+        return Availability(True)
+
+    def worker_env(self, spec: CellSpec) -> dict[str, str]:
+        return {
+            **super().worker_env(spec),
+            "JAX_PLATFORMS": "cuda" if spec.device_kind == "cuda" else "cpu",
+            # Allocate what is used, so memory figures mean something (XLA takes 75% by default).
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Versions, and the backend and devices JAX sees (asked in a child: JAX stays out of here)."""
+        facts = super().describe()
+        if not self.availability().ok:
+            return facts
+        try:
+            out = subprocess.run([sys.executable, "-c", DESCRIBE], capture_output=True, text=True, timeout=120)
+            facts.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            facts["devices"] = "unknown (JAX did not start)"
+        return facts
+
+    def parity(self, model: str, image_size: int, batch: int, device: str) -> dict[str, Any]:
+        from pybench.backends.jax.parity import run_parity
+
+        return run_parity(model, image_size, batch, device)
+
+
+FRAMEWORK = Jax()

@@ -10,41 +10,18 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from pybench.backends.base import make_input
-from pybench.backends.flux.parity import PARITY_RTOL  # one tolerance for every framework's parity
+from pybench.backends.base import PARITY_RTOL, make_input
 from pybench.backends.jax.convert import from_torchvision
 from pybench.backends.jax.models import abstract_variables, build, param_count, to_nhwc
 from pybench.spec import CellSpec
-
-
-def reference_model(model: str):
-    """The seeded torch module (weights=None) parity compares against, TF32 off (imports torch).
-    BatchNorm gets seeded non-trivial weight, bias and statistics: fresh ones (1, 0, 0, 1) would
-    hide a wrong mapping of any of the four."""
-    import torch
-
-    from pybench.backends.pytorch.backend import build_module
-
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides
-    torch.backends.cudnn.allow_tf32 = False
-    torch.manual_seed(0)
-    net = build_module(model)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
-                mod.running_var.copy_(0.5 + torch.rand(c, generator=gen))
-                mod.weight.copy_(1 + 0.1 * torch.randn(c, generator=gen))
-                mod.bias.copy_(0.1 * torch.randn(c, generator=gen))
-    return net
 
 
 def torch_reference(spec: CellSpec) -> dict:
     """The reference module in eval mode on spec's device: {"state": its state_dict as numpy,
     "x": the NCHW input make_input gives, "y": its output, "params": its parameter count}."""
     import torch
+
+    from pybench.backends.pytorch.backend import reference_model
 
     dev = torch.device(spec.device)
     net = reference_model(spec.model).to(dev).eval()

@@ -56,6 +56,25 @@ def set_tf32(enabled: bool) -> dict[str, Any]:
             "tf32_cudnn": torch.backends.cudnn.allow_tf32}
 
 
+def reference_model(model: str) -> torch.nn.Module:
+    """The seeded torch module (weights=None) parity compares against, TF32 off (imports torch).
+    BatchNorm gets seeded non-trivial weight, bias and statistics: fresh ones (1, 0, 0, 1) would
+    hide a wrong mapping of any of the four."""
+    set_tf32(False)  # fp32 means fp32 on both sides
+    torch.manual_seed(0)
+    net = build_module(model)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                c = mod.num_features
+                mod.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
+                mod.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+                mod.weight.copy_(1 + 0.1 * torch.randn(c, generator=gen))
+                mod.bias.copy_(0.1 * torch.randn(c, generator=gen))
+    return net
+
+
 class PyTorchBackend(Backend):
     def prepare(self) -> WorkloadFacts:
         spec = self.spec

@@ -1,0 +1,175 @@
+"""JAX backend: the Flax models of `models.py`, every phase jitted, `block_until_ready` as the
+synchronize.  Imports jax, flax and optax, never torch.
+
+Phases as a JAX user times them:
+- forward: the train-mode forward (BatchNorm on batch statistics, running statistics updated) that
+  returns its VJP, as autograd records a graph and Zygote returns a pullback;
+- backward: that VJP applied to the all-ones output gradient;
+- step: loss, gradient and optax SGD-with-momentum update in one jitted function, buffers donated;
+- inference: the eval-mode forward.
+The first call of each traces and compiles: the protocol records it as the first run.  Each jitted
+function is traced once; `traces` counts it, so a retrace inside the loop would show.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels, package_version
+from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
+from pybench.protocol import Loop, PythonLoopSampler, Sampler
+from pybench.records import WorkloadFacts
+from pybench.workloads import NUM_CLASSES, get_workload
+
+
+class JaxBackend(Backend):
+    def prepare(self) -> WorkloadFacts:
+        spec = self.spec
+        # fp32 means fp32: no TF32 or bf16 passes in matmuls and convolutions unless --tf32.
+        self.matmul_precision = "tensorfloat32" if spec.tf32 else "highest"
+        jax.config.update("jax_default_matmul_precision", self.matmul_precision)
+        # The runner pins the worker to its GPU: it is JAX's only GPU.
+        self.device = jax.devices("gpu" if spec.device_kind == "cuda" else "cpu")[0]
+        self.workload = get_workload(spec.model)
+        self.module = build(spec.model, DTYPES[spec.dtype])
+        variables = init_variables(self.module, spec.image_size, spec.batch_size, spec.seed)
+        put = lambda a: jax.device_put(a, self.device)  # noqa: E731 - one-line transfer helper
+        self.params = put(variables["params"])
+        self.stats = put(variables.get("batch_stats", {}))
+        self.x = put(to_nhwc(make_input(spec)))  # transposed here, outside any timed region
+        self.labels = put(make_labels(spec))
+        self.rng = put(jax.random.PRNGKey(spec.seed))  # dropout in train mode, as torch does
+        self.traces: Counter[str] = Counter()
+        self._compile()
+        self.pending: Any = None  # what the last phase produced: synchronize waits for it
+        self.y = self.vjp = self.dy = None
+        self.opt_state: Any = None
+        return WorkloadFacts(params=param_count(variables))
+
+    def _apply_train(self, params: Any, stats: Any, x: jax.Array, rng: jax.Array) -> tuple[jax.Array, Any]:
+        y, updates = self.module.apply({"params": params, "batch_stats": stats}, x, train=True,
+                                       mutable=["batch_stats"], rngs={"dropout": rng})
+        return y, updates.get("batch_stats", {})
+
+    def _compile(self) -> None:
+        wrt_input = self.workload.is_layer  # a lone layer: the input's gradient too, as torch does
+
+        def forward(params, stats, x, rng):
+            self.traces["forward"] += 1  # runs only while tracing
+            if wrt_input:
+                y, vjp, new_stats = jax.vjp(lambda p, xx: self._apply_train(p, stats, xx, rng), params, x,
+                                            has_aux=True)
+            else:
+                y, vjp, new_stats = jax.vjp(lambda p: self._apply_train(p, stats, x, rng), params,
+                                            has_aux=True)
+            return y, vjp, new_stats
+
+        def backward(vjp, dy):
+            self.traces["backward"] += 1
+            return vjp(dy)
+
+        self.tx = optax.sgd(SGD_LR, momentum=SGD_MOMENTUM)
+
+        def step(params, stats, opt_state, x, labels, rng):
+            self.traces["step"] += 1
+
+            def loss(p):
+                logits, new_stats = self._apply_train(p, stats, x, rng)
+                onehot = jax.nn.one_hot(labels, NUM_CLASSES, dtype=jnp.float32)
+                return optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot).mean(), new_stats
+
+            (_, new_stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+            updates, opt_state = self.tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), new_stats, opt_state
+
+        def inference(params, stats, x):
+            self.traces["inference"] += 1
+            return self.module.apply({"params": params, "batch_stats": stats}, x, train=False)
+
+        self.fns = {
+            "forward": jax.jit(forward),
+            "backward": jax.jit(backward),
+            # Parameters, statistics and optimizer state are updated in place, as optimizers do.
+            "step": jax.jit(step, donate_argnums=(0, 1, 2)),
+            "inference": jax.jit(inference),
+        }
+
+    # train group
+    def _forward(self) -> None:
+        self.y, self.vjp, self.stats = self.fns["forward"](self.params, self.stats, self.x, self.rng)
+        self.pending = (self.y, self.stats)
+
+    def _backward(self) -> None:
+        if self.dy is None:  # first (excluded) iteration: its cost belongs to the first run
+            self.dy = jnp.ones_like(self.y)
+        self.pending = self.fns["backward"](self.vjp, self.dy)
+        self.vjp = None
+
+    def _free(self) -> None:
+        """Release the last graph, gradients and optimizer state before the next group's window."""
+        self.y = self.vjp = self.pending = self.opt_state = None
+
+    # step group
+    def _step(self) -> None:
+        if self.opt_state is None:  # created by the first (excluded) step
+            self.opt_state = self.tx.init(self.params)
+        self.params, self.stats, self.opt_state = self.fns["step"](
+            self.params, self.stats, self.opt_state, self.x, self.labels, self.rng)
+        self.pending = self.params
+
+    def _inference(self) -> None:
+        self.pending = self.fns["inference"](self.params, self.stats, self.x)
+
+    def sampler(self) -> Sampler:
+        loops = {
+            "train": Loop(phases=(("forward", self._forward), ("backward", self._backward)), finish=self._free),
+            "step": Loop(phases=(("step", self._step),), finish=self._free),
+            "inference": Loop(phases=(("inference", self._inference),)),
+        }
+        return PythonLoopSampler(loops, self.synchronize)
+
+    def synchronize(self) -> None:
+        if self.pending is not None:
+            jax.block_until_ready(self.pending)
+
+    def version(self) -> str:
+        return jax.__version__
+
+    def environment(self) -> dict[str, Any]:
+        env: dict[str, Any] = {
+            "jaxlib": package_version("jaxlib"),
+            "flax": package_version("flax"),
+            "optax": package_version("optax"),
+            "backend": jax.default_backend(),
+            "device": str(self.device),
+            "matmul_precision": self.matmul_precision,
+            "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "traces": dict(self.traces),
+        }
+        if self.spec.device_kind == "cuda":
+            env.update(gpu=self.device.device_kind, gpu_uuid=_uuid(self.device),
+                       preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
+        return env
+
+    def peak_memory(self) -> dict[str, int]:
+        # XLA keeps a peak since the process started and offers no reset: named for what it is.
+        stats = self.device.memory_stats() or {}
+        peak = stats.get("peak_bytes_in_use")
+        return {"xla_peak_bytes_in_use_since_start": int(peak)} if peak is not None else {}
+
+
+def _uuid(device: Any) -> str | None:
+    """The GPU's UUID as the CUDA driver reports it (PJRT exposes no UUID attribute everywhere)."""
+    for name in ("uuid", "device_uuid"):
+        value = getattr(device, name, None)
+        if value:
+            return str(value)
+    return None
+
