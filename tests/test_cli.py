@@ -73,7 +73,7 @@ def test_report_of_a_run(tmp_path):
     "args, message",
     [
         (["run", "--model", "resnet9"], "unknown model 'resnet9'; valid: all, layers, vgg16"),
-        (["run", "--framework", "tensorflow"], "unknown framework 'tensorflow'; valid: pytorch, flux"),
+        (["run", "--framework", "tensorflow"], "unknown framework 'tensorflow'; valid: pytorch, jax, flux, all"),
         (["run", "--batch-size", "0"], "must be positive"),
         (["run", "--image-size", "-3"], "must be positive"),
         (["run", "--model", "resnet18", "--image-size", "16"], "too small for resnet18"),

@@ -46,7 +46,7 @@ def test_diff_of_identical_code_is_not_a_regression(run_folder, tmp_path):
 
 def test_diff_flags_a_real_slowdown(run_folder, tmp_path):
     (path,) = run_folder.glob("*.json")
-    slow = _rewrite(path, tmp_path, "slow.json", lambda s: [x * 1.5 for x in s])
+    slow = _rewrite(path, tmp_path, "slow.json", lambda s: [x * 2 for x in s])
     p = pybench("diff", path, slow)
     assert p.returncode == 1
     assert "│ slower" in p.stdout

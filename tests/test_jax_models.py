@@ -17,6 +17,7 @@ from flax.errors import InvalidRngError  # noqa: E402
 
 from pybench.backends.jax import convert, models, parity  # noqa: E402
 from pybench.backends.pytorch.backend import count_params as torch_count_params  # noqa: E402
+from pybench.backends.pytorch.backend import reference_model  # noqa: E402
 from pybench.workloads import LAYERS, WORKLOADS  # noqa: E402
 
 TORCHVISION_PARAMS = {
@@ -77,7 +78,7 @@ def test_batchnorm_train_mode_matches_torch():
     """Train mode normalises with batch statistics and moves the running ones by torch's momentum.
     One known difference: torch feeds the running variance the unbiased batch variance, Flax the
     biased one (a factor (n-1)/n on the batch term; it never enters a timed output)."""
-    ref = parity.reference_model("batchnorm2d").train()
+    ref = reference_model("batchnorm2d").train()
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 5), dtype=np.float32)
     state = {k: v.numpy().copy() for k, v in ref.state_dict().items()}
     with torch.no_grad():
