@@ -40,7 +40,7 @@ class JaxBackend(Backend):
         self.module = build(spec.model, DTYPES[spec.dtype])
         variables = init_variables(self.module, spec.image_size, spec.batch_size, spec.seed)
         put = lambda a: jax.device_put(a, self.device)  # noqa: E731 - one-line transfer helper
-        self.params = put(variables["params"])
+        self.params = put(variables.get("params", {}))
         self.stats = put(variables.get("batch_stats", {}))
         self.x = put(to_nhwc(make_input(spec)))  # transposed here, outside any timed region
         self.labels = put(make_labels(spec))
