@@ -19,7 +19,7 @@ from rich.progress import TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from pybench import __version__, environment, results
+from pybench import __version__, devices, environment, results
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
@@ -163,7 +163,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
         raise UserError(f"--threads {threads} is more than the {cores} cores available: more threads "
                         "than cores measures oversubscription, not the framework")
     models = resolve_models(args.model)
-    device = environment.resolve_device(args.device)
+    device = devices.resolve_device(args.device)
     gpu = device if device.kind == "cuda" else None
     stop = StopRule(precision=args.precision, min_samples=args.min_samples,
                     max_samples=args.max_samples, max_time=args.max_time)
@@ -215,6 +215,10 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
         console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
         raise
     console.print(f"results saved to {store.path}")
+    from pybench.noise import NoiseAudit, advice
+
+    for tip in advice(NoiseAudit.from_json(store.environment["noise"])):  # only when it matters
+        console.print(Text(f"noise: {tip}", style="yellow"))
     return records
 
 
@@ -287,7 +291,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
                         + "|".join(n for n, f in FRAMEWORKS.items() if f.has_parity))
     if get_workload(args.model).is_layer:
         raise UserError(f"parity compares whole models; {args.model} is a layer")
-    device = environment.resolve_device(args.device)
+    device = devices.resolve_device(args.device)
     result = framework.parity(args.model, args.image_size, args.batch_size, device.label)
     table = Table(title=f"parity: {args.model}, {framework.title} vs PyTorch (eval mode, same weights, same input)")
     for key in result:

@@ -16,9 +16,9 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
-from pybench.environment import _nvml
+from pybench.devices import nvml_call, nvml_session
 from pybench.errors import UserError
 
 BUSY_PERCENT = 5.0  # of one core, over the sampling window
@@ -244,24 +244,14 @@ def cpu_frequency(sys_root: str | Path = "/sys") -> tuple[float | None, str | No
 
 # --- NVML --------------------------------------------------------------------------------------
 
-T = TypeVar("T")
-
-
-def _try(fn: Callable[..., T], *args) -> T | None:
-    try:
-        return fn(*args)
-    except Exception:  # noqa: BLE001 - any NVML failure (no driver, unsupported query) means "unknown"
-        return None
-
-
 def _gpu_state(pynvml, uuid: str) -> GpuState:
-    handle = _try(pynvml.nvmlDeviceGetHandleByUUID, uuid)
+    handle = nvml_call(pynvml.nvmlDeviceGetHandleByUUID, uuid)
     if handle is None:
         return GpuState(uuid, None, None, None, None, None)
     mask = None
     for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
         if mask is None and hasattr(pynvml, name):
-            mask = _try(getattr(pynvml, name), handle)
+            mask = nvml_call(getattr(pynvml, name), handle)
     reasons = None
     if mask is not None:
         bits = {r: getattr(pynvml, f"nvmlClocksEventReason{r}",
@@ -269,10 +259,10 @@ def _gpu_state(pynvml, uuid: str) -> GpuState:
         reasons = tuple(r for r, bit in bits.items() if mask & bit)
     return GpuState(
         uuid=uuid,
-        sm_clock_mhz=_try(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
-        sm_clock_max_mhz=_try(pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_SM),
-        memory_clock_mhz=_try(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM),
-        temperature_c=_try(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
+        sm_clock_mhz=nvml_call(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
+        sm_clock_max_mhz=nvml_call(pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_SM),
+        memory_clock_mhz=nvml_call(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM),
+        temperature_c=nvml_call(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
         reasons=reasons,
     )
 
@@ -282,13 +272,10 @@ def gpu_states(uuids: Sequence[str]) -> tuple[GpuState, ...]:
     NVML cannot read is a state of Nones, so the audit still says it was asked."""
     if not uuids:
         return ()
-    pynvml = _nvml()
-    if pynvml is None:
-        return tuple(GpuState(u, None, None, None, None, None) for u in uuids)
-    try:
+    with nvml_session() as pynvml:
+        if pynvml is None:
+            return tuple(GpuState(u, None, None, None, None, None) for u in uuids)
         return tuple(_gpu_state(pynvml, u) for u in uuids)
-    finally:
-        _try(pynvml.nvmlShutdown)
 
 
 # --- the audit ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from pybench.environment import Device, available_cores
+from pybench.devices import Device
+from pybench.environment import available_cores
 from pybench.errors import UserError
 from pybench.protocol import StopRule, check_phases
 from pybench.workloads import get_workload

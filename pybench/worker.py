@@ -22,7 +22,7 @@ import traceback  # noqa: E402
 
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
-from pybench.environment import gpu_identity, gpu_memory_used
+from pybench.devices import gpu_identity, gpu_memory_used
 from pybench.protocol import measure
 from pybench.records import CellRecord, Round
 from pybench.spec import CellSpec

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from pybench.backends import get_framework
-from pybench.environment import gpus
+from pybench.devices import gpus
 from pybench.protocol import MODEL_PHASES
 from pybench.runner import run_cell
 from pybench.spec import CellSpec, StopRule

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pybench import environment
+from pybench import devices
 from pybench.efficiency import gpu_peak_gflops
-from pybench.environment import (Device, capture, cuda_devices, gpu_facts, gpu_identity,
+from pybench.environment import capture
+from pybench.devices import (Device, cuda_devices, gpu_facts, gpu_identity,
                                  gpu_memory_used, gpus, nvml_uuid_forms, parse_visible_devices,
                                  resolve_device)
 from pybench.errors import UserError
@@ -156,7 +157,7 @@ def nvml(monkeypatch):
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    monkeypatch.setattr(environment, "torch_cuda_version", lambda: "12.8")
+    monkeypatch.setattr(devices, "torch_cuda_version", lambda: "12.8")
     return install
 
 
@@ -282,7 +283,7 @@ def test_auto(nvml, monkeypatch):
     nvml(two_h100s())
     assert resolve_device("auto").uuid == H100
     assert resolve_device("cpu") == Device("cpu")
-    monkeypatch.setattr(environment, "torch_cuda_version", lambda: None)  # CPU-only torch
+    monkeypatch.setattr(devices, "torch_cuda_version", lambda: None)  # CPU-only torch
     assert resolve_device("auto") == Device("cpu")
 
 
@@ -312,14 +313,14 @@ def test_a_cuda_device_always_has_a_uuid():
 def test_torch_cuda_version_without_importing_torch(tmp_path, monkeypatch):
     import torch
 
-    assert environment.torch_cuda_version() == torch.version.cuda
+    assert devices.torch_cuda_version() == torch.version.cuda
     fake = tmp_path / "torch"
     fake.mkdir()
     (fake / "__init__.py").write_text("")
     (fake / "version.py").write_text("__version__ = '2.14.1+cpu'\ncuda: Optional[str] = None\n")
     monkeypatch.delitem(sys.modules, "torch")  # find_spec answers from sys.modules first
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert environment.torch_cuda_version() is None
+    assert devices.torch_cuda_version() is None
 
 
 # --- NVML facts, calls that fail --------------------------------------------------------------------

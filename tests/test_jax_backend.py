@@ -1,7 +1,6 @@
 """The JAX backend on small shapes: jitted phases traced once, real VJPs, a real optax step, and a
 worker that never imports torch."""
 
-import json
 import sys
 
 import jax

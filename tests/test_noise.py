@@ -1,5 +1,6 @@
 """The noise audit: real /proc reads, crafted /proc and /sys trees, a real busy process, a fake NVML."""
 
+import contextlib
 import json
 import os
 import shlex
@@ -141,11 +142,11 @@ class FakeNvml(SimpleNamespace):
 
 
 def test_gpu_states_wrap_every_nvml_error(monkeypatch):
-    monkeypatch.setattr(noise, "_nvml", FakeNvml)
+    monkeypatch.setattr(noise, "nvml_session", lambda: contextlib.nullcontext(FakeNvml()))
     ok, missing = gpu_states(["GPU-1", "GPU-2"])
     assert ok == GpuState("GPU-1", 1500, 1980, 2600, None, ("SwPowerCap", "HwThermalSlowdown"))
     assert missing == GpuState("GPU-2", None, None, None, None, None)
-    monkeypatch.setattr(noise, "_nvml", lambda: None)  # no driver
+    monkeypatch.setattr(noise, "nvml_session", lambda: contextlib.nullcontext(None))  # no driver
     assert gpu_states(["GPU-1"]) == (GpuState("GPU-1", None, None, None, None, None),)
     assert gpu_states([]) == ()
 
