@@ -26,7 +26,7 @@ from pybench.errors import UserError
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, CellSpec
-from pybench.workloads import ALL, get_workload, resolve_models
+from pybench.workloads import get_workload, resolve_models
 
 console = Console(stderr=True)
 out = Console()
@@ -301,27 +301,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0 if result.get("ok") else EXIT_FAILED
 
 
-def frameworks_table() -> Table:
-    t = Table(title="frameworks")
-    for col in ("framework", "available", "versions", "why not / fix"):
-        t.add_column(col)
-    for fw in FRAMEWORKS.values():
-        a = fw.availability()
-        versions = ", ".join(f"{k} {v}" for k, v in fw.versions().items() if v)
-        t.add_row(fw.name, "yes" if a.ok else "no", versions, Text(a.reason))  # Text: '[flux]' is not markup
-    return t
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    from pybench.backends.pytorch.backend import count_params
+    from pybench.report.terminal import frameworks_table, workloads_table
 
-    t = Table(title="workloads")
-    for col in ("model", "title", "parameters (torchvision)", "phases", "batch (cpu)", "batch (gpu)"):
-        t.add_column(col)
-    for w in ALL.values():
-        t.add_row(w.name, w.title, f"{count_params(w.name):,}", ", ".join(w.phases),
-                  str(w.default_batch("cpu")), str(w.default_batch("cuda:0")))
-    out.print(t)
+    out.print(workloads_table())
     out.print(frameworks_table())
     out.print("`--model all` runs the nine models, `--model layers` the per-layer suite")
     return 0
@@ -337,6 +320,8 @@ def cmd_env(args: argparse.Namespace) -> int:
         for tip in tips or ["nothing obvious: this machine looks quiet"]:
             out.print(Text(f"- {tip}"))
         return 0
+    from pybench.report.terminal import frameworks_table
+
     facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
     out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
     out.print(frameworks_table())

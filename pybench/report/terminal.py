@@ -6,12 +6,14 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from pybench.backends import FRAMEWORKS
 from pybench.protocol import MODEL_PHASES
 from pybench.records import CellRecord
 from pybench.report.format import fmt_duration, model_title, with_variant
 from pybench.report.markdown import DETAILS, FAILED, FEW, NOISY, detail_values
 from pybench.report.selection import check_stat, row_of, row_order
 from pybench.spec import CellKey
+from pybench.workloads import ALL
 from pybench.statistics import paired_ratio
 
 MARKS = {"noisy": NOISY, "too_few_samples": FEW}
@@ -130,3 +132,29 @@ def details_table(records: list[CellRecord], stat: str = "median") -> Table:
         table.add_row(model_title(r.spec.model), _label(r), *detail_values(r, stat).values())
     return table
 
+
+
+def frameworks_table() -> Table:
+    t = Table(title="frameworks")
+    for col in ("framework", "available", "versions", "devices", "why not / fix"):
+        t.add_column(col)
+    for fw in FRAMEWORKS.values():
+        a = fw.availability()
+        facts = fw.describe() if a.ok else {}
+        versions = ", ".join(f"{k} {v}" for k, v in facts.get("versions", fw.versions()).items() if v)
+        devices = ", ".join(map(str, facts.get("devices") or []))
+        t.add_row(fw.name, "yes" if a.ok else "no", versions, devices,
+                  Text(a.reason))  # Text: '[flux]' is not markup
+    return t
+
+
+def workloads_table() -> Table:
+    from pybench.backends.pytorch.backend import count_params
+
+    t = Table(title="workloads")
+    for col in ("model", "title", "parameters (torchvision)", "phases", "batch (cpu)", "batch (gpu)"):
+        t.add_column(col)
+    for w in ALL.values():
+        t.add_row(w.name, w.title, f"{count_params(w.name):,}", ", ".join(w.phases),
+                  str(w.default_batch("cpu")), str(w.default_batch("cuda:0")))
+    return t
