@@ -1,37 +1,62 @@
 """CUDA paths: real GPU cells. Skipped where no GPU is visible (scripts/gpu_check.sh runs them)."""
 
+from __future__ import annotations
+
 import pytest
 
-from pybench.environment import gpus, resolve_device
+from pybench.environment import resolve_device, visible_gpus
+from pybench.protocol import GPU_WARMUP_MIN
+from pybench.records import CellRecord
 from pybench.runner import run_cell
 from pybench.spec import CellSpec, StopRule
 
-pytestmark = pytest.mark.skipif(not gpus(), reason="no CUDA GPU visible to NVML")
+pytestmark = pytest.mark.skipif(not visible_gpus(), reason="no CUDA GPU visible to NVML")
+
+GROUPS = ("train", "step", "inference")
 
 
-def test_auto_picks_the_gpu():
+def gpu_spec(**options: object) -> CellSpec:
+    gpu = resolve_device("cuda:0")
+    return CellSpec("pytorch", "resnet18", gpu.label, batch_size=2, image_size=64, threads=1, gpu=gpu,
+                    device_name=str(gpu.name), stop=StopRule(max_time=10), **options)
+
+
+def run_on_gpu(spec: CellSpec) -> CellRecord:
+    """One round, which must have run on the GPU the spec names (the worker checks it by UUID)."""
+    rec = run_cell(spec)
+    assert rec.ok, rec.error
+    assert rec.framework_env["gpu_identity"]["uuid"] == spec.gpu.uuid
+    assert rec.key.device_name == spec.gpu.name
+    return rec
+
+
+def test_auto_picks_the_gpu() -> None:
     assert resolve_device("auto").kind == "cuda"
 
 
 @pytest.mark.parametrize("tf32", [False, True])
-def test_gpu_cell_records_settings_memory_and_warmup(tf32):
-    spec = CellSpec("pytorch", "resnet18", "cuda:0", batch_size=2, image_size=64, threads=1, tf32=tf32,
-                    stop=StopRule(max_time=10))
-    rec = run_cell(spec)
-    assert rec["status"] == "ok", rec.get("error")
-    env = rec["framework_env"]
+def test_gpu_cell_records_settings_memory_and_warmup(tf32: bool) -> None:
+    import torch
+
+    rec = run_on_gpu(gpu_spec(tf32=tf32))
+    env = rec.framework_env
     assert env["cudnn_benchmark"] is True
-    assert env["tf32_matmul"] is tf32 and env["tf32_cudnn"] is tf32
-    fwd = rec["phases"]["forward"]
-    assert len(fwd["warmup"]) >= 3  # cudnn autotuning settles before sampling
-    mem = fwd["memory"]
-    assert mem["cuda_max_allocated"] > 0 and mem["cuda_max_reserved"] >= mem["cuda_max_allocated"]
-    assert mem["nvml_used"] >= mem["cuda_max_reserved"]
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        mode = "tf32" if tf32 else "ieee"
+        assert env["matmul_fp32_precision"] == mode and env["cudnn_conv_fp32_precision"] == mode
+    else:
+        assert env["tf32_matmul"] is tf32 and env["tf32_cudnn"] is tf32
+    for phase in rec.phase_names:  # cuDNN autotuning settles before sampling
+        assert all(len(r.phases[phase].warmup) >= GPU_WARMUP_MIN for r in rec.rounds), phase
+    allocated = {}
+    for group in GROUPS:
+        mem = rec.memory(group)
+        assert mem["cuda_max_reserved"] >= mem["cuda_max_allocated"] > 0, group
+        assert mem["nvml_device_used_snapshot"] >= mem["cuda_max_reserved"], group
+        allocated[group] = mem["cuda_max_allocated"]
+    assert allocated["inference"] < allocated["train"]  # gradients freed before inference's window
 
 
-def test_gpu_bf16_autocast_row():
-    spec = CellSpec("pytorch", "resnet18", "cuda:0", batch_size=2, image_size=64, threads=1,
-                    dtype="bf16", stop=StopRule(max_time=10))
-    rec = run_cell(spec)
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["cell"].endswith("/bf16")
+def test_gpu_bf16_autocast_row() -> None:
+    rec = run_on_gpu(gpu_spec(dtype="bf16"))
+    assert rec.key.variant == "bf16"
