@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pybench import results  # noqa: E402
 from pybench.efficiency import gpu_peak_gflops, peak_precision  # noqa: E402
-from pybench.environment import gpu_facts, gpu_identity, resolve_device  # noqa: E402
+from pybench.devices import gpu_facts, gpu_identity, resolve_device  # noqa: E402
 from pybench.errors import UserError  # noqa: E402
 from pybench.records import CellRecord  # noqa: E402
 

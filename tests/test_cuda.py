@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pybench.environment import resolve_device, visible_gpus
+from pybench.devices import resolve_device, visible_gpus
 from pybench.protocol import GPU_WARMUP_MIN
 from pybench.records import CellRecord
 from pybench.runner import run_cell
