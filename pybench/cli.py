@@ -23,13 +23,15 @@ from pybench import __version__, devices, environment, results
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
+from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, CellSpec
 from pybench.workloads import get_workload, resolve_models
 
-console = Console(stderr=True)
-out = Console()
+# Piped or redirected, output is not cut to 80 columns: a table goes out whole.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
+out = Console(width=None if sys.stdout.isatty() else 10_000)
 
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
@@ -347,6 +349,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    install_signal_handlers()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -356,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pybench: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # like Ctrl-C: the worker is killed, finished cells are kept
+        try:
+            print(f"pybench: terminated by {exc.name}", file=sys.stderr)
+        except OSError:  # SIGHUP: the terminal may be gone
+            pass
+        return 128 + exc.signum
     except Exception:  # noqa: BLE001 - a bug, not the user's doing: say so, with the traceback
         traceback.print_exc()
         print("pybench: internal error (a bug in pybench; the traceback above helps fix it)", file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Callable
 
 from pybench import efficiency, noise
 from pybench.backends import get_framework
+from pybench.lifetime import run_bounded
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
 from pybench.spec import CellKey, CellSpec
@@ -61,27 +62,15 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     env = {**os.environ, **get_framework(spec.framework).worker_env(spec)}
     if spec.gpu:  # every framework of the cell sees exactly this GPU, as its device 0
         env.update(spec.gpu.visible_env)
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its own process group, so a kill takes its children too
-    )
     try:
-        out, err = proc.communicate(json.dumps(spec.to_json()), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        return failed_record(spec, f"timed out after {timeout:.0f} s (hung?); worker killed", err)
-    except BaseException:  # Ctrl-C: the worker must not outlive us
-        _kill_group(proc)
-        proc.wait()
-        raise
-    if proc.returncode != 0:
-        return failed_record(spec, _exit_reason(proc.returncode, err), err)
+        done = run_bounded(cmd, timeout, json.dumps(spec.to_json()), stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    except subprocess.TimeoutExpired as exc:
+        return failed_record(spec, f"timed out after {_seconds(timeout)} s (hung?); worker killed",
+                             exc.stderr or "")
+    out, err = done.stdout, done.stderr
+    if done.returncode != 0:
+        return failed_record(spec, _exit_reason(done.returncode, err), err)
     try:
         record = CellRecord.from_json(json.loads(out.strip().splitlines()[-1]), "worker record")
     except (json.JSONDecodeError, IndexError, Malformed):
@@ -91,11 +80,9 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     return record
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _seconds(t: float) -> str:
+    """2 -> '2', 0.001 -> '0.001', 750.4 -> '750': as many digits as a time-out needs."""
+    return f"{t:.0f}" if t >= 100 else f"{t:.3g}"
 
 
 @dataclass

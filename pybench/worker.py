@@ -23,6 +23,7 @@ import traceback  # noqa: E402
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
 from pybench.devices import gpu_identity, gpu_memory_used
+from pybench.lifetime import watch_parent
 from pybench.protocol import measure
 from pybench.records import CellRecord, Round
 from pybench.spec import CellSpec
@@ -118,6 +119,7 @@ def run_round(spec: CellSpec) -> CellRecord:
 
 
 def main() -> None:
+    watch_parent()  # an orphaned worker would hold its device forever
     record_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # frameworks' chatter (Julia's included) goes to stderr
     spec = CellSpec.from_json(json.load(sys.stdin))

@@ -1,0 +1,152 @@
+"""Process lifetime: no signal to pybench leaves a worker behind or a results file half-written.
+
+- `install_signal_handlers` turns SIGTERM and SIGHUP into a `Terminated` exception (and keeps SIGINT
+  a KeyboardInterrupt), so the cleanup that Ctrl-C runs (killing the worker's process group) runs
+  for them too.
+- `signals_deferred` holds those exceptions back while a file is being replaced, so a signal never
+  leaves a temp file holding the only copy of a finished cell.
+- `die_with_parent` (in the child, before exec) and `watch_parent` (in the worker) make a worker die
+  with the orchestrator even when that one is killed with SIGKILL and can clean up nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from functools import partial
+from typing import Iterator
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WATCH_INTERVAL_S = 1.0
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived; like KeyboardInterrupt, a BaseException so that only cleanup
+    code (`except BaseException`, `finally`) sees it on its way to the top level."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+_deferring = 0
+_pending: int | None = None
+
+
+def _exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def _handler(signum: int, frame: object) -> None:
+    global _pending
+    if _deferring:
+        _pending = _pending or signum  # the first one decides what is raised afterwards
+        return
+    raise _exception(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP raise Terminated, SIGINT KeyboardInterrupt, each held back inside
+    `signals_deferred`.  A signal that was ignored when we started (nohup, a background job)
+    stays ignored.  Call once, from the main thread, at start."""
+    for sig in HANDLED:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _handler)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Run the block to its end even if a handled signal arrives; raise for it afterwards.
+
+    Python runs signal handlers in the main thread between bytecodes, so the handler itself defers
+    (blocking the signal with pthread_sigmask would not: the kernel would hand it to another thread,
+    such as the progress bar's, and the main thread would still be interrupted mid-block).  Without
+    `install_signal_handlers` this changes nothing.
+    """
+    global _deferring, _pending
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending is not None:
+            signum, _pending = _pending, None
+            raise _exception(signum)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child between fork and exec (Popen's preexec_fn): have the kernel SIGKILL it when the
+    thread that started it exits, and exit at once should `parent` already be gone.
+
+    The setting survives exec.  It fires when the starting *thread* exits: fine for the runner,
+    whose calling thread waits for the worker to end.  Only the ctypes call runs here, with libc
+    loaded beforehand, as a child of a threaded parent must do little before exec.
+    """
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def watch_parent(interval: float = WATCH_INTERVAL_S) -> None:
+    """Start a daemon thread that SIGKILLs this process, with its process group when it leads one
+    (a worker's own children), once its parent is gone.
+
+    For where `die_with_parent` was not or could not be applied (no parent-death signal outside
+    Linux, a worker started by hand).  Where it was, the kernel's SIGKILL comes first, so a child
+    that the worker itself started must watch its own parent.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        else:  # not a group leader: the group is someone else's (a shell's pipeline)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="pybench-watch-parent", daemon=True).start()
+
+
+def run_bounded(cmd: list[str], timeout: float, input: str | bytes | None = None,
+                **popen_kwargs: object) -> subprocess.CompletedProcess:
+    """subprocess.run for a child that may hang or start children of its own: it runs in its own
+    process group, dies with us, and on a time-out (TimeoutExpired, carrying what it printed) or
+    any exception of ours (Ctrl-C, Terminated) its whole group is killed before we go on."""
+    proc = subprocess.Popen(cmd, start_new_session=True,
+                            preexec_fn=partial(die_with_parent, os.getpid()), **popen_kwargs)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout, out, err) from None
+    except BaseException:
+        kill_group(proc)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a child started with start_new_session=True, and every process in its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
