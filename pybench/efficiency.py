@@ -17,9 +17,10 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from pybench.errors import UserError
 from pybench.protocol import PHASES
 from pybench.records import CellRecord, Peak
-from pybench.results import atomic_write_text
+from pybench.results import atomic_write
 
 # Dense (not "with sparsity") peak TFLOP/s of whole GPUs, by model and form factor, from NVIDIA's
 # data sheets: H100 Tensor Core GPU (SXM5, PCIe, NVL), H200 Tensor Core GPU (SXM, NVL), A100 Tensor
@@ -135,8 +136,8 @@ def cpu_peak_gflops(cpu: str, threads: int) -> float:
         cache[key] = calibrate_cpu_gflops(threads)
         try:
             CACHE.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(CACHE, json.dumps(cache, indent=1))
-        except OSError:
+            atomic_write(CACHE, json.dumps(cache, indent=1))
+        except (OSError, UserError):  # a cache we cannot write is recalibrated next time
             pass
     return float(cache[key])
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 from pybench.errors import UserError
 from pybench.protocol import PHASES
 from pybench.report.format import model_title
 from pybench.report.selection import measured_sections
-from pybench.results import ResultsDoc
+from pybench.results import ResultsDoc, atomic_write
 
 FORMATS = {".png": "png", ".svg": "svg"}
 
@@ -67,13 +66,9 @@ def plot(files: list[ResultsDoc], out: Path, stat: str = "median") -> None:
         ax.legend(handles=handles, fontsize="small", ncol=2)
     fig.tight_layout()
 
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    image = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt)
-        os.replace(tmp, out)  # readers never see half an image
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fig.savefig(image, format=fmt)
     finally:
         plt.close(fig)
+    atomic_write(out, image.getvalue())  # readers never see half an image

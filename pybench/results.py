@@ -6,46 +6,144 @@ their JSON; this module owns files: naming, atomic writes, reading safely, schem
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import secrets
+import stat
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from dataclasses import dataclass
-
 from pybench.errors import UserError
+from pybench.lifetime import signals_deferred
 from pybench.records import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed, migrate_v1
 
 DEFAULT_DIR = Path("results")
+MAX_FILE_BYTES = 512 * 2**20  # a results file or README larger than this is not one
+PROBE_BYTES = 64 * 1024  # the writability check writes real bytes: an empty file fits on a full disk
+STEM_MAX = 100  # leaves room for "-YYYYmmdd-HHMMSS-N.json" within any file-name limit
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+def safe_file_stem(label: str) -> str:
+    """A label as the start of a file name: [A-Za-z0-9_.-] only, at most STEM_MAX characters,
+    never hidden or option-like (no leading '.' or '-'), 'run' when nothing is left."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).lstrip(".-")[:STEM_MAX].rstrip(".-")
+    return stem or "run"
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    return UserError(f"{path}: cannot write ({exc.strerror or exc}); the file is left as it was")
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Replace the file at `path` (through any symlink) with `data` in one step: readers, a full
+    disk and any signal leave either the old file or the new one, never part of one nor a temp file.
+
+    A new file gets 0666 minus the umask, like any file a program creates; an existing one keeps
+    its mode.  Errors are UserErrors.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make results private to their writer
+    target = Path(os.path.realpath(path))
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    if mode is not None and not os.access(target, os.W_OK):  # made read-only on purpose
+        raise UserError(f"{path}: not writable")
+    with signals_deferred():
+        tmp, fd = _create_temp(target.parent, path)
+        try:
+            try:
+                if mode is not None:
+                    os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _write_error(path, exc) from None
+            raise
+    _fsync_dir(target.parent)  # the rename itself survives a crash
+
+
+def _create_temp(folder: Path, path: Path) -> tuple[Path, int]:
+    """A new hidden temp file in `folder` with a short name, whatever the length of the target's
+    (a valid target name must never make an invalid temp name)."""
+    while True:
+        tmp = folder / f".pybench-{secrets.token_hex(6)}.tmp"
+        try:  # mode 0666 with O_CREAT: the kernel applies the umask, no process-wide umask dance
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else (a FIFO, a device, a
+    folder, a huge file) is a UserError, found without blocking or reading it."""
+    path = Path(path)
+    try:  # O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise UserError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} this reads")
+        chunks, size = [], 0
+        while size <= limit:  # it may grow while we read
+            chunk = os.read(fd, min(limit + 1 - size, 2**20))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        raise UserError(f"{path}: grew beyond {limit:,} bytes while being read")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def ensure_writable(directory: Path) -> Path:
-    """Create the results folder and prove we can write there, before any cell runs."""
+    """Create the results folder and prove we can write there, before any cell runs: real bytes,
+    synced, so that a full disk or quota shows now and not after the first cell."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        with tempfile.TemporaryFile(dir=directory) as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
         raise UserError(f"results path {str(directory)!r} is not writable: {exc.strerror}") from None
     return directory
@@ -63,19 +161,32 @@ class ResultsFile:
 
     @classmethod
     def create(cls, directory: Path, environment: dict, command: list[str]) -> "ResultsFile":
+        """Claim a new file now, under a name no other run can take (O_EXCL, even within the same
+        second), holding the run's environment and no records yet."""
         directory = ensure_writable(directory)
-        label = re.sub(r"[^A-Za-z0-9_.-]+", "-", environment.get("label") or "run").strip("-")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = directory / f"{label}-{stamp}.json"
-        n = 1
-        while path.exists():
-            n += 1
-            path = directory / f"{label}-{stamp}-{n}.json"
-        return cls(path, environment, command)
+        stem = f"{safe_file_stem(environment.get('label') or 'run')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        with signals_deferred():  # a signal must not leave the claimed name empty
+            for n in itertools.count(1):
+                path = directory / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json")
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+                    break
+                except FileExistsError:
+                    continue
+                except OSError as exc:
+                    raise _write_error(path, exc) from None
+            store = cls(path, environment, command)
+            try:
+                store.save()
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        return store
 
     def add(self, record: CellRecord) -> None:
-        self.records.append(record)
-        self.save()
+        with signals_deferred():  # kept in memory means kept on disk
+            self.records.append(record)
+            self.save()
 
     def to_json(self) -> dict:
         return {
@@ -88,7 +199,7 @@ class ResultsFile:
         }
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.to_json(), indent=1) + "\n")
+        atomic_write(self.path, json.dumps(self.to_json(), indent=1) + "\n")
 
 
 @dataclass
@@ -105,10 +216,8 @@ def load(path: Path) -> ResultsDoc:
     """Load and validate a results file; anything corrupt or foreign is a UserError, never a traceback."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        data = json.loads(read_regular_file(path).decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise UserError(f"{path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}): corrupt results file") from None
@@ -133,10 +242,11 @@ def load(path: Path) -> ResultsDoc:
 
 
 def collect(paths: list[Path]) -> list[ResultsDoc]:
-    """Expand folders to their *.json files and load each."""
+    """Expand folders to their regular *.json files (a FIFO or device so named is passed over) and
+    load each."""
     files: list[Path] = []
     for p in map(Path, paths):
-        files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
+        files.extend([f for f in sorted(p.glob("*.json")) if f.is_file()] if p.is_dir() else [p])
     if not files:
         raise UserError(f"no results files found in {', '.join(map(str, paths))}")
     return [load(f) for f in files]

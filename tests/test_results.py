@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_file_grows_by_one_record_per_cell_and_round_trips(tmp_path):
     store = results.ResultsFile.create(tmp_path, {"label": "my box"}, ["pybench", "run"])
     assert store.path.name.startswith("my-box-")
+    assert results.load(store.path).records == []  # the name is claimed when the run starts
     ok = record("pytorch", "resnet18", train(0.1, 0.2, 0.05), device="cpu")
     store.add(ok)
     doc = results.load(store.path)
@@ -31,14 +32,14 @@ def test_file_grows_by_one_record_per_cell_and_round_trips(tmp_path):
 
 def test_atomic_write_keeps_old_content_when_the_write_fails(tmp_path, monkeypatch):
     target = tmp_path / "r.json"
-    results.atomic_write_text(target, "old")
+    results.atomic_write(target, "old")
 
     def broken_replace(src, dst):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
-        results.atomic_write_text(target, "new")
+    with pytest.raises(UserError, match="No space left on device"):
+        results.atomic_write(target, "new")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
@@ -129,5 +130,5 @@ def test_collect_expands_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no results files"):
         results.collect([tmp_path / "empty"])
-    with pytest.raises(UserError, match="no such results file"):
+    with pytest.raises(UserError, match="no such file"):
         results.collect([tmp_path / "missing.json"])

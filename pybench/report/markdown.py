@@ -16,7 +16,7 @@ from pybench.report.format import fmt_duration, fmt_mib, fmt_seconds, model_titl
 from pybench.report.selection import (
     Cell, Row, Section, check_stat, measured_sections, reference_sections, winners,
 )
-from pybench.results import ResultsDoc, atomic_write_text
+from pybench.results import ResultsDoc, atomic_write, read_regular_file
 from pybench.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
 
 BEGIN_MARKER = "<!-- pybench:tables:begin -->"
@@ -193,14 +193,14 @@ def replace_between_markers(text: str, block: str) -> str:
 
 
 def update_readme(path: Path, block: str) -> None:
+    """Rewrite the tables in a README in place: through a symlink, keeping the file's mode."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:  # newline="": no CRLF translation
-            text = f.read()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    try:  # bytes decoded as they are: no CRLF translation
+        text = read_regular_file(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
     try:
         new = replace_between_markers(text, block)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
-    atomic_write_text(path, new)
+    atomic_write(path, new)
