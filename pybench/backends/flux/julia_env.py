@@ -41,6 +41,7 @@ import sys
 from pathlib import Path
 
 from pybench.backends.base import Availability
+from pybench.lifetime import run_bounded
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: pybench/backends/flux/ is three down
 PROJECT = ROOT  # holds Project.toml (tracked) and Manifest.toml (written by setup-julia)
@@ -162,26 +163,79 @@ def juliacall_env(threads: int, cuda: bool = False, tf32: bool = False) -> dict[
     return env
 
 
-def _install_julia() -> str:
-    """Julia through juliapkg (juliacall's installer): juliaup if present, else a download into
-    <repo>/pyjuliapkg/install."""
+# setup-julia's steps, each bounded: a network that never answers is a clear line, not a hang.
+NETWORK_STALL_S = 60  # a Python download that receives nothing for this long has failed
+INSTALL_TIMEOUT_S = 20 * 60  # juliapkg: query the versions, download and unpack Julia
+INSTANTIATE_TIMEOUT_S = 45 * 60  # Pkg: the registry and every package
+PRECOMPILE_TIMEOUT_S = 90 * 60  # Flux and CUDA.jl (which may fetch CUDA's runtime libraries)
+NETWORK_FIX = f"check the network or proxy (HTTPS_PROXY, JULIA_PKG_SERVER), then rerun {SETUP_FIX}"
+
+# Julia through juliapkg (juliacall's installer), in a child so that it can be bounded: juliaup if
+# present, else a download into the prefix.  Its progress goes to stderr; stdout carries the answer.
+INSTALL_SCRIPT = """
+import json, socket, sys
+socket.setdefaulttimeout(float(sys.argv[3]))  # urllib waits forever by default
+answer, sys.stdout = sys.stdout, sys.stderr
+try:
     from juliapkg.compat import Compat
-    from juliapkg.find_julia import find_julia as juliapkg_find
+    from juliapkg.find_julia import find_julia
+    exe, _ = find_julia(compat=Compat.parse(sys.argv[1]), prefix=sys.argv[2], install=True)
+    print(json.dumps({"exe": exe}), file=answer)
+except Exception as exc:
+    print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), file=answer)
+"""
 
-    exe, _ = juliapkg_find(
-        compat=Compat.parse(JULIA_COMPAT), prefix=str(_juliapkg_install_dirs()[0]), install=True
-    )
-    return exe
-
-
-SETUP_SCRIPT = """
+INSTANTIATE_SCRIPT = """
 using Pkg
 Pkg.instantiate()   # with no Manifest.toml yet, this resolves Project.toml and writes one
+"""
+
+CHECK_SCRIPT = """
+using Pkg
 Pkg.precompile()
 include(joinpath(ARGS[1], "PyBench.jl"))
 import CUDA
 println("pybench: Flux ", pkgversion(PyBench.Flux), ", CUDA functional: ", CUDA.functional())
 """
+
+
+def _install_julia() -> str | None:
+    """Install Julia; its path, or None after saying in one line why not."""
+    cmd = [sys.executable, "-c", INSTALL_SCRIPT, JULIA_COMPAT, str(_juliapkg_install_dirs()[0]),
+           str(NETWORK_STALL_S)]
+    try:
+        done = run_bounded(cmd, INSTALL_TIMEOUT_S, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           text=True)
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        reason = f"no Julia after {_duration(INSTALL_TIMEOUT_S)}"
+    except (json.JSONDecodeError, IndexError):
+        reason = f"the installer exited with code {done.returncode}"
+    else:
+        if "exe" in answer:
+            return answer["exe"]
+        reason = answer["error"]
+    print(f"pybench: could not install Julia ({reason}): {NETWORK_FIX}", file=sys.stderr)
+    return None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _julia_step(exe: str, script: str, timeout: float, what: str, env: dict[str, str]) -> bool:
+    """Run one Julia script on the project; False after saying in one line why it failed."""
+    cmd = [exe, f"--project={PROJECT}", "--startup-file=no", "-e", script, str(JULIA_DIR)]
+    try:
+        code = run_bounded(cmd, timeout, stdin=subprocess.DEVNULL, env=env).returncode
+    except subprocess.TimeoutExpired:
+        print(f"pybench: {what} took over {_duration(timeout)} and was stopped: {NETWORK_FIX}",
+              file=sys.stderr)
+        return False
+    if code != 0:
+        print(f"pybench: {what} failed (Julia exit code {code}; its messages are above)",
+              file=sys.stderr)
+    return code == 0
 
 
 def setup_julia() -> int:
@@ -194,13 +248,11 @@ def setup_julia() -> int:
         return 1
     exe = find_julia()
     if exe is None:
-        print("pybench: no Julia found; installing one through juliapkg")
-        try:
-            exe = _install_julia()
-        except Exception as exc:  # noqa: BLE001 - any installer failure is reported in one line
-            print(f"pybench: could not install Julia: {exc}", file=sys.stderr)
+        print("pybench: no Julia found; installing one through juliapkg", flush=True)
+        exe = _install_julia()
+        if exe is None:
             return 1
-    print(f"pybench: using Julia at {exe}; instantiating {PROJECT / 'Project.toml'}")
+    print(f"pybench: using Julia at {exe}; instantiating {PROJECT / 'Project.toml'}", flush=True)
     env = {
         **os.environ,
         # PythonCall must never set up a Conda Python; it is only ever loaded from this Python.
@@ -208,11 +260,12 @@ def setup_julia() -> int:
         "JULIA_CONDAPKG_BACKEND": "Null",
     }
     env.pop("JULIA_PKG_OFFLINE", None)
-    cmd = [exe, f"--project={PROJECT}", "--startup-file=no", "-e", SETUP_SCRIPT, str(JULIA_DIR)]
-    code = subprocess.run(cmd, env=env).returncode
-    if code != 0:
-        print(f"pybench: Julia environment setup failed (exit code {code})", file=sys.stderr)
-        return code
+    # Downloads alone first, so that a dead network is found within its own bound.
+    if not _julia_step(exe, INSTANTIATE_SCRIPT, INSTANTIATE_TIMEOUT_S, "downloading Julia packages",
+                       {**env, "JULIA_PKG_PRECOMPILE_AUTO": "0"}):
+        return 1
+    if not _julia_step(exe, CHECK_SCRIPT, PRECOMPILE_TIMEOUT_S, "precompiling Flux and CUDA.jl", env):
+        return 1
     status = flux_availability()
     print("pybench: Flux is ready" if status.ok else f"pybench: still unavailable: {status.reason}")
     return 0 if status.ok else 1
