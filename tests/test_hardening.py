@@ -4,7 +4,6 @@ Orchestrators here are small `python -c` scripts (or `python -m pybench` itself)
 runner; workers are `python -c` children that report their pids through a file and hang.
 """
 
-import json
 import os
 import resource
 import shutil
@@ -20,11 +19,13 @@ import pytest
 
 from factories import record, results_file, train
 from processes import children, cmdline, running, wait_for
-from pybench import julia_env, report, results
+from pybench import results
+from pybench.backends.flux import julia_env
 from pybench.errors import UserError
-from pybench.report import BEGIN_MARKER, END_MARKER
+from pybench.protocol import StopRule
+from pybench.report.markdown import BEGIN_MARKER, END_MARKER, update_readme
 from pybench.runner import run_cell
-from pybench.spec import CellSpec, StopRule
+from pybench.spec import CellSpec
 
 PY = sys.executable
 FAST = StopRule(precision=0.5, min_samples=5, max_samples=8, max_time=1)
@@ -44,7 +45,8 @@ time.sleep(600)
 ORCHESTRATOR = f"""
 import sys
 from pybench import lifetime, results, runner
-from pybench.spec import CellSpec, StopRule
+from pybench.protocol import StopRule
+from pybench.spec import CellSpec
 lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {{"label": "t"}}, [])
 spec = CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1, stop=StopRule(max_time=1))
@@ -89,25 +91,25 @@ def test_runs_started_in_the_same_second_get_a_file_each(tmp_path):
     assert len(set(paths)) == 4
     assert sorted(str(p) for p in tmp_path.iterdir()) == sorted(paths)
     for p in paths:  # each claimed with a complete document from the start
-        assert results.load(Path(p))["records"] == []
+        assert results.load(Path(p)).records == []
 
 
 FULL_DISK = """
 import resource, sys
-from pybench import results
+from pybench import results, runner
 from pybench.errors import UserError
+from pybench.spec import CellSpec
 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+spec = CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1)
 try:
     if sys.argv[2] == "probe":  # less room than the writability check writes
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
         results.ensure_writable(sys.argv[1])
     else:
         store = results.ResultsFile.create(sys.argv[1], {}, [])
-        store.add({"spec": {"framework": "pytorch", "model": "resnet18", "device": "cpu"},
-                   "status": "failed", "error": "small"})
+        store.add(runner.failed_record(spec, "small"))
         resource.setrlimit(resource.RLIMIT_FSIZE, (store.path.stat().st_size + 1000, hard))
-        store.add({"spec": {"framework": "pytorch", "model": "resnet34", "device": "cpu"},
-                   "status": "failed", "error": "x" * 100_000})
+        store.add(runner.failed_record(spec, "x" * 100_000))
 except UserError as exc:
     print(exc, file=sys.stderr)
     sys.exit(2)
@@ -127,7 +129,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, stage):
     else:
         assert "left as it was" in p.stderr
         (path,) = files  # no temp file either
-        assert [r["error"] for r in results.load(path)["records"]] == ["small"]
+        assert [r.error for r in results.load(path).records] == ["small"]
 
 
 @pytest.mark.parametrize("label, stem", [
@@ -142,7 +144,7 @@ def test_a_very_long_label_still_makes_a_valid_file_and_temp_file(tmp_path):
     store = results.ResultsFile.create(tmp_path, {"label": "é" + "x" * 5000}, [])
     assert len(store.path.name) < 160 and store.path.name.startswith("x")
     store.add(record("pytorch", "resnet18", train(1, 1)))
-    assert len(results.load(store.path)["records"]) == 1
+    assert len(results.load(store.path).records) == 1
     assert [p.name for p in tmp_path.iterdir()] == [store.path.name]
 
 
@@ -182,11 +184,11 @@ def test_sigterm_to_pybench_run_is_one_line_and_leaves_no_worker(tmp_path, lefto
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert err.splitlines()[-1] == "pybench: terminated by SIGTERM; finished cells are saved"
     assert "Traceback" not in err
     assert wait_for(lambda: not running(worker), 10)
     (path,) = tmp_path.iterdir()  # the run's file, claimed at start; no temp file
-    assert results.load(path)["records"] == []
+    assert results.load(path).records == []
+    assert err.splitlines()[-2:] == [f"pybench: 0 cell(s) kept in {path}", "pybench: terminated by SIGTERM"]
 
 
 def test_sigkill_to_the_orchestrator_takes_the_worker_with_it(tmp_path, leftovers):
@@ -219,11 +221,11 @@ def test_a_worker_whose_parent_vanishes_kills_itself_and_its_children(tmp_path, 
 # Saves as fast as it can until a signal; a signal must never cost the file or leave a temp file.
 SAVING = """
 import sys
-from pybench import lifetime, results
+from pybench import lifetime, results, runner
+from pybench.spec import CellSpec
 lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {}, [])
-rec = {"spec": {"framework": "pytorch", "model": "resnet18", "device": "cpu"}, "status": "failed",
-       "error": "x" * 20_000}
+rec = runner.failed_record(CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1), "x" * 20_000)
 print("saving", flush=True)
 try:
     while True:
@@ -274,16 +276,16 @@ def test_an_ignored_hangup_stays_ignored():  # nohup pybench run ...
 
 def test_a_tiny_timeout_is_shown_as_given():
     rec = run_cell(SPEC, timeout=0.001, command=[PY, "-c", "import time; time.sleep(60)"])
-    assert rec["error"].startswith("timed out after 0.001 s (hung?)")
+    assert rec.error.startswith("timed out after 0.001 s (hung?)")
 
 
 # --- files read by report and diff ---------------------------------------------------------------
 
 def good_file(folder: Path, name: str = "good.json", records: list | None = None) -> Path:
-    path = folder / name
-    recs = [record("pytorch", "resnet18", train(0.1, 0.2))] if records is None else records
-    path.write_text(json.dumps(results_file(recs)))
-    return path
+    store = results.ResultsFile(folder / name, results_file([]).environment, ["pybench", "run"])
+    store.records = [record("pytorch", "resnet18", train(0.1, 0.2))] if records is None else records
+    store.save()
+    return store.path
 
 
 def test_a_fifo_is_refused_at_once_and_skipped_in_a_folder(tmp_path):
@@ -306,12 +308,11 @@ def test_devices_and_huge_files_are_refused_without_reading_them(tmp_path):
         results.load(huge)
 
 
-def test_a_named_file_without_records_says_so(tmp_path):
+def test_a_file_without_records_says_so(tmp_path):
     empty = good_file(tmp_path, "empty.json", records=[])
-    with pytest.raises(UserError, match=f"{empty}: holds no records"):
-        results.collect([empty])
-    with pytest.raises(UserError, match="no records in"):
-        results.collect([tmp_path])
+    p = subprocess.run([PY, "-m", "pybench", "report", str(empty)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no records in" in p.stderr
 
 
 # --- README and plot -----------------------------------------------------------------------------
@@ -323,7 +324,7 @@ def test_readme_through_a_symlink_keeps_the_link_and_the_mode(tmp_path):
     real.chmod(0o640)
     link = tmp_path / "README.md"
     link.symlink_to(Path("docs") / "README.md")
-    report.update_readme(link, "new")
+    update_readme(link, "new")
     assert link.is_symlink()
     assert real.read_text() == f"intro\n{BEGIN_MARKER}\nnew\n{END_MARKER}\nend\n"
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
@@ -377,7 +378,7 @@ def test_a_read_only_readme_is_left_alone(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"{BEGIN_MARKER}\n{END_MARKER}\n")
     readme.chmod(0o444)
-    code = f"from pybench import report; report.update_readme({str(readme)!r}, 'new')"
+    code = f"from pybench.report.markdown import update_readme; update_readme({str(readme)!r}, 'new')"
     p = subprocess.run([*without_root_powers(), PY, "-c", code], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode != 0 and f"UserError: {readme}: not writable" in p.stderr
@@ -391,8 +392,8 @@ def test_piped_output_is_not_cut_to_80_columns():
     p = subprocess.run([PY, "-m", "pybench", "list"], capture_output=True, text=True, timeout=120,
                        env=env)
     assert p.returncode == 0, p.stderr
-    (line,) = [ln for ln in p.stdout.splitlines() if ln.startswith("phases:")]
-    assert line.endswith("`--model layers` the per-layer suite") and len(line) > 80
+    (row,) = [ln for ln in p.stdout.splitlines() if "138,357,544" in ln]  # vgg16, on one line
+    assert "forward, backward, total, inference" in row and len(row) > 80
     assert "…" not in p.stdout
 
 
