@@ -7,6 +7,7 @@
   leaves a temp file holding the only copy of a finished cell.
 - `die_with_parent` (in the child, before exec) and `watch_parent` (in the worker) make a worker die
   with the orchestrator even when that one is killed with SIGKILL and can clean up nothing.
+- `run_bounded` runs a child under all of the above, with a time-out that kills its whole group.
 """
 
 from __future__ import annotations
