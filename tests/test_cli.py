@@ -10,7 +10,7 @@ import pytest
 
 from pybench import results
 from pybench.backends.flux import FRAMEWORK as FLUX
-from pybench.environment import visible_gpus
+from pybench.devices import visible_gpus
 from processes import children, cmdline, running, wait_for
 
 # What this machine has decides what some commands do (a GPU turns `--device cuda` into a run).
