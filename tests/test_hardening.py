@@ -5,7 +5,6 @@ runner; workers are `python -c` children that report their pids through a file a
 """
 
 import os
-import resource
 import shutil
 import signal
 import socket
