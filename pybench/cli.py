@@ -214,7 +214,10 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
                                         peak_gflops=args.peak_gflops,
                                         events=runner.MatrixEvents(started, finished))
     except BaseException:
-        console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
+        try:
+            console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
+        except OSError:  # the terminal is gone (SIGHUP): the file is what matters
+            pass
         raise
     console.print(f"results saved to {store.path}")
     from pybench.noise import NoiseAudit, advice

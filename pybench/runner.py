@@ -23,6 +23,7 @@ from typing import Callable
 from pybench import efficiency, noise
 from pybench.backends import get_framework
 from pybench.lifetime import run_bounded
+from pybench.lifetime import signals_deferred
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
 from pybench.spec import CellKey, CellSpec
@@ -156,15 +157,19 @@ def run_matrix(
 
 def _keep(records: dict[CellSpec, CellRecord], spec: CellSpec, record: CellRecord, round_no: int,
           store: ResultsFile, peak_gflops: float | None) -> None:
-    """Save first; derived figures afterwards are best effort, never a lost cell."""
+    """Save first; derived figures afterwards are best effort, never a lost cell.  A signal waits
+    until the round is in the file."""
     first = records.get(spec)
     if first is None:
         records[spec] = record
         store.add(record)
         if record.ok:
             efficiency.annotate(record, peak_gflops)
-    elif record.ok:
-        first.add_round(record)
-    else:
-        first.warnings.append(f"round {round_no} failed: {record.error}")
-    store.save()
+        store.save()
+        return
+    with signals_deferred():
+        if record.ok:
+            first.add_round(record)
+        else:
+            first.warnings.append(f"round {round_no} failed: {record.error}")
+        store.save()
