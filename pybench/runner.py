@@ -22,8 +22,7 @@ from typing import Callable
 
 from pybench import efficiency, noise
 from pybench.backends import get_framework
-from pybench.lifetime import run_bounded
-from pybench.lifetime import signals_deferred
+from pybench.lifetime import run_bounded, signals_deferred
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
 from pybench.spec import CellKey, CellSpec
