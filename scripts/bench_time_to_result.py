@@ -14,16 +14,14 @@ alone: under 15 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 from pybench import results
 from pybench.backends import FRAMEWORKS
 from pybench.cli import DEFAULT_ROUNDS, label_text, positive_int, results_dir
 from pybench.records import CellRecord
+
+from cli_run import pybench_run  # beside this script
 
 SEED_ITERATIONS = 100
 QUALITIES = ("precise", "noisy", "too_few_samples")
@@ -47,20 +45,11 @@ def main() -> None:
     ap.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR)
     ap.add_argument("--label", type=label_text)
     args = ap.parse_args()
-    before = set(args.results.glob("*.json"))
-    cmd = [sys.executable, "-m", "pybench", "run", "--framework", *args.framework, "--model", "all",
-           "--device", "cpu", "--rounds", str(args.rounds), "--results", str(args.results)]
-    if args.label:
-        cmd += ["--label", args.label]
-    t0 = time.monotonic()
-    code = subprocess.run(cmd).returncode
-    elapsed = time.monotonic() - t0
-    new = sorted(set(args.results.glob("*.json")) - before)
-    if code not in (0, 1) or len(new) != 1:  # 1: some cell failed, the others still count
-        raise SystemExit(f"pybench run exited with {code} and wrote {len(new)} results file(s)")
-    records = results.load(new[0]).records
+    cmd = ["--framework", *args.framework, "--model", "all", "--device", "cpu", "--rounds", str(args.rounds)]
+    run = pybench_run(cmd + (["--label", args.label] if args.label else []), args.results)
+    records = run.records
     ok = [r for r in records if r.ok]
-    print(f"pybench matrix: {elapsed / 60:.1f} min for {len(records)} cells ({len(ok)} ok) -> {new[0]}")
+    print(f"pybench matrix: {run.seconds / 60:.1f} min for {len(records)} cells ({len(ok)} ok) -> {run.path}")
     print(f"seed's fixed 100-iteration protocol, same cells: {seed_seconds(ok) / 60:.1f} min "
           "(estimated from pybench's estimates)")
     total: Counter[str] = Counter()
