@@ -115,22 +115,24 @@ class JaxHandLoop:
 
         module = models.build(spec.model, models.DTYPES[spec.dtype])
         variables = models.init_variables(module, spec.image_size, spec.batch_size, spec.seed)
-        rng = jax.random.PRNGKey(spec.seed)  # VGG's dropout, as the backend passes it
-        x = jnp.asarray(models.to_nhwc(make_input(spec)))
-        labels = jnp.asarray(make_labels(spec))
         tx = optax.sgd(SGD_LR, momentum=SGD_MOMENTUM)
+        # Inputs are arguments, as data is: a closed-over array would be a compile-time constant.
+        # The rng is VGG's dropout key, as the backend passes it.
+        self.x = jnp.asarray(models.to_nhwc(make_input(spec)))
+        self.labels = jnp.asarray(make_labels(spec))
+        self.rng = jax.random.PRNGKey(spec.seed)
 
-        def train_apply(params, stats):
+        def train_apply(params, stats, x, rng):
             y, updates = module.apply({"params": params, "batch_stats": stats}, x, train=True,
                                       mutable=["batch_stats"], rngs={"dropout": rng})
             return y, updates.get("batch_stats", {})
 
-        def forward(params, stats):
-            return jax.vjp(lambda p: train_apply(p, stats), params, has_aux=True)
+        def forward(params, stats, x, rng):
+            return jax.vjp(lambda p: train_apply(p, stats, x, rng), params, has_aux=True)
 
-        def step(params, stats, opt_state):
+        def step(params, stats, opt_state, x, labels, rng):
             def loss(p):
-                logits, new_stats = train_apply(p, stats)
+                logits, new_stats = train_apply(p, stats, x, rng)
                 onehot = jax.nn.one_hot(labels, NUM_CLASSES)
                 return optax.softmax_cross_entropy(logits, onehot).mean(), new_stats
 
@@ -141,22 +143,20 @@ class JaxHandLoop:
         self.forward = jax.jit(forward)
         self.backward = jax.jit(lambda vjp, dy: vjp(dy))
         self.step = jax.jit(step, donate_argnums=(0, 1, 2))
-        self.inference = jax.jit(lambda params, stats: module.apply(
+        self.inference = jax.jit(lambda params, stats, x: module.apply(
             {"params": params, "batch_stats": stats}, x, train=False))
         self.block = jax.block_until_ready
-        params, self.stats = variables["params"], variables.get("batch_stats", {})
+        self.params, self.stats = variables["params"], variables.get("batch_stats", {})
         # Training steps update their own copy: the train and inference loops keep the initial one.
         copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
-        self.params = params
-        self.step_state = (copy(params), copy(self.stats), tx.init(params))
+        self.step_state = (copy(self.params), copy(self.stats), tx.init(self.params))
         # Compile everything before anything is timed (an expert's warm-up).
-        y, vjp, _ = self.block(self.forward(self.params, self.stats))
-        self.dy = jnp.ones_like(y)
-        self.block(self.backward(vjp, self.dy))
-        self.step_state = self.block(self.step(*self.step_state))
-        self.block(self.inference(self.params, self.stats))
+        self._forward()
+        self.dy = jnp.ones_like(self.y)
+        self._backward()
+        self._step()
+        self._inference()
         self.times: dict[str, list[float]] = {p: [] for p in PHASES}
-        self.vjp: Any = None
 
     def iteration(self, group: str) -> None:
         if group == "train":
@@ -164,17 +164,20 @@ class JaxHandLoop:
         elif group == "step":
             timed(self.times, (("step", self._step),))
         else:
-            timed(self.times, (("inference", lambda: self.block(self.inference(self.params, self.stats))),))
+            timed(self.times, (("inference", self._inference),))
 
     def _forward(self) -> None:
-        _, self.vjp, self.stats = self.block(self.forward(self.params, self.stats))
+        self.y, self.vjp, self.stats = self.block(self.forward(self.params, self.stats, self.x, self.rng))
 
     def _backward(self) -> None:
         self.block(self.backward(self.vjp, self.dy))
         self.vjp = None
 
     def _step(self) -> None:
-        self.step_state = self.block(self.step(*self.step_state))
+        self.step_state = self.block(self.step(*self.step_state, self.x, self.labels, self.rng))
+
+    def _inference(self) -> None:
+        self.block(self.inference(self.params, self.stats, self.x))
 
 
 class Interleaved:
