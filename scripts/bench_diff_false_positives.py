@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pybench import diff, results
-from pybench.cli import positive_float, positive_int, results_dir
+from pybench.cli import non_negative_int, positive_float, positive_int, results_dir
 from pybench.workloads import WORKLOADS
 
 from cli_run import pybench_run  # beside this script
@@ -57,12 +57,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=positive_int, default=4)
     ap.add_argument("--rounds", type=positive_int, default=3)
     ap.add_argument("--max-time", type=positive_float, default=4.0)
-    ap.add_argument("--busy", type=int, default=0, help="busy-loop processes during each second run")
+    ap.add_argument("--busy", type=non_negative_int, default=0,
+                    help="busy-loop processes during each second run")
     ap.add_argument("--threshold", type=positive_float, default=0.05, help="diff's threshold")
     ap.add_argument("--results", type=results_dir, help="keep the runs here (default: a temporary folder)")
     args = ap.parse_args()
-    if args.busy < 0:
-        ap.error("--busy must be 0 or more")
     cell = ["--framework", "pytorch", "--model", args.model, "--image-size", str(args.image_size),
             "--batch-size", str(args.batch_size), "--rounds", str(args.rounds),
             "--max-time", str(args.max_time), "--device", "cpu"]
@@ -78,9 +77,10 @@ def main() -> None:
             if code not in (0, 1):
                 raise SystemExit(f"pybench diff exited with {code} on pair {i}")
             flagged += code == 1
-            print(f"pair {i}: diff exit {code}; " + ("; ".join(changes(old, new, args.threshold)) or "all same"),
-                  flush=True)
-    what = f"slowdown detected ({args.busy} busy loops in every second run)" if args.busy else "false positives"
+            called = "; ".join(changes(old, new, args.threshold)) or "all same"
+            print(f"pair {i}: diff exit {code}; {called}", flush=True)
+    what = (f"slowdown detected ({args.busy} busy loops in every second run)" if args.busy
+            else "false positives")
     print(f"{what}: {flagged} of {args.pairs} pairs exited 1 (threshold {args.threshold:.0%})")
 
 

@@ -218,7 +218,8 @@ def main() -> None:
     cores = pin_cores(args.threads)
     try:
         spec = CellSpec(args.framework, args.model, "cpu", batch_size=args.batch_size,
-                        image_size=args.image_size, threads=args.threads, stop=StopRule(max_time=args.max_time))
+                        image_size=args.image_size, threads=args.threads,
+                        stop=StopRule(max_time=args.max_time))
     except UserError as exc:
         ap.error(str(exc))
     if args.framework == "pytorch":

@@ -32,7 +32,8 @@ def row(record: CellRecord) -> list[str]:
         if phase not in record.phase_names:
             cells.append("")
             continue
-        cells.append(f"{fmt_duration(record.first_run(phase))} ({fmt_duration(record.estimate(phase).value)})")
+        first, steady = record.first_run(phase), record.estimate(phase).value
+        cells.append(f"{fmt_duration(first)} ({fmt_duration(steady)})")
     return cells
 
 

@@ -147,7 +147,8 @@ def main() -> None:
     cores = pin_cores(args.threads)  # before JAX sizes its thread pool
     t0 = time.monotonic()
     variants = jax_variants(args.model, args.image_size, args.batch_size)
-    variants["PyTorch (reference)"] = torch_variant(args.model, args.image_size, args.batch_size, args.threads)
+    variants["PyTorch (reference)"] = torch_variant(args.model, args.image_size, args.batch_size,
+                                                    args.threads)
     print(f"{args.model}, batch {args.batch_size}, {args.image_size}x{args.image_size}, cpu, cores {cores}; "
           f"compiled in {time.monotonic() - t0:.0f} s; {args.iterations} interleaved iterations")
     phases = ("step", "inference")

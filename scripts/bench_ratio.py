@@ -2,6 +2,7 @@
 
     python scripts/bench_ratio.py [--frameworks pytorch jax] [--model resnet18] [--rounds 6]
                                   [--max-time 15] [--batch-size 8] [--image-size 224] [--results DIR]
+                                  [--label NAME]
 
 Runs the `compare` matrix of one model on the CPU (batch 8, 224x224, every core) through
 `runner.run_matrix`, the frameworks back to back in alternating order each round.  After every
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from pybench import environment, results, runner
 from pybench.backends import FRAMEWORKS
@@ -63,7 +66,8 @@ def main() -> None:
     ap.add_argument("--max-time", type=positive_float, default=15.0, help="seconds of sampling per round")
     ap.add_argument("--batch-size", type=positive_int, default=8)
     ap.add_argument("--image-size", type=positive_int, default=224)
-    ap.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR)
+    ap.add_argument("--results", type=results_dir,
+                    help="keep the run here (default: a temporary folder, so reports never pick it up)")
     ap.add_argument("--label", type=label_text)
     args = ap.parse_args()
     frameworks = list(dict.fromkeys(args.frameworks))
@@ -78,7 +82,8 @@ def main() -> None:
         reason = runner.skip_reason(spec)
         if reason:
             ap.error(reason)
-    store = results.ResultsFile.create(args.results, env, sys.argv)
+    tmp = tempfile.TemporaryDirectory(prefix="pybench-ratio-")
+    store = results.ResultsFile.create(args.results or Path(tmp.name), env, sys.argv)
     print(f"{' / '.join(frameworks[1:])} over {frameworks[0]}: {args.model}, batch {args.batch_size}, "
           f"{args.image_size}x{args.image_size}, cpu, {specs[0].threads} threads, up to {args.rounds} "
           f"rounds of {args.max_time:g} s; ratio (95% interval half-width)")
@@ -107,8 +112,10 @@ def main() -> None:
         if reached is None and len(tables) == len(frameworks) - 1 and all(map(within_target, tables)):
             reached = (round_no, elapsed)
 
-    runner.run_matrix(specs, store, rounds=args.rounds, events=runner.MatrixEvents(finished=finished))
-    print(f"results: {store.path}")
+    with tmp:
+        runner.run_matrix(specs, store, rounds=args.rounds, events=runner.MatrixEvents(finished=finished))
+    if args.results:
+        print(f"results: {store.path}")
     if reached is None:
         print(f"every phase's ratio interval within +-{TARGET:.0%}: not reached in {args.rounds} rounds")
     else:
