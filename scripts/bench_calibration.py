@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable
 
-from pybench.report import cell_key, records_oldest_first
+from pybench.report.selection import latest
 from pybench.results import collect
 from pybench.statistics import estimate
 
@@ -47,16 +47,10 @@ def calibration(run_a: RunRounds, run_b: RunRounds, confidence: float = 0.95,
 
 
 def load_rounds(paths: list[Path]) -> RunRounds:
-    """TO ADAPT when records hold rounds: for now every ok record of a cell is one round (each ran in
-    a worker process of its own), so `pybench run` repeated R times into one folder is R rounds."""
-    out: RunRounds = {}
-    for _, record in records_oldest_first(collect(paths)):
-        if record["status"] != "ok":
-            continue
-        key = (record["spec"]["framework"], *cell_key(record["spec"]))
-        for phase, result in record["phases"].items():
-            out.setdefault((*key, phase), []).append(result["samples"])
-    return out
+    """(cell key, phase) -> rounds of samples, from the newest ok record of each cell in the files
+    or folders, as reports select them."""
+    return {(e.record.key, phase): e.record.samples(phase)
+            for e in latest(collect(paths)) if e.record.ok for phase in e.record.phase_names}
 
 
 def main() -> None:

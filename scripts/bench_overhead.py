@@ -9,29 +9,36 @@ cost.  The target is under 50 microseconds.
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
 
-from pybench.protocol import PythonLoopSampler, measure
-from pybench.spec import StopRule
+from pybench.protocol import Loop, PythonLoopSampler, StopRule, measure
 
 
-class NoOp:
-    def zero_grad(self) -> None: ...
-    def forward(self) -> None: ...
-    def backward(self) -> None: ...
-    def inference(self) -> None: ...
-    def synchronize(self) -> None: ...
+def noop() -> None: ...
+
+
+# The backends' loop shapes, every step a no-op: untimed set-up, timed phases, synchronize.
+NOOP_LOOPS = {
+    "train": Loop(phases=(("forward", noop), ("backward", noop)), before=noop),
+    "inference": Loop(phases=(("inference", noop),), before=noop),
+}
 
 
 def wall(phases: tuple[str, ...], n: int) -> tuple[float, float]:
     """(wall seconds, median timed no-op) for a group of n samples that never converges."""
-    stop = StopRule(precision=0.0, min_samples=5, max_samples=n, max_time=600)
+    # A negative precision is never met, so the stopping test runs after every sample and the group
+    # takes exactly n (0.0 is not enough: a no-op's samples are so quantised that the interval
+    # collapses onto the median).
+    stop = StopRule(precision=-1.0, min_samples=5, max_samples=n, max_time=600)
     t0 = time.perf_counter()
-    res = measure(PythonLoopSampler(NoOp()), phases, stop, gpu=False)
-    return time.perf_counter() - t0, res[phases[0]].summary.median
+    res = measure(PythonLoopSampler(NOOP_LOOPS, synchronize=noop), phases, stop, gpu=False)
+    return time.perf_counter() - t0, statistics.median(res.phases[phases[0]].samples)
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     n = 20_000
     wall(("inference",), n)  # build the CI rank table once, as a long-running worker would have
     for phases, label in ((("inference",), "inference"), (("forward", "backward", "total"), "train")):

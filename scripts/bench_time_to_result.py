@@ -1,48 +1,68 @@
-"""Time to result: the seed's whole CPU matrix under pybench's adaptive protocol.
+"""Time to result: the seed's whole CPU matrix under pybench's protocol, end to end.
 
-    python scripts/bench_time_to_result.py [--results results] [--label NAME]
+    python scripts/bench_time_to_result.py [--framework pytorch jax] [--rounds R] [--results DIR]
+                                           [--label NAME]
 
-Runs `pybench run --framework pytorch --model all --device cpu` (9 models x 4 phases, batch 8,
-224x224, default precision), times it end to end, and estimates from the measured medians what the
-seed's fixed protocol (100 timed training iterations and 100 inference iterations per model) would
-have taken for the same cells.  Target: under 15 minutes on 2 cores, against over an hour.
+Runs `python -m pybench run --framework ... --model all --device cpu --rounds R` (9 models x 5
+phases, batch 8, 224x224, default precision and time limit per round), times it end to end, and
+prints the cells, rounds per cell, each cell's quality per phase (precise, noisy, too few samples),
+and what the seed's fixed protocol (100 timed training iterations and 100 inference iterations per
+model) would have taken for the same cells, estimated from pybench's estimates.  Target for PyTorch
+alone: under 15 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import time
-from pathlib import Path
+from collections import Counter
 
 from pybench import results
+from pybench.backends import FRAMEWORKS
+from pybench.cli import DEFAULT_ROUNDS, label_text, positive_int, results_dir
+from pybench.records import CellRecord
+
+from cli_run import pybench_run  # beside this script
 
 SEED_ITERATIONS = 100
+QUALITIES = ("precise", "noisy", "too_few_samples")
+
+
+def seed_seconds(records: list[CellRecord]) -> float:
+    """The seed's fixed protocol on these cells: 100 train (forward + backward) and 100 inference
+    iterations, from the estimates."""
+    return sum(SEED_ITERATIONS * (r.estimate("total").value + r.estimate("inference").value)
+               for r in records if r.ok and {"total", "inference"} <= set(r.phase_names))
+
+
+def qualities(record: CellRecord) -> Counter[str]:
+    return Counter(record.quality(p) for p in record.phase_names)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--results", type=Path, default=Path("results"))
-    ap.add_argument("--label", default=None)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--framework", nargs="+", default=["pytorch"], choices=list(FRAMEWORKS))
+    ap.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS)
+    ap.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR)
+    ap.add_argument("--label", type=label_text)
     args = ap.parse_args()
-    before = set(args.results.glob("*.json"))
-    cmd = [sys.executable, "-m", "pybench", "run", "--framework", "pytorch", "--model", "all",
-           "--device", "cpu", "--results", str(args.results)]
-    if args.label:
-        cmd += ["--label", args.label]
-    t0 = time.monotonic()
-    subprocess.run(cmd, check=True)
-    elapsed = time.monotonic() - t0
-    (new,) = set(args.results.glob("*.json")) - before
-    records = results.load(new)["records"]
-    seed = sum(SEED_ITERATIONS * (r["phases"]["total"]["stats"]["median"]
-                                  + r["phases"]["inference"]["stats"]["median"])
-               for r in records if r["status"] == "ok")
-    noisy = [r["spec"]["model"] for r in records if r.get("noisy")]
-    print(f"pybench matrix: {elapsed / 60:.1f} min for {len(records)} cells ({new})")
-    print(f"seed's fixed 100-iteration protocol, same cells: {seed / 60:.1f} min (estimated from medians)")
-    print(f"cells flagged noisy: {', '.join(noisy) or 'none'}")
+    cmd = ["--framework", *args.framework, "--model", "all", "--device", "cpu", "--rounds", str(args.rounds)]
+    run = pybench_run(cmd + (["--label", args.label] if args.label else []), args.results)
+    records = run.records
+    ok = [r for r in records if r.ok]
+    print(f"pybench matrix: {run.seconds / 60:.1f} min for {len(records)} cells ({len(ok)} ok) -> {run.path}")
+    print(f"seed's fixed 100-iteration protocol, same cells: {seed_seconds(ok) / 60:.1f} min "
+          "(estimated from pybench's estimates)")
+    total: Counter[str] = Counter()
+    for r in records:
+        if not r.ok:
+            print(f"  {r.spec.framework:8s} {r.spec.model:10s} {r.status}: {r.error}")
+            continue
+        q = qualities(r)
+        total += q
+        counts = ", ".join(f"{name} {q[name]}" for name in QUALITIES)
+        print(f"  {r.spec.framework:8s} {r.spec.model:10s} {len(r.rounds)} rounds, {r.wall_time:6.1f} s; "
+              f"phases: {counts}")
+    print("all phases: " + ", ".join(f"{name} {total[name]}" for name in QUALITIES))
 
 
 if __name__ == "__main__":
