@@ -35,7 +35,7 @@ out = Console(width=None if sys.stdout.isatty() else 10_000)
 
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
-DEFAULT_MAX_TIME = 20.0  # seconds of sampling per round
+DEFAULT_MAX_TIME = 10.0  # seconds of sampling per round: rounds, not samples, carry the drift
 MAX_LABEL = 100
 
 

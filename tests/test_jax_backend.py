@@ -29,6 +29,7 @@ def leaves_equal(a, b) -> bool:
 def test_every_phase_is_traced_once_however_often_it_runs():
     b, facts, sampler = backend()
     assert facts.params == 11_689_512
+    assert "XLA" in facts.notes[0]  # 32 px on the CPU: the record says what such a row measures
     for group in ("train", "step", "inference"):
         for _ in range(3):
             out = sampler.sample(group, 2)

@@ -21,7 +21,7 @@ from pybench.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
 
 BEGIN_MARKER = "<!-- pybench:tables:begin -->"
 END_MARKER = "<!-- pybench:tables:end -->"
-NOISY, FEW, FAILED, PARAMS = "†", "°", "‡", "§"
+NOISY, FEW, FAILED, PARAMS, NOTE = "†", "°", "‡", "§", "Note:"
 GROUPS = ("train", "step", "inference")  # the details' phase groups, by their headline phase
 HEADLINE = {"train": "total", "step": "step", "inference": "inference"}
 
@@ -93,6 +93,8 @@ def render_section(section: Section, stat: str = "median") -> str:
     notes += [f"{FAILED} failed: {md_text(model_title(r.model))}, {md_text(r.label)}: {md_text(r.error)}"
               for r in section.rows if r.error is not None and r.cells and all(c.failed for c in r.cells.values())]
     notes += params.values()
+    notes += [f"{NOTE} {md_text(model_title(r.model))}, {md_text(r.label)}: {md_text(n)}"
+              for r in section.rows if r.record and r.record.workload for n in r.record.workload.notes]
     return "\n".join(lines + [n for note in notes for n in ("", note)])
 
 

@@ -71,6 +71,8 @@ def _notes(records: list[CellRecord]) -> list[str]:
         if not r.ok:
             notes.append(f"{FAILED} {model_title(r.spec.model)} {r.spec.framework}: {' '.join(r.error.split())}")
         notes += [f"! {model_title(r.spec.model)} {r.spec.framework}: {w}" for w in r.warnings]
+        if r.workload:
+            notes += [f"note: {model_title(r.spec.model)} {r.spec.framework}: {n}" for n in r.workload.notes]
     return notes
 
 
