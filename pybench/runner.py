@@ -17,11 +17,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from pybench import efficiency, noise
 from pybench.backends import get_framework
+from pybench.backends.base import CACHE_ENV
 from pybench.lifetime import run_bounded, signals_deferred
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
@@ -51,17 +54,21 @@ def _exit_reason(code: int, stderr: str) -> str:
     return f"worker exited with code {code}" + (f": {last.strip()}" if last else "")
 
 
-def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | None = None) -> CellRecord:
+def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | None = None,
+             cache_dir: Path | None = None) -> CellRecord:
     """Run one round of a cell in a fresh worker process and return its record, failed or not.
 
     `command` replaces the worker command line (a launcher such as `taskset -c 0-3 python -m
-    pybench.worker`); it must read the spec on stdin and print the record on stdout.
+    pybench.worker`); it must read the spec on stdin and print the record on stdout.  `cache_dir`
+    is where a framework may keep compiled code for the later rounds of the same matrix.
     """
     timeout = default_timeout(spec) if timeout is None else timeout
     cmd = command or [sys.executable, "-m", "pybench.worker"]
     env = {**os.environ, **get_framework(spec.framework).worker_env(spec)}
     if spec.gpu:  # every framework of the cell sees exactly this GPU, as its device 0
         env.update(spec.gpu.visible_env)
+    if cache_dir is not None:
+        env[CACHE_ENV] = str(cache_dir)
     try:
         done = run_bounded(cmd, timeout, json.dumps(spec.to_json()), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -108,7 +115,7 @@ def run_matrix(
     timeout: float | None = None,
     peak_gflops: float | None = None,
     events: MatrixEvents | None = None,
-    run_one: Callable[[CellSpec, float | None], CellRecord] = run_cell,
+    run_one: Callable[[CellSpec, float | None, Path], CellRecord] = run_cell,
 ) -> list[CellRecord]:
     """Measure every cell in `rounds` rounds, saving after every worker, and return the records.
 
@@ -117,7 +124,14 @@ def run_matrix(
     framework; a cell whose round fails keeps the rounds it has and a warning.  `run_one` measures one
     round (tests script it).
     """
-    events = events or MatrixEvents()
+    with tempfile.TemporaryDirectory(prefix="pybench-cache-") as cache:
+        return _rounds(specs, store, rounds, min_rounds, timeout, peak_gflops, events or MatrixEvents(),
+                       lambda spec, t: run_one(spec, t, Path(cache)))
+
+
+def _rounds(specs: list[CellSpec], store: ResultsFile, rounds: int, min_rounds: int, timeout: float | None,
+            peak_gflops: float | None, events: MatrixEvents,
+            run_one: Callable[[CellSpec, float | None], CellRecord]) -> list[CellRecord]:
     gpus = sorted({s.gpu.uuid for s in specs if s.gpu})
     meter = noise.StealMeter()
     audit = noise.capture_start(gpus)  # what else ran on the machine: shown when it matters

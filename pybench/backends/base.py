@@ -54,6 +54,10 @@ def make_labels(spec: CellSpec) -> np.ndarray:
 # summation orders agrees to ~1e-6..1e-5; a wrong layout or layer order is off by O(1).
 PARITY_RTOL = 1e-4
 
+# A folder that lives as long as one matrix run: round 1 compiles (its first run says how long that
+# takes), later rounds of the same cell may reuse the compiled code instead of paying for it again.
+CACHE_ENV = "PYBENCH_CACHE_DIR"
+
 # The training step as users train: SGD with momentum, the same on every side.
 SGD_LR = 0.01
 SGD_MOMENTUM = 0.9

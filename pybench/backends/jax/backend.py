@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels, package_version
+from pybench.backends.base import (
+    CACHE_ENV, SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels, package_version,
+)
 from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
 from pybench.protocol import Loop, PythonLoopSampler, Sampler
 from pybench.records import WorkloadFacts
@@ -34,6 +36,10 @@ class JaxBackend(Backend):
         # fp32 means fp32: no TF32 or bf16 passes in matmuls and convolutions unless --tf32.
         self.matmul_precision = "tensorfloat32" if spec.tf32 else "highest"
         jax.config.update("jax_default_matmul_precision", self.matmul_precision)
+        self.cache = os.environ.get(CACHE_ENV)
+        if self.cache:  # later rounds of this matrix reuse what round 1 compiled (its first run)
+            jax.config.update("jax_compilation_cache_dir", self.cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         # The runner pins the worker to its GPU: it is JAX's only GPU.
         self.device = jax.devices("gpu" if spec.device_kind == "cuda" else "cpu")[0]
         self.workload = get_workload(spec.model)
@@ -152,6 +158,7 @@ class JaxBackend(Backend):
             "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "xla_flags": os.environ.get("XLA_FLAGS"),
             "traces": dict(self.traces),
+            "compilation_cache": "shared by this matrix run's rounds" if self.cache else None,
         }
         if self.spec.device_kind == "cuda":
             env.update(gpu=self.device.device_kind, gpu_uuid=_uuid(self.device),
