@@ -115,7 +115,7 @@ def run_matrix(
     timeout: float | None = None,
     peak_gflops: float | None = None,
     events: MatrixEvents | None = None,
-    run_one: Callable[[CellSpec, float | None, Path], CellRecord] = run_cell,
+    run_one: Callable[..., CellRecord] = run_cell,
 ) -> list[CellRecord]:
     """Measure every cell in `rounds` rounds, saving after every worker, and return the records.
 
@@ -126,7 +126,7 @@ def run_matrix(
     """
     with tempfile.TemporaryDirectory(prefix="pybench-cache-") as cache:
         return _rounds(specs, store, rounds, min_rounds, timeout, peak_gflops, events or MatrixEvents(),
-                       lambda spec, t: run_one(spec, t, Path(cache)))
+                       lambda spec, t: run_one(spec, t, cache_dir=Path(cache)))
 
 
 def _rounds(specs: list[CellSpec], store: ResultsFile, rounds: int, min_rounds: int, timeout: float | None,
