@@ -175,13 +175,16 @@ class CellRecord:
 
     def quality(self, phase: str) -> str:
         """"precise": the interval is within the asked precision; "too_few_samples": the budget
-        allowed fewer samples (or rounds) than an interval needs; "noisy": enough, and still wide."""
+        allowed fewer samples than an interval needs (no interval, or one round that stopped short);
+        "noisy": an interval, still wider than asked (with rounds: the processes disagree)."""
         e = self.estimate(phase)
         if e.ci_low is None or e.ci_high is None:
             return "too_few_samples"
         if (e.ci_high - e.ci_low) / 2 <= self.spec.stop.precision * e.value:
             return "precise"
-        return "too_few_samples" if "too_few_samples" in self.stop_reasons(phase) else "noisy"
+        if not e.between_rounds and "too_few_samples" in self.stop_reasons(phase):
+            return "too_few_samples"
+        return "noisy"
 
     def first_run(self, phase: str) -> float:
         """The first round's first run (later rounds' include warm caches of the compiler)."""

@@ -38,7 +38,7 @@ Seconds per batch, median of the timed iterations (first run and warm-up exclude
 |Resnet18|PyTorch 2.14.1|0.0066 s|0.0213 s|0.0279 s|0.0051 s|
 ||Flux|failed ‡|failed ‡|failed ‡|failed ‡|
 
-† noisy: enough samples, but the 95% interval is wider than the target precision; treat as approximate.
+† noisy: the 95% interval (between rounds, where there are several) is wider than the target precision; treat as approximate.
 
 ‡ failed: Resnet18, Flux: OutOfMemoryError: CUDA out of memory
 

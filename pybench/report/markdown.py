@@ -85,11 +85,11 @@ def render_section(section: Section, stat: str = "median") -> str:
     qualities = {c.quality for r in section.rows for p, c in r.cells.items() if p in phases}
     notes = []
     if "noisy" in qualities:
-        notes.append(f"{NOISY} noisy: enough samples, but the 95% interval is wider than the target "
-                     "precision; treat as approximate.")
+        notes.append(f"{NOISY} noisy: the 95% interval (between rounds, where there are several) is wider "
+                     "than the target precision; treat as approximate.")
     if "too_few_samples" in qualities:
-        notes.append(f"{FEW} too few samples: the time budget allowed fewer samples or rounds than a "
-                     "95% interval needs; treat as approximate.")
+        notes.append(f"{FEW} too few samples: the time budget allowed fewer samples than a 95% interval "
+                     "needs; treat as approximate.")
     notes += [f"{FAILED} failed: {md_text(model_title(r.model))}, {md_text(r.label)}: {md_text(r.error)}"
               for r in section.rows if r.error is not None and r.cells and all(c.failed for c in r.cells.values())]
     notes += params.values()
