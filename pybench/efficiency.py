@@ -11,16 +11,12 @@ in the record, never a lost measurement.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from functools import lru_cache
-from pathlib import Path
 
-from pybench.errors import UserError
 from pybench.protocol import PHASES
 from pybench.records import CellRecord, Peak
-from pybench.results import atomic_write
 
 # Dense (not "with sparsity") peak TFLOP/s of whole GPUs, by model and form factor, from NVIDIA's
 # data sheets: H100 Tensor Core GPU (SXM5, PCIe, NVL), H200 Tensor Core GPU (SXM, NVL), A100 Tensor
@@ -50,8 +46,6 @@ GPU_PEAK_TFLOPS: list[tuple[str, tuple[str, ...], dict[str, float]]] = [
     ("P100", ("PCIE",), {"fp32": 9.3, "fp16": 18.7}),
     ("GTX 1080 TI", ("",), {"fp32": 11.3}),
 ]
-
-CACHE = Path.home() / ".cache" / "pybench" / "cpu-peak.json"
 
 
 @lru_cache(maxsize=None)
@@ -123,23 +117,10 @@ def calibrate_cpu_gflops(threads: int, seconds: float = 1.0) -> float:
 
 
 @lru_cache(maxsize=None)
-def cpu_peak_gflops(cpu: str, threads: int) -> float:
-    """Calibrated once per machine (CPU model and threads) and cached in ~/.cache/pybench (and in
-    memory, since every record of a run asks).  An unwritable cache only costs a recalibration."""
-    key = f"{cpu}|{threads}"
-    try:
-        cache = json.loads(CACHE.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if not isinstance(cache, dict) or not isinstance(cache.get(key), (int, float)):
-        cache = cache if isinstance(cache, dict) else {}
-        cache[key] = calibrate_cpu_gflops(threads)
-        try:
-            CACHE.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(CACHE, json.dumps(cache, indent=1))
-        except (OSError, UserError):  # a cache we cannot write is recalibrated next time
-            pass
-    return float(cache[key])
+def cpu_peak_gflops(threads: int) -> float:
+    """Calibrated once per invocation (every record of a run asks): a figure kept across runs would
+    keep whatever load the machine had when it was taken."""
+    return calibrate_cpu_gflops(threads)
 
 
 def device_peak(record: CellRecord, override: float | None = None) -> Peak:
@@ -151,7 +132,7 @@ def device_peak(record: CellRecord, override: float | None = None) -> Peak:
     if spec.device_kind == "cuda":
         return Peak(gpu_peak_gflops(spec.device_name, precision),
                     f"data sheet ({spec.device_name}, {precision})")
-    return Peak(cpu_peak_gflops(spec.device_name, spec.threads), f"calibrated sgemm, {spec.threads} threads")
+    return Peak(cpu_peak_gflops(spec.threads), f"calibrated sgemm, {spec.threads} threads")
 
 
 def phase_flops(record: CellRecord, phase: str) -> float | None:
