@@ -198,7 +198,8 @@ def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha
     """Verdicts for a family of (old_rounds, new_rounds), e.g. every phase of every cell compared.
 
     A change is called only when Holm rejects it across the family and |new/old - 1| > threshold;
-    'inconclusive' when a side has too few rounds for the test.
+    'inconclusive' when a side has too few rounds for the test, or when the estimates differ by more
+    than the threshold and the rounds cannot confirm it (calling that 'same' would hide it).
     """
     p_values = [round_test(old, new, stat) for old, new in pairs]
     rejected = holm(p_values, alpha)
@@ -207,10 +208,12 @@ def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha
         ratio = estimate(new, stat=stat).value / estimate(old, stat=stat).value
         if p is None:
             verdict = "inconclusive"
-        elif rej and abs(ratio - 1) > threshold:
+        elif abs(ratio - 1) <= threshold:
+            verdict = "same"
+        elif rej:
             verdict = "slower" if ratio > 1 else "faster"
         else:
-            verdict = "same"
+            verdict = "inconclusive"
         out.append(Change(ratio, p, rej, verdict))
     return out
 
