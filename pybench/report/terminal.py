@@ -66,7 +66,7 @@ def _notes(records: list[CellRecord]) -> list[str]:
     if "noisy" in qualities:
         notes.append(f"{NOISY} noisy: the interval is wider than the target precision")
     if "too_few_samples" in qualities:
-        notes.append(f"{FEW} too few samples or rounds for an interval at the target precision")
+        notes.append(f"{FEW} too few samples: no interval, or a lone round that stopped short")
     for r in records:
         if not r.ok:
             notes.append(f"{FAILED} {model_title(r.spec.model)} {r.spec.framework}: {' '.join(r.error.split())}")
