@@ -26,6 +26,16 @@ from pybench.report.markdown import BEGIN_MARKER, END_MARKER, update_readme
 from pybench.runner import run_cell
 from pybench.spec import CellSpec
 
+
+@pytest.fixture(autouse=True)
+def hangup_as_default():
+    """Under nohup (or a CI runner that ignores SIGHUP) children would inherit an ignored SIGHUP, and
+    these tests are about what SIGHUP does; the test of the ignored case sets it up itself."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
 PY = sys.executable
 FAST = StopRule(precision=0.5, min_samples=5, max_samples=8, max_time=1)
 SPEC = CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1, stop=FAST)
