@@ -41,7 +41,9 @@ def test_diff_of_identical_code_is_not_a_regression(run_folder, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     verdicts = [line.rstrip(" │").rsplit("│", 1)[-1].strip() for line in p.stdout.splitlines()
                 if "Resnet18" in line]
-    assert verdicts == ["same"] * 5  # forward, backward, total, inference, step
+    # forward, backward, total, inference, step: never a change; halves of short rounds may differ by
+    # more than the threshold without the rounds confirming it ("inconclusive", exit 0).
+    assert len(verdicts) == 5 and set(verdicts) <= {"same", "inconclusive"}
 
 
 def test_diff_flags_a_real_slowdown(run_folder, tmp_path):
