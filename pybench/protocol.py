@@ -179,39 +179,6 @@ def precise(sorted_samples: Sequence[float], stop: StopRule) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Summary:
-    n: int
-    median: float
-    min: float
-    mean: float
-    std: float
-    iqr: float
-    ci_low: float | None
-    ci_high: float | None
-
-
-def summarize(samples: Sequence[float], confidence: float = 0.95) -> Summary:
-    """Statistics of one phase's samples (seconds)."""
-    x = np.sort(np.asarray(samples, dtype=float))
-    n = len(x)
-    if n == 0:
-        raise ValueError("no samples to summarize")
-    q25, q50, q75 = np.percentile(x, [25, 50, 75])
-    ranks = median_ci_ranks(n, confidence)
-    lo, hi = (float(x[ranks[0]]), float(x[ranks[1]])) if ranks else (None, None)
-    return Summary(
-        n=n,
-        median=float(q50),
-        min=float(x[0]),
-        mean=float(x.mean()),
-        std=float(x.std(ddof=1)) if n > 1 else 0.0,
-        iqr=float(q75 - q25),
-        ci_low=lo,
-        ci_high=hi,
-    )
-
-
 # --- one process's measurement of a cell ----------------------------------------------------------
 
 # Why sampling stopped.  "too_few_samples": the budget ran out before an interval was even possible

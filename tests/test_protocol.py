@@ -1,13 +1,14 @@
 """The protocol driven by a scripted sampler and an injected clock (as pyperf's tests replace the
 clock): every assertion is exact, nothing depends on how busy the machine is."""
 
-import math
+import statistics
 
 import pytest
 
 from pybench.protocol import (
-    Loop, PythonLoopSampler, StopRule, measure, median_ci_ranks, precise, summarize,
+    Loop, PythonLoopSampler, StopRule, measure, median_ci_ranks, precise,
 )
+from pybench.statistics import estimate
 
 
 def test_median_ci_ranks_match_binomial_tables():
@@ -21,14 +22,12 @@ def test_median_ci_ranks_match_binomial_tables():
     assert median_ci_ranks(20) == (5, 14)
 
 
-def test_summarize_hand_computed():
-    s = summarize([5.0, 1.0, 4.0, 2.0, 3.0, 6.0])
-    assert s.n == 6
-    assert s.median == 3.5
-    assert s.min == 1.0
-    assert s.mean == 3.5
-    assert s.std == pytest.approx(math.sqrt(17.5 / 5))
-    assert s.iqr == pytest.approx(4.75 - 2.25)  # linear-interpolated quartiles
+def test_one_round_estimate_hand_computed():
+    samples = [5.0, 1.0, 4.0, 2.0, 3.0, 6.0]
+    s = estimate([samples])
+    assert s.n_samples == 6 and s.n_rounds == 1 and not s.between_rounds
+    assert s.value == 3.5
+    assert estimate([samples], stat="min").value == 1.0
     assert (s.ci_low, s.ci_high) == (1.0, 6.0)
 
 
@@ -105,10 +104,10 @@ def test_phases_are_timed_apart_the_first_run_excluded_and_total_derived():
     stop = StopRule(precision=0.02, min_samples=5, max_time=20)
     m = measure(sampler, ("forward", "backward", "total", "inference", "step"), stop, gpu=False, clock=clock)
     f, b, t, i, s = (m.phases[p] for p in ("forward", "backward", "total", "inference", "step"))
-    assert summarize(f.samples).median == pytest.approx(0.002)
-    assert summarize(b.samples).median == pytest.approx(0.004)
-    assert summarize(i.samples).median == pytest.approx(0.001)
-    assert summarize(s.samples).median == pytest.approx(0.007)
+    assert statistics.median(f.samples) == pytest.approx(0.002)
+    assert statistics.median(b.samples) == pytest.approx(0.004)
+    assert statistics.median(i.samples) == pytest.approx(0.001)
+    assert statistics.median(s.samples) == pytest.approx(0.007)
     assert (f.first_run, b.first_run, t.first_run) == pytest.approx((0.02, 0.03, 0.05))
     assert i.first_run == pytest.approx(0.5) and s.first_run == pytest.approx(2.0)
     assert max(f.samples) < 0.01  # the first run never enters the statistics

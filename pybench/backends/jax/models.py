@@ -142,8 +142,8 @@ class Bottleneck(nn.Module):
         p, dt = self.planes, self.dtype
         y = nn.relu(_bn(train, dt, "bn1")(_conv(p, 1, 1, 0, False, dt, "conv1")(x)))
         y = nn.relu(_bn(train, dt, "bn2")(_conv(p, 3, self.stride, 1, False, dt, "conv2")(y)))
-        y = _bn(train, dt, "bn3")(_conv(p * 4, 1, 1, 0, False, dt, "conv3")(y))
-        return nn.relu(y + _shortcut(x, p * 4, self.stride, self.downsample, train, dt))
+        y = _bn(train, dt, "bn3")(_conv(p * self.expansion, 1, 1, 0, False, dt, "conv3")(y))
+        return nn.relu(y + _shortcut(x, p * self.expansion, self.stride, self.downsample, train, dt))
 
 
 class ResNet(Model):
