@@ -329,7 +329,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
     facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
     out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
-    out.print(frameworks_table())
+    out.print(frameworks_table(facts))
     return 0
 
 

@@ -136,15 +136,17 @@ def details_table(records: list[CellRecord], stat: str = "median") -> Table:
 
 
 
-def frameworks_table() -> Table:
+def frameworks_table(facts: dict[str, dict] | None = None) -> Table:
+    """Availability, versions and devices; `facts` (name -> Framework.describe()) when the caller
+    already has them, since describing JAX starts it in a child process."""
     t = Table(title="frameworks")
     for col in ("framework", "available", "versions", "devices", "why not / fix"):
         t.add_column(col)
     for fw in FRAMEWORKS.values():
         a = fw.availability()
-        facts = fw.describe() if a.ok else {}
-        versions = ", ".join(f"{k} {v}" for k, v in facts.get("versions", fw.versions()).items() if v)
-        devices = ", ".join(map(str, facts.get("devices") or []))
+        known = facts[fw.name] if facts is not None else fw.describe() if a.ok else {}
+        versions = ", ".join(f"{k} {v}" for k, v in known.get("versions", fw.versions()).items() if v)
+        devices = ", ".join(map(str, known.get("devices") or []))
         t.add_row(fw.name, "yes" if a.ok else "no", versions, devices,
                   Text(a.reason))  # Text: '[flux]' is not markup
     return t
