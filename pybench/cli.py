@@ -23,6 +23,7 @@ from pybench import __version__, devices, environment, results
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
+from pybench.gpu_probe import driver_advice
 from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
@@ -188,6 +189,8 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
 
     env = environment.capture(args.label, args.threads, args.tf32)
     specs = build_specs(args, frameworks, env)
+    for spec in specs:  # what the user must install first: one line, exit 2, nothing run yet
+        next(fw for fw in frameworks if fw.name == spec.framework).preflight(spec)
     reasons = [runner.skip_reason(s) for s in specs]
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
@@ -312,6 +315,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     out.print(workloads_table())
     out.print(frameworks_table())
     out.print("`--model all` runs the nine models, `--model layers` the per-layer suite")
+    for line in driver_advice():
+        out.print(Text(line, style="yellow"))
     return 0
 
 
@@ -330,6 +335,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
     out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
     out.print(frameworks_table(facts))
+    for line in driver_advice():
+        out.print(Text(line, style="yellow"))
     return 0
 
 

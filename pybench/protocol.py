@@ -54,6 +54,13 @@ GROUP_WEIGHTS = {"train": 3.0, "step": 3.0, "inference": 1.0}
 WARMUP_SETTLED = 0.05
 GPU_WARMUP_MIN = 3
 GPU_WARMUP_MAX = 50
+# ...and for at least this much work: an idle GPU's clocks ramp up under load (an H200 idles at
+# 345 MHz, boosts to 1980), so a short workload could settle at a low clock.  The iteration cap
+# yields to it: a 5 ms iteration needs 200.
+GPU_WARMUP_MIN_TIME = 1.0
+# A sampler may add, per measured phase, "<phase>" + GC_SUFFIX: ns of garbage collection inside each
+# of those samples (a runtime whose collector runs inside the timed region, as Julia's does).
+GC_SUFFIX = ".gc"
 
 
 def check_phases(names: Sequence[str]) -> None:
@@ -89,6 +96,12 @@ class MemoryProbe(Protocol):
 
     def reset(self) -> None: ...
     def read(self) -> dict[str, int]: ...
+
+
+class ClockProbe(Protocol):
+    """Device clocks, marked when a group's sampling starts and when it ends."""
+
+    def mark(self, group: str, when: str) -> None: ...
 
 
 class Sampler(Protocol):
@@ -194,15 +207,17 @@ class PhaseSamples:
     warmup: list[float]
     samples: list[float]
     stop_reason: str
+    gc: list[float] | None = None  # seconds of garbage collection inside each sample; None: not reported
 
     def to_json(self) -> dict:
-        return {"first_run": self.first_run, "warmup": self.warmup, "samples": self.samples,
-                "stop_reason": self.stop_reason}
+        out = {"first_run": self.first_run, "warmup": self.warmup, "samples": self.samples,
+               "stop_reason": self.stop_reason}
+        return out if self.gc is None else {**out, "gc": self.gc}
 
-    @classmethod
-    def from_json(cls, data: dict) -> "PhaseSamples":
-        return cls(first_run=float(data["first_run"]), warmup=[float(v) for v in data["warmup"]],
-                   samples=[float(v) for v in data["samples"]], stop_reason=str(data["stop_reason"]))
+    @property
+    def gc_share(self) -> float | None:
+        """Fraction of the sampled time spent collecting garbage; None if the framework did not say."""
+        return None if self.gc is None else sum(self.gc) / sum(self.samples)
 
 
 @dataclass
@@ -223,12 +238,14 @@ def _stop_reason(cols: Mapping[str, list[float]], stop: StopRule, limit: str) ->
 
 
 def _derive(raw: dict[str, list[int]], names: Sequence[str]) -> dict[str, list[float]]:
-    """Seconds per iteration for every phase of the group, derived ones included."""
+    """Seconds per iteration for every phase of the group, derived ones included (and their GC
+    time where the sampler reports it for every part)."""
     out = {k: [v * 1e-9 for v in vs] for k, vs in raw.items()}
     for name in names:
         parts = PHASES[name].parts
-        if parts:
-            out[name] = [sum(vals) for vals in zip(*(out[p] for p in parts))]
+        for suffix in ("", GC_SUFFIX):
+            if parts and all(p + suffix in out for p in parts):
+                out[name + suffix] = [sum(vals) for vals in zip(*(out[p + suffix] for p in parts))]
     return out
 
 
@@ -241,6 +258,7 @@ def _measure_group(
     clock: Callable[[], float],
     memory: MemoryProbe | None,
     on_sample: Callable[[], None] | None,
+    clocks: ClockProbe | None = None,
 ) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
     """First run, warm-up, then sampling until every phase of the group is precise or a limit is hit.
 
@@ -256,19 +274,25 @@ def _measure_group(
     lead = names[-1]  # the group's headline (total for train): settles last
     if gpu:
         prev = first[lead][0]
-        for i in range(GPU_WARMUP_MAX):
+        i = 0
+        while True:
             cur = _derive(sampler.sample(group, 1), names)
             for n in names:
                 warmup[n].extend(cur[n])
             now = cur[lead][0]
             settled = abs(now - prev) <= WARMUP_SETTLED * min(now, prev)
-            prev = now
-            if (i + 1 >= GPU_WARMUP_MIN and settled) or clock() >= deadline:
+            prev, i = now, i + 1
+            warm = sum(warmup[lead]) >= GPU_WARMUP_MIN_TIME
+            if (i >= GPU_WARMUP_MIN and settled and warm) or (i >= GPU_WARMUP_MAX and warm) \
+                    or clock() >= deadline:
                 break
 
     if memory:
         memory.reset()
+    if clocks:
+        clocks.mark(group, "start")
     cols: dict[str, list[float]] = {n: [] for n in names}
+    gc_cols: dict[str, list[float]] = {n: [] for n in names}
     ordered: dict[str, list[float]] = {n: [] for n in names}  # kept sorted for the stopping test
     limit = "max_time"
     gc.collect()
@@ -285,6 +309,9 @@ def _measure_group(
             if n and clock() >= deadline:  # at least one sample, so every phase has a number
                 break
             for name, values in _derive(sampler.sample(group, 1), names).items():
+                if name.endswith(GC_SUFFIX):
+                    gc_cols[name[:-len(GC_SUFFIX)]].extend(values)
+                    continue
                 cols[name].extend(values)
                 bisect.insort(ordered[name], values[0])
             if on_sample:
@@ -292,11 +319,14 @@ def _measure_group(
     finally:
         if gc_was_enabled:
             gc.enable()
+    if clocks:
+        clocks.mark(group, "end")
     peak = memory.read() if memory else {}
     sampler.finish(group)
     reason = _stop_reason(cols, stop, limit)
     phases = {
-        n: PhaseSamples(first_run=first[n][0], warmup=warmup[n], samples=cols[n], stop_reason=reason)
+        n: PhaseSamples(first_run=first[n][0], warmup=warmup[n], samples=cols[n], stop_reason=reason,
+                        gc=gc_cols[n] if len(gc_cols[n]) == len(cols[n]) and cols[n] else None)
         for n in names
     }
     return phases, peak, clock() - start
@@ -310,6 +340,7 @@ def measure(
     memory: MemoryProbe | None = None,
     on_sample: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    clocks: ClockProbe | None = None,
 ) -> Measurement:
     """Run the whole protocol for one cell in this process and return the requested phases.
 
@@ -324,7 +355,7 @@ def measure(
     for i, group in enumerate(groups):
         weights = [GROUP_WEIGHTS[g] for g in groups[i:]]
         budget = remaining * weights[0] / sum(weights)
-        got, peak, used = _measure_group(sampler, group, stop, gpu, budget, clock, memory, on_sample)
+        got, peak, used = _measure_group(sampler, group, stop, gpu, budget, clock, memory, on_sample, clocks)
         remaining = max(0.0, remaining - used)
         out.phases.update({p: r for p, r in got.items() if p in phases})
         out.memory[group] = peak

@@ -61,6 +61,21 @@ def _positive_seconds(values: Any, where: str) -> list[float]:
     return out
 
 
+def _gc_seconds(phase: Any, samples: list[float], where: str) -> list[float] | None:
+    """A phase's optional GC time per sample: as many as samples, each within its sample."""
+    gc = field_of(phase, "gc", list, where, optional=True)
+    if gc is None:
+        return None
+    if len(gc) != len(samples):
+        raise Malformed(f"{where}.gc: {len(gc)} values for {len(samples)} samples")
+    out = []
+    for g, s in zip(gc, samples):
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= s:
+            raise Malformed(f"{where}.gc: every GC time must lie between 0 and its sample's, got {g!r}")
+        out.append(float(g))
+    return out
+
+
 def _parse(where: str, build: Callable[[], T]) -> T:
     """Turn the TypeErrors and KeyErrors of a constructor into a Malformed naming `where`."""
     try:
@@ -77,13 +92,16 @@ class Round:
 
     phases: dict[str, PhaseSamples]
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
+    # group -> "start"/"end" of sampling -> {"sm_mhz", "reasons"} (gpu_probe.clock_state); GPU only
+    clocks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, m: Measurement) -> "Round":
-        return cls(phases=dict(m.phases), memory=dict(m.memory))
+    def of(cls, m: Measurement, clocks: dict | None = None) -> "Round":
+        return cls(phases=dict(m.phases), memory=dict(m.memory), clocks=dict(clocks or {}))
 
     def to_json(self) -> dict:
-        return {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        out = {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        return {**out, "clocks": self.clocks} if self.clocks else out
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "Round":
@@ -102,12 +120,13 @@ class Round:
             phases[name] = PhaseSamples(
                 first_run=_positive_seconds([field_of(p, "first_run", (int, float), at)], f"{at}.first_run")[0],
                 warmup=_positive_seconds(field_of(p, "warmup", list, at), f"{at}.warmup"),
-                samples=samples, stop_reason=reason)
+                samples=samples, stop_reason=reason, gc=_gc_seconds(p, samples, at))
         memory = {}
         for group, peaks in field_of(data, "memory", dict, where).items():
             at = f"{where}.memory.{group}"
             memory[group] = {k: int(field_of(peaks, k, (int, float), at)) for k in field_of(data["memory"], group, dict, f"{where}.memory")}
-        return cls(phases=phases, memory=memory)
+        clocks = field_of(data, "clocks", dict, where, optional=True) or {}
+        return cls(phases=phases, memory=memory, clocks=clocks)
 
 
 @dataclass

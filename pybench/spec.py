@@ -14,6 +14,13 @@ from pybench.workloads import get_workload
 DTYPES = ("fp32", "bf16", "fp16")
 
 
+def cuda_index(device: str) -> int:
+    """The CUDA device number of 'cpu' (-1), 'cuda' (0) or 'cuda:N' (N)."""
+    if not device.startswith("cuda"):
+        return -1
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
 @dataclass(frozen=True, order=True)
 class CellKey:
     """Everything that changes a measurement.  Records that differ in any field are never merged or
@@ -101,8 +108,8 @@ class CellSpec:
 
     @property
     def cuda_index(self) -> int:
-        """The N of 'cuda:N'; -1 for the CPU."""
-        return int(self.device.split(":")[1]) if self.device.startswith("cuda:") else -1
+        """The N of 'cuda:N' (a bare 'cuda' is 0); -1 for the CPU."""
+        return cuda_index(self.device)
 
     @property
     def key(self) -> CellKey:

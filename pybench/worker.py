@@ -23,6 +23,7 @@ import traceback  # noqa: E402
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
 from pybench.devices import gpu_identity, gpu_memory_used
+from pybench.gpu_probe import ClockProbe, clock_warnings, local_cores, process_identity
 from pybench.lifetime import watch_parent
 from pybench.protocol import measure
 from pybench.records import CellRecord, Round
@@ -61,11 +62,20 @@ class ProcessMemory:
         return out
 
 
-def pin_cores(threads: int) -> list[int] | None:
+def pin_cores(threads: int, gpu_uuid: str | None = None) -> list[int] | None:
     """Run on exactly `threads` of the cores this process may use, so every framework's pools (XLA's,
-    PyTorch's, Julia's) see the same machine; None where affinity cannot be set."""
+    PyTorch's, Julia's) see the same machine; None where affinity cannot be set.
+
+    A GPU worker instead gets every allowed core local to its GPU (NVML's affinity, its NUMA node;
+    all allowed cores where NVML cannot say): its launch thread, the driver's threads and Inductor's
+    compile pool must not queue behind `threads` cores."""
     try:
-        cores = sorted(os.sched_getaffinity(0))[:threads]
+        allowed = sorted(os.sched_getaffinity(0))
+        if gpu_uuid:
+            local = [c for c in local_cores(gpu_uuid) or () if c in allowed]
+            cores = local or allowed
+        else:
+            cores = allowed[:threads]
         os.sched_setaffinity(0, cores)
         return cores
     except (AttributeError, OSError):
@@ -73,9 +83,10 @@ def pin_cores(threads: int) -> list[int] | None:
 
 
 def check_gpu(spec: CellSpec, env: dict) -> None:
-    """The framework must have run on the GPU the cell names (pinning by UUID makes it its device 0)."""
-    if not env.get("gpu_uuid"):  # the framework cannot say: pinning by UUID is the only guarantee
-        env["gpu_identity"] = {"name": env.get("gpu"), "uuid": None, "note": "framework reports no UUID"}
+    """The framework must have run on the GPU the cell names (pinning by UUID makes it its device 0).
+    A framework that reports no UUID (XLA) is confirmed by NVML listing this process on that GPU."""
+    if not env.get("gpu_uuid"):
+        env["gpu_identity"] = process_identity(spec.gpu.uuid, env.get("gpu"), os.getpid())
         return
     identity = gpu_identity(str(env.get("gpu")), str(env["gpu_uuid"]))
     env["gpu_identity"] = identity
@@ -94,7 +105,9 @@ def run_round(spec: CellSpec) -> CellRecord:
     started = time.time()
     framework = get_framework(spec.framework)
     record = CellRecord(spec=spec, status="failed", title=framework.title)
-    cores = pin_cores(spec.threads)
+    gpu_uuid = spec.gpu.uuid if spec.gpu else None
+    cores = pin_cores(spec.threads, gpu_uuid)
+    clocks = ClockProbe(gpu_uuid) if gpu_uuid else None
     try:
         backend = framework.load_backend()(spec)
         record.workload = backend.prepare()
@@ -104,12 +117,14 @@ def run_round(spec: CellSpec) -> CellRecord:
             spec.phases,
             spec.stop,
             gpu=spec.device_kind == "cuda",
-            memory=ProcessMemory(backend, spec.gpu.uuid if spec.gpu else None),
+            memory=ProcessMemory(backend, gpu_uuid),
+            clocks=clocks,
         )
         record.framework_env = {**backend.environment(), "cores": cores}
         if spec.gpu:
             check_gpu(spec, record.framework_env)
-        record.rounds = [Round.of(measurement)]
+        record.rounds = [Round.of(measurement, clocks.readings if clocks else None)]
+        record.warnings.extend(clock_warnings(clocks.readings) if clocks else [])
         record.status = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
         traceback.print_exc()  # full detail on stderr for the curious; the record keeps one line

@@ -134,6 +134,10 @@ class Framework(ABC):
             return f"--compile is not a {self.title} option"
         return None
 
+    def preflight(self, spec: CellSpec) -> None:
+        """Raise a UserError naming what to install when this machine lacks something the cell needs
+        and only the user can add (checked for every cell before any runs)."""
+
     def versions(self) -> dict[str, str | None]:
         return {p: package_version(p) for p in self.packages}
 

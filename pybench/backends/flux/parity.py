@@ -74,10 +74,10 @@ def export_torch(model: str, image_size: int, batch_size: int, device: str, path
 def compare_flux(model: str, image_size: int, device: str, npz: Path) -> dict:
     """The Flux half (never imports torch)."""
     from pybench.backends.flux.backend import build, start_julia
-    from pybench.spec import available_cores
+    from pybench.spec import available_cores, cuda_index
 
     data = np.load(npz)
-    api = start_julia(available_cores(), int(device.split(":")[1]) if ":" in device else -1, tf32=False)
+    api = start_julia(available_cores(), cuda_index(device), tf32=False)
     net = build(api, get_workload(model), image_size, 0)
     slots = api.param_slots(net)
     n = int(data["n"])

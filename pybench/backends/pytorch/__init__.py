@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import sysconfig
+from pathlib import Path
 
 from pybench.backends.base import Availability, Framework, Options
+from pybench.errors import UserError
+from pybench.spec import CellSpec
+
+# What Triton needs to build its launcher the first time a compiled graph runs on a GPU.
+C_TOOLCHAIN_FIX = ("install a C compiler and the Python headers (Debian/Ubuntu: apt install gcc python3-dev; "
+                   "RHEL/Fedora: dnf install gcc python3-devel), or set CC")
+
+
+def c_toolchain_missing() -> str | None:
+    """What Triton's C build lacks here (as triton.runtime.build looks: $CC, else gcc, else clang on
+    PATH, and Python.h in the interpreter's include directory), or None."""
+    if not (os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")):
+        return "no C compiler (CC unset, no gcc or clang on PATH)"
+    scheme = sysconfig.get_default_scheme()
+    include = sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
+    if not (Path(include) / "Python.h").is_file():
+        return f"no Python.h in {include}"
 
 
 class PyTorch(Framework):
@@ -20,6 +41,13 @@ class PyTorch(Framework):
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed: pip install -e .")
         return Availability(True)
+
+    def preflight(self, spec: CellSpec) -> None:
+        if spec.compile and spec.device_kind == "cuda":
+            missing = c_toolchain_missing()
+            if missing:
+                raise UserError(f"--compile on a GPU needs Triton to build C code at first use, but there is "
+                                f"{missing}: {C_TOOLCHAIN_FIX}")
 
 
 FRAMEWORK = PyTorch()

@@ -39,21 +39,22 @@ def count_params(model: str) -> int:
 
 
 def set_tf32(enabled: bool) -> dict[str, Any]:
-    """TF32 for matmuls and cuDNN convolutions, set explicitly either way; returns what was set.
+    """TF32 for matmuls and cuDNN (convolutions and RNNs), set explicitly either way; returns what
+    was set, as both APIs read it.
 
-    torch >= 2.9 has the `fp32_precision` API and deprecates the `allow_tf32` flags (mixing the two
-    raises), so the old flags are only used where the new API does not exist.
+    Set through the `allow_tf32` flags, which torch (>= 2.9) mirrors into its `fp32_precision`
+    settings.  Setting only the new settings leaves the legacy getters raising ("mix of the legacy and
+    new APIs"), and Inductor's max-autotune and cache keys still call them, so `--compile --tf32`
+    would fail there.
     """
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        mode = "tf32" if enabled else "ieee"
-        torch.backends.cuda.matmul.fp32_precision = mode
-        torch.backends.cudnn.conv.fp32_precision = mode
-        return {"matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-                "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision}
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
-    return {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+    out = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+           "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        out.update(matmul_fp32_precision=torch.backends.cuda.matmul.fp32_precision,
+                   cudnn_conv_fp32_precision=torch.backends.cudnn.conv.fp32_precision)
+    return out
 
 
 def reference_model(model: str) -> torch.nn.Module:
@@ -140,6 +141,13 @@ class PyTorchBackend(Backend):
         self._zero_grad()
         self.optimizer = None
         self.y = None
+        self._release_cache()
+
+    def _release_cache(self) -> None:
+        """Hand cached blocks (cuDNN's autotuning workspaces among them) back to the driver, so the
+        next group's max_memory_reserved counts what that group itself reserves."""
+        if self.cuda:
+            torch.cuda.empty_cache()
 
     # step group: one full training step as users write it
     def _step(self) -> None:
@@ -161,7 +169,8 @@ class PyTorchBackend(Backend):
                           before=self._zero_grad, finish=self._free_training_state),
             "step": Loop(phases=(("step", self._step),), before=lambda: self._mode(True),
                          finish=self._free_training_state),
-            "inference": Loop(phases=(("inference", self._inference),), before=lambda: self._mode(False)),
+            "inference": Loop(phases=(("inference", self._inference),), before=lambda: self._mode(False),
+                              finish=self._release_cache),
         }
         return PythonLoopSampler(loops, self.synchronize)
 
