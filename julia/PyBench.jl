@@ -185,45 +185,56 @@ function inference!(b::Bench)
     return nothing
 end
 
-"ns of one call of `f(b)`, bracketed by device synchronisation so queued work neither leaks in nor escapes."
+"""ns of one call of `f(b)`, bracketed by device synchronisation so queued work neither leaks in
+nor escapes, and the ns Julia's GC spent inside it (`Base.gc_num`, as `@timed` reads it)."""
 function timed(f, b::Bench)
     device_sync(b)
+    gc0 = Base.gc_num().total_time
     t0 = time_ns()
     f(b)
     device_sync(b)
-    return Int64(time_ns() - t0)
+    t1 = time_ns()
+    return Int64(t1 - t0), Int64(Base.gc_num().total_time - gc0)
 end
 
 ## the protocol's sampler: the clock runs in Julia, so juliacall's per-call cost stays out of samples
 
-"""`n` iterations of a phase group (`pybench.protocol.PHASES`): measured phase -> ns per iteration.
-Julia's garbage collector runs where allocation triggers it, inside the timed regions: that is
-what Flux users pay."""
+const GC_SUFFIX = ".gc"  # pybench.protocol.GC_SUFFIX: a phase's GC ns per sample
+
+"""`n` iterations of a phase group (`pybench.protocol.PHASES`): measured phase -> ns per iteration,
+and phase * GC_SUFFIX -> ns of GC inside each.  Julia's garbage collector runs where allocation
+triggers it (CUDA.jl's synchronize may collect too), inside the timed regions: that is what Flux
+users pay, so it stays in, and its share is reported."""
 function sample(b::Bench, group::AbstractString, n::Integer)
-    if group == "train"
-        fwd, bwd = Vector{Int64}(undef, n), Vector{Int64}(undef, n)
-        for i in 1:n
-            zero_grad!(b)
-            fwd[i] = timed(forward!, b)
-            bwd[i] = timed(backward!, b)
-        end
-        return Dict("forward" => fwd, "backward" => bwd)
-    elseif group == "step"
-        return Dict("step" => [(set_mode!(b, true); timed(step!, b)) for _ in 1:n])
-    elseif group == "inference"
-        return Dict("inference" => [(set_mode!(b, false); timed(inference!, b)) for _ in 1:n])
+    steps = group == "train" ? ("forward" => forward!, "backward" => backward!) :
+            group == "step" ? ("step" => step!,) :
+            group == "inference" ? ("inference" => inference!,) :
+            error("unknown phase group $(repr(group)): PyBench runs train, step and inference")
+    out = Dict{String,Vector{Int64}}()
+    for (phase, _) in steps
+        out[phase], out[phase * GC_SUFFIX] = Int64[], Int64[]
     end
-    error("unknown phase group $(repr(group)): PyBench runs train, step and inference")
+    for _ in 1:n
+        group == "train" ? zero_grad!(b) : set_mode!(b, group == "step")
+        for (phase, f) in steps
+            ns, gc = timed(f, b)
+            push!(out[phase], ns)
+            push!(out[phase * GC_SUFFIX], gc)
+        end
+    end
+    return out
 end
 
 """Untimed, after a group's last sample: drop what it held (pullback, optimiser state) and collect,
 so the next group's memory window starts without it.  A full collection: after many iterations the
 group's arrays sit in the old generation, which an incremental one skips; on CUDA their finalizers
-return the memory to the pool."""
+return the memory to the pool, and `CUDA.reclaim` hands the pool's cached memory back to the
+driver, so pool figures do not carry over into the next group."""
 function finish(b::Bench, group::AbstractString)
     b.back = nothing
     b.opt_state = nothing
     GC.gc(true)
+    b.cuda && CUDA.reclaim()
     return nothing
 end
 
@@ -234,9 +245,20 @@ version_of(m::Module) = string(pkgversion(m))
 "Flux's version, as the results tables title the row."
 version() = version_of(Flux)
 
+# The loss is logitcrossentropy, whose logsoftmax runs CUDNN_SOFTMAX_LOG (no softmax mode to speed
+# up), and NNlib keeps softmax ACCURATE under every math mode: only the conversion differs.
 const FAST_MATH_NOTE = "--tf32 sets CUDA.jl's FAST_MATH: matrix products use TF32 as PyTorch's do, " *
-    "but cuDNN may also down-convert FP32 convolutions to FP16 (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) " *
-    "and softmax uses CUDNN_SOFTMAX_FAST; PyTorch's --tf32 allows TF32 only"
+    "but cuDNN may also down-convert FP32 convolutions to FP16 (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION); " *
+    "PyTorch's --tf32 allows TF32 only"
+
+"""cuDNN's version from its integer: 8.x encodes major*1000 + minor*100 + patch, 9.x major*10000 +
+minor*100 + patch (91000 is 9.10.0).  cuDNN.jl 1.x decodes every version the 8.x way, which
+makes 9.20.0 read "92.0.0"."""
+function cudnn_version(raw::Integer)
+    major, rest = raw >= 90000 ? divrem(raw, 10000) : divrem(raw, 1000)
+    minor, patch = divrem(rest, 100)
+    return VersionNumber(major, minor, patch)
+end
 
 function environment(b::Bench)
     env = Dict{String,Any}(
@@ -258,7 +280,7 @@ function environment(b::Bench)
         # The worker checks it against the GPU the cell names (a MIG slice's own UUID, bare as torch's).
         env["gpu_uuid"] = or_unknown(() -> string(CUDA.uuid(CUDA.device())))
         env["cuda"] = or_unknown(() -> string(CUDA.runtime_version()))
-        env["cudnn"] = or_unknown(() -> string(cuDNN.version()))
+        env["cudnn"] = or_unknown(() -> string(cudnn_version(cuDNN.cudnnGetVersion())))
         env["math_mode"] = or_unknown(() -> string(CUDA.math_mode()))
         env["math_precision"] = or_unknown(() -> string(CUDA.math_precision()))
         # Pool high-water marks exist only with the stream-ordered pool (JULIA_CUDA_MEMORY_POOL=cuda).
@@ -307,47 +329,6 @@ function memory_peak(b::Bench)
     return out
 end
 
-## parity: torchvision weights (converted in Python, pybench/backends/flux/convert.py) into the Metalhead model
-
-# Layers with state, in torchvision's module registration order.  Metalhead builds a residual
-# block as Parallel(connection, shortcut, residual branch) while torchvision registers the branch
-# before its `downsample`, hence the reversal.
-torch_order(x) = Any[]
-torch_order(l::Union{Conv,BatchNorm,Dense}) = Any[l]
-torch_order(c::Chain) = reduce(vcat, map(torch_order, collect(c.layers)); init = Any[])
-torch_order(p::Parallel) = reduce(vcat, map(torch_order, reverse(collect(p.layers))); init = Any[])
-torch_order(m::Union{Metalhead.VGG,Metalhead.ResNet}) = torch_order(m.layers)
-
-slots(l::Conv) = l.bias isa AbstractArray ? Any[l.weight, l.bias] : Any[l.weight]
-slots(l::BatchNorm) = Any[l.γ, l.β, l.μ, l.σ²]
-slots(l::Dense) = Any[l.weight, l.bias]
-
-"Every array a converted torchvision state fills, in order (CPU model)."
-param_slots(model) = reduce(vcat, map(slots, torch_order(model)); init = Any[])
-
-"Describes the slots ('Conv weight (3, 3, 64, 64)', ...) so Python can report a mismatch."
-function slot_names(model)
-    names = String[]
-    for l in torch_order(model), a in slots(l)
-        push!(names, "$(nameof(typeof(l))) $(size(a))")
-    end
-    return names
-end
-
-function load_slot(slots::AbstractVector, i::Integer, a::AbstractArray)
-    dest = slots[i]
-    size(dest) == size(a) ||
-        error("parameter $i: Flux expects size $(size(dest)), got $(size(a)) from PyTorch")
-    copyto!(dest, Array{eltype(dest)}(a))
-    return nothing
-end
-
-"Eval-mode output of a CPU model on the given (W, H, C, N) input, computed on the device."
-function eval_output(model, x::AbstractArray, cuda::Bool)
-    dev = target_device(cuda)
-    m = dev(testmode!(model))
-    y = m(dev(Array{Float32}(x)))
-    return Array{Float32}(cpu_device()(y))
-end
+include("parity.jl")  # loading torchvision weights into the Metalhead model, for `pybench parity`
 
 end # module

@@ -37,6 +37,12 @@ JULIA_API: dict[str, int] = {
 }
 
 
+# Flux's fp16 is another workload than PyTorch's and JAX's mixed precision, so its rows say so.
+FP16_NOTE = ("fp16 not comparable with PyTorch's: PyTorch autocasts over fp32 weights (fp32 master weights and "
+             "momentum), Flux runs Float16 throughout (weights, gradients, Float16 momentum), and its BatchNorm's "
+             "precision depends on the Flux patch version")
+
+
 class JuliaAPI:
     """The PyBench module's functions, looked up once (attribute access through juliacall costs
     more than a dict lookup) and only under the names in JULIA_API."""
@@ -111,7 +117,8 @@ class FluxBackend(Backend):
         labels = None if w.is_layer else make_labels(spec)
         self.bench = self.api.prepare(model, x, labels, spec.dtype, self.cuda, w.is_layer)
         note = None if w.is_layer else architecture_note(spec.model, spec.image_size)
-        return WorkloadFacts(params=params, notes=[note] if note else [])
+        notes = [note] if note else []
+        return WorkloadFacts(params=params, notes=notes + ([FP16_NOTE] if spec.dtype == "fp16" else []))
 
     def sampler(self) -> Sampler:
         return JuliaLoopSampler(self.api, self.bench)

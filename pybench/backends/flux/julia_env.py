@@ -6,7 +6,7 @@ cuDNN and PythonCall); `python -m pybench setup-julia` installs Julia if none is
 
 Environment variables you may set:
 
-- `PYTHON_JULIACALL_EXE` or `PYTHON_JULIAPKG_EXE`: the Julia executable (>= 1.10.3) to use.
+- `PYTHON_JULIACALL_EXE` or `PYTHON_JULIAPKG_EXE`: the Julia executable (1.10.3 to 1.11) to use.
   Otherwise pybench takes `julia` on the PATH (juliaup's launcher included), then one that
   setup-julia installed under `pyjuliapkg/install` in the repository.
 - `JULIA_DEPOT_PATH`: where Julia keeps packages (default `~/.julia`), as Julia itself reads it.
@@ -46,7 +46,7 @@ from pybench.lifetime import run_bounded
 ROOT = Path(__file__).resolve().parents[3]  # the repository: pybench/backends/flux/ is three down
 PROJECT = ROOT  # holds Project.toml (tracked) and Manifest.toml (written by setup-julia)
 JULIA_DIR = ROOT / "julia"
-JULIA_COMPAT = "^1.10.3"  # juliacall 0.9.37's own requirement
+JULIA_COMPAT = "1.10.3 - 1.11"  # juliacall 0.9.37's own requirement, capped by Project.toml's OpenSSL_jll
 SETUP_FIX = "python -m pybench setup-julia"
 INSTALL_FIX = "pip install -e '.[flux]'"
 # Packages the backend loads; each must be in the Manifest and present in a depot.
@@ -111,6 +111,16 @@ def manifest_packages() -> dict[str, str]:
     return out
 
 
+def openssl_too_new(manifest: dict[str, str], python_openssl: tuple[int, ...]) -> str | None:
+    """Why the Manifest's OpenSSL_jll cannot share a process with Python's OpenSSL (newer major or
+    minor, as juliapkg's "<=python" rule forbids), or None."""
+    found = re.match(r"(\d+)\.(\d+)", manifest.get("OpenSSL_jll", ""))
+    if found is None or tuple(map(int, found.groups())) <= tuple(python_openssl[:2]):
+        return None
+    return (f"Manifest.toml has OpenSSL_jll {manifest['OpenSSL_jll']}, newer than this Python's OpenSSL "
+            f"{'.'.join(map(str, python_openssl[:3]))}: delete Manifest.toml and rerun {SETUP_FIX}")
+
+
 def flux_availability() -> Availability:
     """Cheap check from the orchestrator: no Julia started, nothing downloaded."""
     if importlib.util.find_spec("juliacall") is None:
@@ -137,6 +147,11 @@ def flux_availability() -> Availability:
         return Availability(
             False, f"Manifest.toml has PythonCall {manifest['PythonCall']}, not {pinned}: {SETUP_FIX}"
         )
+    import ssl
+
+    too_new = openssl_too_new(manifest, ssl.OPENSSL_VERSION_INFO)
+    if too_new:
+        return Availability(False, too_new)
     absent = [p for p in PACKAGES if not any((d / "packages" / p).is_dir() for d in depots())]
     if absent:
         return Availability(False, f"Julia packages missing from the depot ({', '.join(absent)}): {SETUP_FIX}")
