@@ -214,11 +214,6 @@ class PhaseSamples:
                "stop_reason": self.stop_reason}
         return out if self.gc is None else {**out, "gc": self.gc}
 
-    @property
-    def gc_share(self) -> float | None:
-        """Fraction of the sampled time spent collecting garbage; None if the framework did not say."""
-        return None if self.gc is None else sum(self.gc) / sum(self.samples)
-
 
 @dataclass
 class Measurement:

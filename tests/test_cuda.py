@@ -41,11 +41,13 @@ def test_gpu_cell_records_settings_memory_and_warmup(tf32: bool) -> None:
     rec = run_on_gpu(gpu_spec(tf32=tf32))
     env = rec.framework_env
     assert env["cudnn_benchmark"] is True
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
-        mode = "tf32" if tf32 else "ieee"
-        assert env["matmul_fp32_precision"] == mode and env["cudnn_conv_fp32_precision"] == mode
-    else:
-        assert env["tf32_matmul"] is tf32 and env["tf32_cudnn"] is tf32
+    assert env["tf32_matmul"] is tf32 and env["tf32_cudnn"] is tf32
+    assert env["float32_matmul_precision"] == ("high" if tf32 else "highest")
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9 mirrors the flags
+        assert env["matmul_fp32_precision"] == ("tf32" if tf32 else "ieee")
+    clocks = [r.clocks[g] for r in rec.rounds for g in GROUPS]
+    assert all(c["start"]["sm_mhz"] and c["end"]["sm_mhz"] for c in clocks)  # NVML read around sampling
+    assert env["cores"], "a GPU worker is pinned to its GPU's local cores"
     for phase in rec.phase_names:  # cuDNN autotuning settles before sampling
         assert all(len(r.phases[phase].warmup) >= GPU_WARMUP_MIN for r in rec.rounds), phase
     allocated = {}
@@ -55,6 +57,13 @@ def test_gpu_cell_records_settings_memory_and_warmup(tf32: bool) -> None:
         assert mem["nvml_device_used_snapshot"] >= mem["cuda_max_reserved"], group
         allocated[group] = mem["cuda_max_allocated"]
     assert allocated["inference"] < allocated["train"]  # gradients freed before inference's window
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_compiled_gpu_cell_runs_with_and_without_tf32(tf32: bool) -> None:
+    """Inductor reads torch's legacy TF32 getters (max-autotune, cache keys): they must not raise."""
+    rec = run_on_gpu(gpu_spec(compile=True, tf32=tf32))
+    assert rec.framework_env["tf32_matmul"] is tf32
 
 
 def test_gpu_bf16_autocast_row() -> None:

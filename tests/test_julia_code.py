@@ -12,7 +12,8 @@ import pytest
 
 from pybench.backends.base import SGD_LR, SGD_MOMENTUM
 from pybench.backends.flux.backend import JULIA_API
-from pybench.protocol import PHASES, measured_phases
+from pybench.backends.flux.julia_env import JULIA_COMPAT
+from pybench.protocol import GC_SUFFIX, PHASES, measured_phases
 
 ts = pytest.importorskip("tree_sitter")
 tsj = pytest.importorskip("tree_sitter_julia")
@@ -166,19 +167,71 @@ def test_arity_reader_understands_defaults_varargs_and_where():
 
 
 def test_sample_runs_each_protocol_group_and_returns_its_measured_phases():
-    """`sample` branches on `group == "..."`; each branch returns a Dict keyed by its phases."""
-    ifs = next(nodes(julia_function("sample"), "if_statement"))
-    branches = [ifs] + [c for c in ifs.children if c.type == "elseif_clause"]
+    """`sample` picks its steps with `group == "..." ? ("phase" => f!, ...) : ...`; every protocol
+    group has one branch, naming exactly its measured phases."""
     found: dict[str, set[str]] = {}
-    for branch in branches:
-        cond = next(c for c in branch.children if c.type == "binary_expression")
-        assert cond.children[0].text == b"group" and cond.children[1].text == b"=="
-        group = string_value(cond.children[2])
-        body = [c for c in branch.children if c is not cond and c.type != "elseif_clause"]
-        found[group] = {string_value(pair.children[0]) for part in body for pair in nodes(part, "binary_expression")
-                        if pair.children[1].text == b"=>"}
+    steps = next(a for a in nodes(julia_function("sample"), "assignment") if a.children[0].text == b"steps")
+    for tern in nodes(steps, "ternary_expression"):
+        cond, branch = tern.children[0], tern.children[2]
+        if cond.type != "binary_expression" or cond.children[0].text != b"group":
+            continue
+        assert cond.children[1].text == b"=="
+        found[string_value(cond.children[2])] = {
+            string_value(pair.children[0]) for pair in nodes(branch, "binary_expression")
+            if pair.children[1].text == b"=>"}
     groups = {p.group for p in PHASES.values()}
     assert found == {g: set(measured_phases(g)) for g in groups}
+
+
+def julia_const(name: str) -> str:
+    """The literal text of `const NAME = ...` at the top of PyBench.jl."""
+    for node in nodes(parse(PYBENCH_JL).root_node, "const_statement"):
+        assign = node.children[1]
+        if assign.children[0].text.decode() == name:
+            return assign.children[-1].text.decode()
+    raise AssertionError(f"no const {name} in PyBench.jl")
+
+
+def test_samples_carry_their_gc_time_under_the_protocols_key():
+    """Every sample brackets Base.gc_num's GC total like its clock, and `sample` returns it keyed
+    phase * GC_SUFFIX, the suffix the protocol reads."""
+    assert julia_const("GC_SUFFIX") == f'"{GC_SUFFIX}"'
+    timed = julia_function("timed").text.decode()
+    assert timed.count("Base.gc_num().total_time") == 2
+    assert timed.index("gc_num") < timed.index("t0 = time_ns()") < timed.index("t1 = time_ns()") \
+        < timed.rindex("gc_num"), "the GC window must enclose the timed region"
+    body = julia_function("sample").text.decode()
+    assert "ns, gc = timed(f, b)" in body and "out[phase * GC_SUFFIX]" in body
+
+
+def test_groups_hand_cuda_memory_back_between_them():
+    calls = {c.children[0].text.decode() for c in nodes(julia_function("finish"), "call_expression")}
+    assert {"GC.gc", "CUDA.reclaim"} <= calls
+
+
+def test_cudnn_version_is_decoded_for_cudnn_9():
+    """cuDNN 9 encodes major*10000 + minor*100 + patch (91000 = 9.10.0), cuDNN 8 major*1000 + ...;
+    the environment reads the raw integer through PyBench's decoder, not cuDNN.jl's."""
+    text = julia_function("cudnn_version").text.decode()
+    assert "raw >= 90000 ? divrem(raw, 10000) : divrem(raw, 1000)" in text
+    assert "divrem(rest, 100)" in text
+    env = julia_function("environment").text.decode()
+    assert "cudnn_version(cuDNN.cudnnGetVersion())" in env and "cuDNN.version()" not in env
+
+
+def test_fast_math_note_names_only_what_fast_math_changes():
+    note = julia_const("FAST_MATH_NOTE")
+    assert "SOFTMAX" not in note  # logitcrossentropy's logsoftmax is CUDNN_SOFTMAX_LOG in every mode
+    assert "ALLOW_CONVERSION" in note and "TF32" in note
+
+
+def test_project_bounds_openssl_as_juliacall_does():
+    """juliapkg's "<=python" rule for a Python on OpenSSL 3.0 is OpenSSL_jll "3 - 3.0", and Julia
+    1.12 (OpenSSL 3.5) is then excluded; the installer asks for the same Julia range."""
+    text = (ROOT / "Project.toml").read_text()
+    assert 'OpenSSL_jll = "458c3c95-2e84-50aa-8efc-19380b2a3a95"' in text
+    assert 'OpenSSL_jll = "3 - 3.0"' in text
+    assert f'julia = "{JULIA_COMPAT}"' in text and JULIA_COMPAT.endswith("- 1.11")
 
 
 def test_step_uses_the_shared_sgd_settings():

@@ -109,6 +109,7 @@ DETAILS = {
     "inference_gflops": "GFLOP/s (inference)",
     "peak_memory": "Peak memory (train / step / inference)",
     "first_run": "First run (train / step / inference)",
+    "gc_share": "GC share of sampled time (train / step / inference)",
 }
 
 
@@ -118,6 +119,15 @@ def _memory_text(peaks: dict[str, int]) -> str:
     return ", ".join(f"{short.get(k, k)} {fmt_mib(v)}" for k, v in peaks.items() if v)
 
 
+def _gc_text(record: CellRecord, phase: str) -> str:
+    """The phase's garbage-collection share over every round's samples; "-" where the framework
+    reports none (Python's collector is off while sampling)."""
+    shares = [r.phases[phase] for r in record.rounds]
+    if any(p.gc is None for p in shares):
+        return "-"
+    return f"{100 * sum(sum(p.gc) for p in shares) / sum(sum(p.samples) for p in shares):.1f}%"
+
+
 def detail_values(record: CellRecord, stat: str = "median") -> dict[str, str]:
     """Images/s, achieved GFLOP/s with % of the device's peak, peak memory and first run per group."""
     from pybench.efficiency import phase_flops
@@ -125,7 +135,7 @@ def detail_values(record: CellRecord, stat: str = "median") -> dict[str, str]:
     out = dict.fromkeys(DETAILS, "")
     if not record.ok:
         return out
-    memory, firsts = [], []
+    memory, firsts, gc = [], [], []
     for group in GROUPS:
         phase = HEADLINE[group]
         if phase not in record.phase_names:
@@ -140,8 +150,10 @@ def detail_values(record: CellRecord, stat: str = "median") -> dict[str, str]:
             out[f"{group}_gflops"] = f"{gflops:.4g}{pct}"
         memory.append(_memory_text(record.memory(group)) or "-")
         firsts.append(fmt_duration(record.first_run(phase)))
+        gc.append(_gc_text(record, phase))
     out["peak_memory"] = " / ".join(memory)
     out["first_run"] = " / ".join(firsts)
+    out["gc_share"] = " / ".join(gc) if any(g != "-" for g in gc) else ""
     return out
 
 

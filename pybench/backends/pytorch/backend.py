@@ -52,8 +52,7 @@ def set_tf32(enabled: bool) -> dict[str, Any]:
     out = {"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
            "float32_matmul_precision": torch.get_float32_matmul_precision()}
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        out.update(matmul_fp32_precision=torch.backends.cuda.matmul.fp32_precision,
-                   cudnn_conv_fp32_precision=torch.backends.cudnn.conv.fp32_precision)
+        out["matmul_fp32_precision"] = torch.backends.cuda.matmul.fp32_precision
     return out
 
 
