@@ -29,7 +29,7 @@ from pybench.records import CellRecord, Peak
 # states none (NVML calls the H100 SXM5 "NVIDIA H100 80GB HBM3" and the H200 SXM "NVIDIA H200").
 GPU_PEAK_TFLOPS: list[tuple[str, tuple[str, ...], dict[str, float]]] = [
     ("H100", ("", "SXM"), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
-    ("H100", ("PCIE",), {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
+    ("H100", ("PCIE",), {"fp32": 51.0, "tf32": 378.0, "bf16": 756.5, "fp16": 756.5}),
     ("H100", ("NVL",), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
     ("H200", ("", "SXM"), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
     ("H200", ("NVL",), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),

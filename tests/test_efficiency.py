@@ -61,7 +61,7 @@ def test_batch_norm_models_count_at_the_smallest_size():
 
 def test_peaks():
     assert gpu_peak_gflops("NVIDIA H200", "fp32") == 67_000
-    assert gpu_peak_gflops("NVIDIA H100 PCIe", "bf16") == 756_000
+    assert gpu_peak_gflops("NVIDIA H100 PCIe", "bf16") == 756_500
     assert gpu_peak_gflops("Some Future GPU", "fp32") is None
     tf32 = record("pytorch", "resnet18", train(0.1, 0.2))
     tf32.spec = dataclasses.replace(tf32.spec, tf32=True)

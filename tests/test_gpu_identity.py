@@ -418,7 +418,7 @@ def test_same_gpu(nvml, monkeypatch):
 @pytest.mark.parametrize("name, fp32, bf16", [
     ("NVIDIA H100 80GB HBM3", 67.0, 989.4),
     ("NVIDIA H100 NVL", 60.0, 835.5),
-    ("NVIDIA H100 PCIe", 51.2, 756.0),
+    ("NVIDIA H100 PCIe", 51.0, 756.5),
     ("NVIDIA H200", 67.0, 989.4),
     ("NVIDIA H200 NVL", 60.0, 835.5),
     ("NVIDIA A100-SXM4-80GB", 19.5, 312.0),
