@@ -127,6 +127,29 @@ class FakeNVML:
         self._call("nvmlDeviceGetPowerManagementLimit")
         return 700_000
 
+    # what a running GPU reports, per device dict: SM clock, clock event reasons, CPU affinity (as
+    # 64-bit words) and compute processes (tests/test_gpu_rows.py)
+    def nvmlDeviceGetClockInfo(self, h, clock):
+        self._call("nvmlDeviceGetClockInfo")
+        return h.get("sm_mhz", 1980)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        self._call("nvmlDeviceGetCurrentClocksEventReasons")
+        return h.get("reasons", 0)
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
+        self._call("nvmlDeviceGetCurrentClocksThrottleReasons")
+        return h.get("reasons", 0)
+
+    def nvmlDeviceGetCpuAffinity(self, h, words):
+        self._call("nvmlDeviceGetCpuAffinity")
+        mask = h.get("affinity", [])
+        return mask + [0] * (words - len(mask))
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        self._call("nvmlDeviceGetComputeRunningProcesses")
+        return [SimpleNamespace(pid=p, usedGpuMemory=1 << 30) for p in h.get("pids", [])]
+
 
 def two_h100s() -> list[dict]:
     # NVML's index order need not be PCI order: index 0 sits on the higher bus.

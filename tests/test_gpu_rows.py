@@ -1,16 +1,15 @@
-"""GPU rows without a GPU: what NVML would report is faked (clocks, throttle reasons, CPU affinity,
-compute processes, the driver's CUDA); the logic that reads it, warms up, pins, labels and records is
+"""GPU rows without a GPU: what NVML would report is faked (test_gpu_identity's FakeNVML: clocks,
+throttle reasons, CPU affinity, compute processes, the driver's CUDA); the logic that reads it, warms up, pins, labels and records is
 the real one.  Also the install checks (driver vs torch build, JAX's CUDA plugin, Triton's C
 toolchain), TF32 under torch's two APIs, GC time per sample, and the fp16 label of Flux rows."""
 
 from __future__ import annotations
 
-import sys
 from types import SimpleNamespace
 
 import pytest
 
-from test_gpu_identity import A100, H100, SLICE_1, FakeNVML, mig_a100, two_h100s
+from test_gpu_identity import A100, H100, SLICE_1, mig_a100, nvml, two_h100s  # noqa: F401 - nvml: fixture
 from pybench import gpu_probe, worker
 from pybench.backends.jax import Jax
 from pybench.backends.pytorch import PyTorch
@@ -19,41 +18,6 @@ from pybench.errors import UserError
 from pybench.protocol import GC_SUFFIX, GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME, PhaseSamples, StopRule, measure
 from pybench.records import Malformed, Round
 from pybench.spec import CellSpec, cuda_index
-
-
-class ProbedNVML(FakeNVML):
-    """FakeNVML plus what a running GPU reports: SM clock, clock event reasons, CPU affinity (as
-    64-bit words) and compute processes, per device dict."""
-
-    def nvmlDeviceGetClockInfo(self, h, clock):
-        self._call("nvmlDeviceGetClockInfo")
-        return h.get("sm_mhz", 1980)
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
-        self._call("nvmlDeviceGetCurrentClocksEventReasons")
-        return h.get("reasons", 0)
-
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
-        self._call("nvmlDeviceGetCurrentClocksThrottleReasons")
-        return h.get("reasons", 0)
-
-    def nvmlDeviceGetCpuAffinity(self, h, words):
-        self._call("nvmlDeviceGetCpuAffinity")
-        return (h.get("affinity", []) + [0] * words)[:max(words, len(h.get("affinity", [])))]
-
-    def nvmlDeviceGetComputeRunningProcesses(self, h):
-        self._call("nvmlDeviceGetComputeRunningProcesses")
-        return [SimpleNamespace(pid=p, usedGpuMemory=1 << 30) for p in h.get("pids", [])]
-
-
-@pytest.fixture
-def nvml(monkeypatch):
-    def install(devices: list[dict], fail: tuple[str, ...] = ()) -> ProbedNVML:
-        fake = ProbedNVML(devices, fail)
-        monkeypatch.setitem(sys.modules, "pynvml", fake)
-        return fake
-
-    return install
 
 
 # --- clocks ----------------------------------------------------------------------------------------
