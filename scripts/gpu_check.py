@@ -27,6 +27,7 @@ from pybench import results  # noqa: E402
 from pybench.efficiency import gpu_peak_gflops, peak_precision  # noqa: E402
 from pybench.devices import gpu_facts, gpu_identity, resolve_device  # noqa: E402
 from pybench.errors import UserError  # noqa: E402
+from pybench.gpu_probe import driver_advice  # noqa: E402
 from pybench.records import CellRecord  # noqa: E402
 
 GROUPS = ("train", "step", "inference")
@@ -111,7 +112,7 @@ def visibility_cases(uuids: list[str]) -> list[tuple[str | None, str | None]]:
 
 def identity() -> None:
     uuids = run_probe(None)["torch"]
-    check(len(uuids) > 0, f"torch sees {len(uuids)} GPU(s)")
+    check(len(uuids) > 0, f"torch sees {len(uuids)} GPU(s)" + "".join(f": {line}" for line in driver_advice()))
     for visible, order in visibility_cases(uuids):
         seen = run_probe(visible, order)
         n = len(seen["torch"])
