@@ -298,3 +298,17 @@ def test_a_manifest_openssl_newer_than_pythons_is_unavailable():
     assert openssl_too_new({}, (3, 0, 13, 0, 15)) is None
     reason = openssl_too_new({"OpenSSL_jll": "3.5.4+0"}, (3, 0, 13, 0, 15))
     assert "OpenSSL_jll 3.5.4+0" in reason and "3.0.13" in reason and "setup-julia" in reason
+
+
+def test_a_compile_run_without_c_toolchain_stops_before_anything_runs(nvml, monkeypatch, tmp_path, capsys):
+    from pybench import cli
+    from pybench.backends import pytorch as torch_framework
+
+    nvml(two_h100s())
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(torch_framework.shutil, "which", lambda name: None)
+    code = cli.main(["run", "--framework", "pytorch", "--model", "resnet18", "--device", "cuda:0", "--compile",
+                     "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs Triton to build C code" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written
