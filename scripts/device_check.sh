@@ -11,8 +11,8 @@
 #      end of every group's sampling, has settled;
 #   3. --compile with and without --tf32 (Triton's C toolchain is checked up front);
 #   4. one PyTorch/JAX compare of resnet50 at batch 8, 224 px, then `report --details`.
-# `--device cpu` is the dry run CI runs (tests/test_device_check.py): the same steps, on the CPU, at
-# 32 px with resnet18 in the compare and one layer compiled, with nothing faked.  Exits nonzero at the first failed step.
+# `--device cpu` is the dry run CI runs (tests/test_device_check.py): the same steps on the CPU, at
+# 32 px with one layer (conv3x3_s1) in every step, nothing faked.  Exits nonzero at the first failure.
 set -euo pipefail
 if [[ $# -lt 1 || $1 == -* ]]; then
     echo "usage: scripts/device_check.sh OUT [--device cpu]" >&2
@@ -27,20 +27,20 @@ PY=${PYTHON:-python3}
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 trap 'status=$?; echo "device check: ${SECONDS} s, exit status $status, everything in $OUT"; exit $status' EXIT
 
-# MODEL: the compare's; COMPILED: the --compile cells', which must get LEAST samples per phase.
+# CLOCKED, COMPILED, MODEL: the models of steps 2, 3 and 4; --compile cells must get LEAST samples.
 if [[ $DEVICE == cpu ]]; then  # tiny, so that CI proves every step quickly: any sample will do
-    SIZE=32 BATCH=2 ROUNDS=1 MAXTIME=1 MODEL=resnet18 COMPILED=conv3x3_s1 LEAST=1 TIMEOUT=300
+    SIZE=32 BATCH=2 ROUNDS=1 MAXTIME=1 CLOCKED=conv3x3_s1 COMPILED=conv3x3_s1 MODEL=conv3x3_s1 LEAST=1
 else
-    SIZE=224 BATCH=8 ROUNDS=2 MAXTIME=15 MODEL=resnet50 COMPILED=resnet18 LEAST=6 TIMEOUT=300
+    SIZE=224 BATCH=8 ROUNDS=2 MAXTIME=15 CLOCKED=resnet18 COMPILED=resnet18 MODEL=resnet50 LEAST=6
     nvidia-smi -L || true
 fi
-run() { $PY -m pybench "$@" --device "$DEVICE" --label device-check --timeout "$TIMEOUT"; }
+run() { $PY -m pybench "$@" --device "$DEVICE" --label device-check --timeout 300; }
 
 echo "=== 1. identity"
 $PY scripts/device_check.py identity "$DEVICE" "$OUT/identity.json"
 
 echo "=== 2. warm-up against clocks"
-run run --framework pytorch --model resnet18 --image-size "$SIZE" --batch-size "$BATCH" --rounds 1 \
+run run --framework pytorch --model "$CLOCKED" --image-size "$SIZE" --batch-size "$BATCH" --rounds 1 \
     --max-time "$MAXTIME" --results "$OUT/clocks"
 $PY scripts/device_check.py clocks "$OUT/clocks" "$DEVICE"
 
@@ -51,7 +51,7 @@ for tf32 in "" --tf32; do
 done
 $PY scripts/gpu_check.py compiled "$OUT/compile" "$LEAST"
 
-echo "=== 4. PyTorch/JAX compare, $MODEL, batch 8"
+echo "=== 4. PyTorch/JAX compare, $MODEL, batch 8, $SIZE px"
 # compare exits 1 on a failed row: the checker names it
 run compare --model "$MODEL" --image-size "$SIZE" --batch-size 8 --rounds "$ROUNDS" \
     --max-time "$MAXTIME" --results "$OUT/compare" || true
