@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpu_check import cell_name, check, fail, ran, records  # noqa: E402 - beside this script
+from pybench.backends.jax import CUDA_PLUGIN_FIX  # noqa: E402
 from pybench.devices import Device, gpu_identity, resolve_device  # noqa: E402
 from pybench.gpu_probe import clock_state, clock_warnings, compute_pids, driver_advice  # noqa: E402
 from pybench.protocol import GPU_WARMUP_MIN_TIME  # noqa: E402
@@ -40,7 +41,8 @@ def _jax_view(device: Device) -> dict:
                          capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         tail = next((ln for ln in reversed(out.stderr.splitlines()) if ln.strip()), "")
-        fail(f"JAX starts on {device.label}: {tail}")
+        fail(f"JAX starts on {device.label}: {tail}" + (f" (a missing CUDA plugin: {CUDA_PLUGIN_FIX})"
+                                                         if device.kind == "cuda" else ""))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -63,7 +65,7 @@ def identity(device_arg: str, path: str) -> None:
         check(device.same_gpu(seen), f"torch's cuda:{device.index} is NVML's {device.uuid} ({seen['uuid']})")
         jax_view = view["jax"]
         check(jax_view["backend"] in ("gpu", "cuda"),
-              f"JAX runs on the GPU (backend {jax_view['backend']!r}; without it: pip install -e \".[cuda]\")")
+              f"JAX runs on the GPU (backend {jax_view['backend']!r}; without its plugin: {CUDA_PLUGIN_FIX})")
         check(jax_view["kinds"] == [device.name] or device.is_mig,
               f"JAX, pinned by UUID, sees one GPU named as NVML names it: {jax_view['kinds']} vs {device.name!r}")
         pids = jax_view["nvml_pids"] or []
