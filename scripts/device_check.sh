@@ -12,7 +12,8 @@
 #   3. --compile with and without --tf32 (Triton's C toolchain is checked up front);
 #   4. one PyTorch/JAX compare of resnet50 at batch 8, 224 px, then `report --details`.
 # `--device cpu` is the dry run CI runs (tests/test_device_check.py): the same steps on the CPU, at
-# 32 px with one layer (conv3x3_s1) in every step, nothing faked.  Exits nonzero at the first failure.
+# 32 px with one layer (conv3x3_s1) in every step, nothing faked (its --compile step needs a C++
+# compiler, as Inductor on the CPU does).  Exits nonzero at the first failure.
 set -euo pipefail
 if [[ $# -lt 1 || $1 == -* ]]; then
     echo "usage: scripts/device_check.sh OUT [--device cpu]" >&2
