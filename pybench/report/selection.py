@@ -18,7 +18,6 @@ from pybench.records import CellRecord
 from pybench.report.format import with_variant
 from pybench.results import ResultsDoc
 from pybench.spec import CellKey
-from pybench.statistics import paired_ratio
 from pybench.workloads import ALL, DEFAULT_IMAGE_SIZE
 
 STATS = ("median", "min")
@@ -171,15 +170,15 @@ def reference_sections(reference: list[dict]) -> list[Section]:
 def _faster(a: Row, b: Row, phase: str, stat: str) -> bool:
     """Whether row a is faster than row b in `phase`, beyond the measured precision.
 
-    Measured rows: the ratio's 95% interval (rounds paired, drift cancels) must exclude 1.  Published
+    Measured rows: the ratio's interval (rounds of one run paired, drift cancels; at least two
+    rounds, never one process pair) must exclude 1.  Published
     rows have no samples: the smaller number wins, as the seed marked it.
     """
     if a.record is None or b.record is None:
         va, vb = a.cells[phase].value, b.cells[phase].value
         return va is not None and vb is not None and va < vb
-    ratio = paired_ratio(a.record.samples(phase), b.record.samples(phase),
-                         a.record.spec.stop.confidence, stat)
-    return ratio.ci_high is not None and ratio.ci_high < 1
+    ratio = a.record.ratio_to(b.record, phase, stat)
+    return ratio is not None and ratio.verdict() == "faster"
 
 
 def winners(rows: list[Row], stat: str = "median") -> set[tuple[int, str]]:

@@ -14,7 +14,6 @@ from pybench.report.markdown import DETAILS, FAILED, FEW, NOISY, detail_values
 from pybench.report.selection import check_stat, row_of, row_order
 from pybench.spec import CellKey
 from pybench.workloads import ALL
-from pybench.statistics import paired_ratio
 
 MARKS = {"noisy": NOISY, "too_few_samples": FEW}
 
@@ -31,10 +30,9 @@ def _phase_cell(record: CellRecord, phase: str, stat: str) -> Text:
     if phase not in record.phase_names:
         return Text("")
     e = record.estimate(phase, stat)
-    half = None
-    if e.ci_low is not None and e.ci_high is not None:
-        half = (e.ci_high - e.ci_low) / 2
-    text = fmt_duration(e.value, half)
+    text = fmt_duration(e.value)
+    if e.ci_low is not None and e.ci_high is not None:  # log intervals are asymmetric: no linear +-
+        text += f" [{fmt_duration(e.ci_low)}, {fmt_duration(e.ci_high)}]"
     mark = MARKS.get(record.quality(phase))
     return Text(f"{text} {mark}", style="yellow") if mark else Text(text)
 
@@ -51,7 +49,9 @@ def _baselines(records: list[CellRecord]) -> dict[CellKey, CellRecord]:
 def _ratio_text(record: CellRecord, base: CellRecord, phase: str, stat: str) -> Text:
     if phase not in record.phase_names or phase not in base.phase_names:
         return Text("")
-    ratio = paired_ratio(record.samples(phase), base.samples(phase), record.spec.stop.confidence, stat)
+    ratio = record.ratio_to(base, phase, stat)
+    if ratio is None:
+        return Text("not side by side", style="dim")
     text = f"{ratio.value:.2f}×"
     if ratio.ci_low is not None and ratio.ci_high is not None:
         text += f" [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
