@@ -126,7 +126,7 @@ class Matrix:
         if round_no > 1 and not members:
             return False  # every member failed: their errors stand
         if self.schedule.rounds is not None:  # fixed rounds; stop early once every phase is precise
-            return not (members and cell.rounds >= self.schedule.min_rounds and all(
+            return not (members and min(len(r.rounds) for r in members) >= self.schedule.min_rounds and all(
                 r.quality(p, self.schedule.stat) == "precise" for r in members for p in r.phase_names))
         if cell.rounds < AUTO_MIN_ROUNDS:
             return True
@@ -137,8 +137,7 @@ class Matrix:
 
     def _round(self, cell: Cell, round_no: int) -> None:
         members = [s for s in cell.specs if s not in self.records or self.records[s].ok]
-        turn = round_no + 1
-        order = members if turn % 2 else members[::-1]  # who goes first alternates (A B, B A, ...)
+        order = members if round_no % 2 else members[::-1]  # who goes first alternates (A B, B A, ...)
         phases = self._phases(cell)
         plan = self._plan(cell, phases)
         asked = [replace(s, phases=phases) for s in order]
