@@ -125,3 +125,33 @@ def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "med
         else:
             return None
     return need
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """A cell whose ratios (or estimate) stayed open, and roughly what would close them."""
+
+    cell: CellRecord  # its first member
+    phases: list[str]
+    rounds_needed: int | None  # in all; None: too few rounds to say
+    seconds_needed: float | None  # beyond what the run spent
+
+
+def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
+    """Per cell of a run, the phases left undecided (`CellRecord.undecided`) and an extrapolation."""
+    cells: dict = {}
+    for r in records:
+        if r.ok:
+            cells.setdefault(r.key.cell, []).append(r)
+    out = []
+    for members in cells.values():
+        phases = members[0].undecided
+        if not phases:
+            continue
+        needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
+        need = None if None in needs else max(needs)
+        done = len(members[0].rounds)
+        per_round = max(r.wall_time for r in members) / max(done, 1)
+        seconds = (need - done) * per_round if need is not None and need > done else None
+        out.append(Undecided(members[0], phases, need, seconds))
+    return out

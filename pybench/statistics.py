@@ -24,9 +24,12 @@ One round: the distribution-free interval of the median from order statistics
 reader must not take it as a promise about the next run.  The minimum of one round has no such
 interval: None.
 
-Ratios (`paired_ratio`): the frameworks of a cell run back to back in every round, so drift largely
-cancels in their per-round ratio.  Here the question is whether the true ratio differs from 1, so the
-interval is the t confidence interval of the mean log ratio (not a replication interval).
+Ratios (`paired_ratio`): the frameworks of a cell run side by side in every round (in lockstep, block
+by block), so drift largely cancels in their per-round ratio.  Rounds pair by their key (the run and
+the round number), never across runs; a round of one side without a partner is dropped and counted.
+Here the question is whether the true ratio differs from 1, so the interval is the t confidence
+interval of the mean log ratio (not a replication interval).  One round pair gives a value but no
+interval and no verdict: one process pair says nothing about the next.
 
 Run-to-run changes (`round_test`, `judge`): rounds of two runs are not paired, so Welch's t-test on log
 round numbers (it allows the runs to differ in noise), Holm-Bonferroni over every phase and cell
@@ -171,6 +174,10 @@ def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
     return float(np.mean([math.log(block_value(num[i], stat) / block_value(den[i], stat)) for i in range(k)]))
 
 
+SEQUENTIAL_LOOK_CONFIDENCE = 0.99
+SEQUENTIAL_MAX_ROUNDS = 12
+
+
 def ratio_confidence(confidence: float, sequential: bool) -> float:
     """The level a ratio's interval is computed at.  When rounds stop as soon as every ratio is decided
     (`--rounds auto`), each look at the data is a chance of a false decision: with looks after every
@@ -178,10 +185,6 @@ def ratio_confidence(confidence: float, sequential: bool) -> float:
     false 'faster'/'slower' rate under 5% (simulated in scripts/bench_optional_stopping.py; 95% per
     look gives 13-25%)."""
     return max(confidence, SEQUENTIAL_LOOK_CONFIDENCE) if sequential else confidence
-
-
-SEQUENTIAL_LOOK_CONFIDENCE = 0.99
-SEQUENTIAL_MAX_ROUNDS = 12
 
 
 def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],
