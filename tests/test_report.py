@@ -10,7 +10,9 @@ from pybench.errors import UserError
 from pybench.records import Peak
 from pybench.report import markdown as report
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
+from pybench.report.format import detail_texts
 from pybench.report.terminal import summary_table
+from pybench.report.view import details_of
 
 OLDER = results_file([record("pytorch", "resnet18", train(0.5, 0.5, 0.5))],
                      created="2025-01-01T09:00:00+0000")
@@ -172,12 +174,29 @@ def test_details_show_throughput_peak_memory_and_first_run():
     rec.peak = Peak(2000.0, "calibrated sgemm, 16 threads")
     rec.rounds[0].memory["train"] = {"cpu_peak_rss": 3 * 2**30}
     rec.rounds[0].phases["total"].first_run = 1.5
-    values = report.detail_values(rec)
-    assert values["train_ips"] == "26.67"  # 8 images / 0.3 s
-    assert values["train_gflops"] == "654.2 (32.7% of peak)"  # 3 x 65.42 GFLOP / 0.3 s
-    assert values["inference_ips"] == "160"
-    assert values["peak_memory"] == "rss 3,072 MiB / -"  # train / inference: per phase group
-    assert values["first_run"].startswith("1.5 s / ")
+    rec.rounds[0].energy["train"] = {"cpu_ns": 9 * 2 * 10**9, "window_ns": 3 * 10**9}  # 9 samples
+    rec.rounds[0].energy["inference"] = {"cpu_ns": 9 * 10**8, "window_ns": 10**8, "rapl_uj": 9 * 10**6}
+    train_d, inference_d = details_of(rec, "median")
+    assert train_d.images_per_s == pytest.approx(26.67, abs=0.01)  # 8 images / 0.3 s
+    assert train_d.gflops == pytest.approx(654.24) and train_d.peak_percent == pytest.approx(32.71, abs=0.01)
+    assert train_d.cpu_seconds == pytest.approx(2.0) and train_d.energy_j is None
+    assert train_d.energy_missing == "no RAPL"
+    assert inference_d.energy_missing.startswith("window 0.1 s too short")  # the counter's resolution
+    values = detail_texts([train_d, inference_d])
+    assert values["ips"] == "train / inference: 26.67 / 160"
+    assert values["gflops"] == "train / inference: 654.2 (32.7% of peak) / 1308 (65.4% of peak)"
+    assert values["peak_memory"] == "train / inference: rss 3,072 MiB / -"  # per phase group
+    assert values["first_run"].startswith("train / inference: 1.5 s / ")
+    assert values["energy"].startswith("train / inference: unavailable (no RAPL), 2 CPU-s / unavailable")
     text = report.render_tables([results_file([rec])], details=True)
-    assert "### Throughput, memory and first run --- AMD EPYC 9654 96-Core Processor" in text
+    assert "### Throughput, memory, first run and energy --- AMD EPYC 9654 96-Core Processor" in text
+    assert "unavailable (no RAPL), 2 CPU-s" in text
     assert "Peak FLOP/s from: calibrated sgemm, 16 threads." in text
+
+
+def test_energy_per_batch_from_the_window_counters():
+    rec = record("pytorch", "resnet18", train(0.1, 0.2), device="cuda:0")
+    rec.rounds[0].energy["train"] = {"gpu_mj": 9 * 45_000, "cpu_ns": 9 * 10**8, "window_ns": 3 * 10**9}
+    (d,) = details_of(rec, "median")
+    assert d.energy_j == pytest.approx(45.0) and d.energy_source == "NVML"  # 405 J over 9 iterations
+    assert detail_texts([d])["energy"] == "train: 45 J (NVML), 0.1 CPU-s"

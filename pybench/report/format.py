@@ -4,8 +4,15 @@ the terminal."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from pybench.workloads import ALL
+
+if TYPE_CHECKING:  # the view imports this module for names
+    from pybench.report.view import GroupDetails
+
+NOISY, FEW, FAILED = "†", "°", "‡"  # the quality marks every table uses
+MARKS = {"noisy": NOISY, "too_few_samples": FEW}
 
 
 def fmt_seconds(seconds: float, unit: str = "s") -> str:
@@ -37,3 +44,46 @@ def model_title(model: str) -> str:
 
 def with_variant(label: str, variant: str) -> str:
     return f"{label} ({variant})" if variant else label
+
+
+# The details' columns (markdown and terminal), each "train / step / inference" over the groups present.
+DETAILS = {
+    "ips": "Images/s",
+    "gflops": "GFLOP/s",
+    "peak_memory": "Peak memory",
+    "first_run": "First run",
+    "energy": "Energy per batch",
+}
+_MEMORY = {"cpu_peak_rss": "rss", "cuda_max_allocated": "allocated", "cuda_max_reserved": "reserved",
+           "nvml_device_used_snapshot": "device used (all processes, snapshot)"}
+
+
+def fmt_memory(peaks: dict[str, int]) -> str:
+    return ", ".join(f"{_MEMORY.get(k, k)} {fmt_mib(v)}" for k, v in peaks.items() if v) or "-"
+
+
+def fmt_energy(d: "GroupDetails") -> str:
+    """'2.41 J (NVML)', or why there is none plus the CPU-seconds: never an estimate from a TDP."""
+    text = f"{d.energy_j:.3g} J ({d.energy_source})" if d.energy_j is not None else \
+        f"unavailable ({d.energy_missing})"
+    return text + (f", {d.cpu_seconds:.3g} CPU-s" if d.cpu_seconds is not None else "")
+
+
+def detail_texts(details: "list[GroupDetails]") -> dict[str, str]:
+    """Column -> text, the groups joined as 'train / step / inference' (those measured)."""
+    if not details:
+        return dict.fromkeys(DETAILS, "")
+    heading = " / ".join(d.group for d in details)
+
+    def gflops(d: "GroupDetails") -> str:
+        pct = f" ({d.peak_percent:.1f}% of peak)" if d.peak_percent is not None else ""
+        return f"{d.gflops:.4g}{pct}" if d.gflops is not None else "-"
+
+    texts = {
+        "ips": [f"{d.images_per_s:.4g}" for d in details],
+        "gflops": [gflops(d) for d in details],
+        "peak_memory": [fmt_memory(d.memory) for d in details],
+        "first_run": [fmt_duration(d.first_run) for d in details],
+        "energy": [fmt_energy(d) for d in details],
+    }
+    return {k: f"{heading}: " + " / ".join(v) for k, v in texts.items()}
