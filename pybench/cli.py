@@ -112,6 +112,8 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> Parser:
+    from pybench.report.command import add_options as report_options
+
     parser = Parser(prog="pybench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pybench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -132,7 +134,8 @@ def build_parser() -> Parser:
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
     rep.add_argument("--details", action="store_true",
-                     help="add images/s, GFLOP/s and %% of peak, peak memory and first-run time")
+                     help="add images/s, GFLOP/s and %% of peak, peak memory, first run and energy")
+    report_options(rep)
 
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
@@ -251,33 +254,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pybench.report.markdown import render_tables, update_readme
+    from pybench.report import command
 
-    reference = None
-    if args.reference:
-        from pybench.reference import load_reference
-
-        reference = load_reference(args.reference)
-    files = args.files or [results.DEFAULT_DIR]
-    if reference is not None and not args.files and not results.DEFAULT_DIR.exists():
-        docs = []  # the published figures alone
-    else:
-        docs = results.collect(files)
-    empty = [str(d.path) for d in docs if not d.records]
-    if empty and len(empty) == len(docs):
-        raise UserError(f"no records in {', '.join(empty)}: nothing was measured there yet")
-    text = render_tables(docs, stat=args.stat, reference=reference, details=args.details)
-    if args.plot:
-        from pybench.plot import plot
-
-        plot(docs, args.plot, stat=args.stat)
-        console.print(f"plot written to {args.plot}")
-    if args.readme:
-        update_readme(args.readme, text)
-        console.print(f"tables rewritten in {args.readme}")
-    else:
-        out.print(text, markup=False, highlight=False, soft_wrap=True)
-    return 0
+    return command.run(args, console.print)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

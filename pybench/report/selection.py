@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from pybench.errors import UserError
 from pybench.protocol import LAYER_PHASES, SEED_PHASES
 from pybench.records import CellRecord
-from pybench.report.format import with_variant
-from pybench.report.view import Cell, Row, check_stat, compare_rows, row_of, row_order
+from pybench.report.format import model_title, with_variant
+from pybench.report.view import Cell, Row, check_stat, compare_rows, headline, row_of, row_order
 from pybench.results import ResultsDoc
 from pybench.spec import CellKey
 from pybench.workloads import ALL, DEFAULT_IMAGE_SIZE
@@ -116,3 +117,64 @@ def reference_sections(reference: list[dict]) -> list[Section]:
     for section in sections.values():
         compare_rows(section.rows, "median")  # published rows: the smaller number wins
     return list(sections.values())
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One run's estimate of a cell's headline phase, for the history of a cell measured more than once."""
+
+    cell: str  # "Resnet18 · PyTorch 2.14.1 · machine"
+    created: str
+    phase: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    pybench: str
+    framework: str  # the framework and its version, as the record titles it
+
+
+def history(docs: list[ResultsDoc], stat: str = "median") -> list[HistoryPoint]:
+    """Every ok record of every cell key that more than one results file measured, oldest first."""
+    check_stat(stat)
+    by_key: dict[CellKey, list[tuple[ResultsDoc, CellRecord]]] = {}
+    for doc in sorted(docs, key=_created):
+        for record in doc.records:
+            if record.ok:
+                by_key.setdefault(record.key, []).append((doc, record))
+    out = []
+    for key, runs in by_key.items():
+        if len(runs) < 2:
+            continue
+        for doc, record in runs:
+            phase = headline(record.phase_names)
+            e = record.estimate(phase, stat)
+            cell = f"{model_title(key.model)} · {with_variant(record.title, key.variant)} · {key.label}"
+            out.append(HistoryPoint(cell, _created(doc).isoformat(), phase, e.value, e.ci_low, e.ci_high,
+                                    str(doc.environment.get("pybench", "?")), record.title))
+    return out
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What produced a results file: when, the command, the machine, and the noise audit's advice."""
+
+    name: str
+    created: str
+    command: list[str]
+    environment: dict
+    noise_advice: list[str]
+
+
+def run_infos(docs: list[ResultsDoc]) -> list[RunInfo]:
+    from pybench.noise import NoiseAudit, advice
+
+    out = []
+    for doc in sorted(docs, key=_created):
+        noise = doc.environment.get("noise")
+        try:
+            tips = (advice(NoiseAudit.from_json(noise)) or ["nothing obvious: the machine looked quiet"]
+                    if isinstance(noise, dict) else ["no noise audit in this file"])
+        except UserError as exc:
+            tips = [str(exc)]
+        out.append(RunInfo(doc.path.name, doc.created, list(doc.command), doc.environment, tips))
+    return out
