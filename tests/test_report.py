@@ -182,12 +182,13 @@ def test_details_show_throughput_peak_memory_and_first_run():
     assert train_d.cpu_seconds == pytest.approx(2.0) and train_d.energy_j is None
     assert train_d.energy_missing == "no RAPL"
     assert inference_d.energy_missing.startswith("window 0.1 s too short")  # the counter's resolution
-    values = detail_texts([train_d, inference_d])
-    assert values["ips"] == "train / inference: 26.67 / 160"
-    assert values["gflops"] == "train / inference: 654.2 (32.7% of peak) / 1308 (65.4% of peak)"
-    assert values["peak_memory"] == "train / inference: rss 3,072 MiB / -"  # per phase group
-    assert values["first_run"].startswith("train / inference: 1.5 s / ")
-    assert values["energy"].startswith("train / inference: unavailable (no RAPL), 2 CPU-s / unavailable")
+    train_t, inference_t = detail_texts(train_d), detail_texts(inference_d)
+    assert (train_t["group"], train_t["ips"], inference_t["ips"]) == ("train (total)", "26.67", "160")
+    assert train_t["gflops"] == "654.2 (32.7% of peak)" and inference_t["gflops"] == "1308 (65.4% of peak)"
+    assert train_t["peak_memory"] == "rss 3,072 MiB" and inference_t["peak_memory"] == "-"  # per group
+    assert train_t["first_run"] == "1.5 s"
+    assert train_t["energy"] == "unavailable (no RAPL), 2 CPU-s"
+    assert inference_t["energy"].startswith("unavailable (window 0.1 s too short")
     text = report.render_tables([results_file([rec])], details=True)
     assert "### Throughput, memory, first run and energy --- AMD EPYC 9654 96-Core Processor" in text
     assert "unavailable (no RAPL), 2 CPU-s" in text
@@ -199,4 +200,4 @@ def test_energy_per_batch_from_the_window_counters():
     rec.rounds[0].energy["train"] = {"gpu_mj": 9 * 45_000, "cpu_ns": 9 * 10**8, "window_ns": 3 * 10**9}
     (d,) = details_of(rec, "median")
     assert d.energy_j == pytest.approx(45.0) and d.energy_source == "NVML"  # 405 J over 9 iterations
-    assert detail_texts([d])["energy"] == "train: 45 J (NVML), 0.1 CPU-s"
+    assert detail_texts(d)["energy"] == "45 J (NVML), 0.1 CPU-s"

@@ -46,8 +46,9 @@ def with_variant(label: str, variant: str) -> str:
     return f"{label} ({variant})" if variant else label
 
 
-# The details' columns (markdown and terminal), each "train / step / inference" over the groups present.
+# The details' columns (markdown, terminal, HTML): one line per phase group of a row.
 DETAILS = {
+    "group": "Group",
     "ips": "Images/s",
     "gflops": "GFLOP/s",
     "peak_memory": "Peak memory",
@@ -69,21 +70,14 @@ def fmt_energy(d: "GroupDetails") -> str:
     return text + (f", {d.cpu_seconds:.3g} CPU-s" if d.cpu_seconds is not None else "")
 
 
-def detail_texts(details: "list[GroupDetails]") -> dict[str, str]:
-    """Column -> text, the groups joined as 'train / step / inference' (those measured)."""
-    if not details:
-        return dict.fromkeys(DETAILS, "")
-    heading = " / ".join(d.group for d in details)
-
-    def gflops(d: "GroupDetails") -> str:
-        pct = f" ({d.peak_percent:.1f}% of peak)" if d.peak_percent is not None else ""
-        return f"{d.gflops:.4g}{pct}" if d.gflops is not None else "-"
-
-    texts = {
-        "ips": [f"{d.images_per_s:.4g}" for d in details],
-        "gflops": [gflops(d) for d in details],
-        "peak_memory": [fmt_memory(d.memory) for d in details],
-        "first_run": [fmt_duration(d.first_run) for d in details],
-        "energy": [fmt_energy(d) for d in details],
+def detail_texts(d: "GroupDetails") -> dict[str, str]:
+    """Column -> text for one phase group."""
+    pct = f" ({d.peak_percent:.1f}% of peak)" if d.peak_percent is not None else ""
+    return {
+        "group": f"{d.group} ({d.phase})" if d.phase != d.group else d.group,
+        "ips": f"{d.images_per_s:.4g}",
+        "gflops": f"{d.gflops:.4g}{pct}" if d.gflops is not None else "-",
+        "peak_memory": fmt_memory(d.memory),
+        "first_run": fmt_duration(d.first_run),
+        "energy": fmt_energy(d),
     }
-    return {k: f"{heading}: " + " / ".join(v) for k, v in texts.items()}

@@ -140,8 +140,8 @@ def _details(section: Section) -> str:
         return ""
     head = "".join(f"<th>{esc(h)}</th>" for h in DETAILS.values())
     body = "".join(f"<tr><td>{esc(model_title(r.model))}</td><td>{esc(r.label)}</td>"
-                   + "".join(f"<td>{esc(v)}</td>" for v in detail_texts(r.details).values()) + "</tr>"
-                   for r in rows)
+                   + "".join(f"<td>{esc(v)}</td>" for v in detail_texts(d).values()) + "</tr>"
+                   for r in rows for d in r.details)
     return (f'<table class="details"><tr><th>Model</th><th>Framework</th>{head}</tr>{body}</table>'
             "<p>First run includes compilation; energy is per batch over the sampling window.</p>")
 

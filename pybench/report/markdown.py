@@ -102,9 +102,9 @@ def render_details(section: Section) -> str:
              "|" + ":---:|" * (2 + len(DETAILS))]
     rows = [row for row in section.rows if row.record is not None]
     for row in rows:
-        values = detail_texts(row.details)
-        lines.append(f"|{md_text(model_title(row.model))}|{md_text(row.label)}|"
-                     + "|".join(md_text(v) for v in values.values()) + "|")
+        for i, d in enumerate(row.details):
+            names = f"{md_text(model_title(row.model))}|{md_text(row.label)}" if i == 0 else "|"
+            lines.append(f"|{names}|" + "|".join(md_text(v) for v in detail_texts(d).values()) + "|")
     records = [row.record for row in rows]
     sources = list(dict.fromkeys(r.peak.source for r in records if r.peak))
     if sources:

@@ -104,7 +104,9 @@ def details_table(records: list[CellRecord], stat: str = "median") -> Table:
     for col in ("model", "framework", *DETAILS.values()):
         table.add_column(col, justify="left" if col in ("model", "framework") else "right")
     for r in rows_of(records, stat):
-        table.add_row(model_title(r.model), _label(r), *map(Text, detail_texts(r.details).values()))
+        for i, d in enumerate(r.details):
+            names = (model_title(r.model), _label(r)) if i == 0 else ("", "")
+            table.add_row(*names, *map(Text, detail_texts(d).values()))
     return table
 
 
