@@ -60,18 +60,25 @@ def _tooltip(value_title: str, first: str) -> list:
         ("hi:Q", "95% high"), ("rounds:N", "round values (s)"), ("verdict:N", "verdict"))]
 
 
+def _domain(data: list[dict], one: bool) -> list[float]:
+    """The points' range widened tenfold each way (and 1 for ratios): a two-round interval can span
+    decades, and it is clipped there rather than squeezing every point into one pixel."""
+    values = [d["value"] for d in data] + ([1.0] if one else [])
+    return [min(values) / 10, max(values) * 10]
+
+
 def _rows_chart(data: list[dict], x_title: str, one: bool = False):
     """A forest of points with interval rules: one line per row, offset by phase, log x."""
     import altair as alt
 
     base = alt.Chart(alt.Data(values=data))
     y = {"y": alt.Y("name:N", title=None), "yOffset": alt.YOffset("phase:N")}
-    x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log"))
+    x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log", domain=_domain(data, one)))
     points = base.mark_point(filled=True, size=50).encode(x=x, color="phase:N",
                                                           tooltip=_tooltip(x_title, "name:N"), **y)
     layers = [points]
     if any(d["lo"] is not None for d in data):
-        layers.insert(0, base.transform_filter("datum.lo != null").mark_rule().encode(
+        layers.insert(0, base.transform_filter("datum.lo != null").mark_rule(clip=True).encode(
             x="lo:Q", x2="hi:Q", color="phase:N", **y))
     if one:  # no difference
         layers.append(alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(1)))
@@ -83,13 +90,13 @@ def _history_chart(data: list[dict]):
     import altair as alt
 
     base = alt.Chart(alt.Data(values=data))
-    y = alt.Y("value:Q", title="seconds (log)", scale=alt.Scale(type="log"))
+    y = alt.Y("value:Q", title="seconds (log)", scale=alt.Scale(type="log", domain=_domain(data, False)))
     points = base.mark_point(filled=True, size=50).encode(
         x=alt.X("created:T", title="run"), y=y, color=alt.Color("name:N", title="cell"),
         tooltip=_tooltip("seconds", "name:N"))
     if not any(d["lo"] is not None for d in data):
         return points.properties(width=520)
-    rules = base.transform_filter("datum.lo != null").mark_rule().encode(
+    rules = base.transform_filter("datum.lo != null").mark_rule(clip=True).encode(
         x="created:T", y="lo:Q", y2="hi:Q", color="name:N")
     return alt.layer(rules, points).properties(width=520)
 
@@ -151,10 +158,9 @@ def _section(section: Section, stat: str) -> str:
     if section.settings:
         parts.append(f"<p>{esc(section.settings)}</p>")
     parts.append(_table(section))
-    unit = "ms" if section.layers else "s"
     times = _points(section.rows, "times")
     if times:
-        parts.append(f"<h3>{esc(stat)} {unit.replace('ms', 's')} per batch, 95% interval</h3>")
+        parts.append(f"<h3>{esc(stat)} seconds per batch by phase, 95% interval</h3>")
         parts.append(_chart("times", _rows_chart(times, "seconds (log)"), len(times)))
     ratios = _points(section.rows, "forest")
     if ratios:
