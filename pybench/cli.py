@@ -27,6 +27,7 @@ from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, CellSpec
+from pybench.statistics import STATS
 from pybench.workloads import get_workload, resolve_models
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
@@ -106,7 +107,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
-    p.add_argument("--stat", choices=("median", "min"), default="median")
+    p.add_argument("--stat", choices=STATS, default="median")
     p.add_argument("--peak-gflops", type=positive_float,
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
 
@@ -130,7 +131,7 @@ def build_parser() -> Parser:
     rep = sub.add_parser("report", help="render the seed's tables from results files")
     rep.add_argument("files", nargs="*", type=Path)
     rep.add_argument("--readme", type=Path, help="rewrite the tables between the markers in this file")
-    rep.add_argument("--stat", choices=("median", "min"), default="median")
+    rep.add_argument("--stat", choices=STATS, default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
     rep.add_argument("--details", action="store_true",
@@ -141,7 +142,7 @@ def build_parser() -> Parser:
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
     diff.add_argument("--threshold", type=positive_float, default=0.05)
-    diff.add_argument("--stat", choices=("median", "min"), default="median")
+    diff.add_argument("--stat", choices=STATS, default="median")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")

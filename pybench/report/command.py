@@ -60,6 +60,8 @@ def run(args: argparse.Namespace, say) -> int:
 
     if args.raw and args.format not in ("csv", "jsonl"):
         raise UserError("--raw is a long table: use it with --format csv or jsonl")
+    if args.readme and (args.format != "md" or args.output):
+        raise UserError("--readme takes the markdown tables: drop --format and --output")
     reference = None
     if args.reference:
         from pybench.reference import load_reference
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace, say) -> int:
     else:
         text = export_text(docs, args.format, args.raw, args.stat)
     if args.html:
-        results.atomic_write(args.html, html_page(docs, args.stat, reference))
+        results.atomic_write(args.html, text if args.format == "html" else html_page(docs, args.stat, reference))
         say(f"HTML report written to {args.html}")
     if args.plot:
         from pybench.plot import plot
@@ -81,8 +83,6 @@ def run(args: argparse.Namespace, say) -> int:
         plot(docs, args.plot, stat=args.stat)
         say(f"plot written to {args.plot}")
     if args.readme:
-        if args.format != "md":
-            raise UserError("--readme takes the markdown tables: drop --format")
         update_readme(args.readme, text)
         say(f"tables rewritten in {args.readme}")
     elif args.output:
