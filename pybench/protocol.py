@@ -268,14 +268,14 @@ def _measure_group(
 
     if memory:
         memory.reset()
-    if energy:
-        energy.reset()
     cols: dict[str, list[float]] = {n: [] for n in names}
     ordered: dict[str, list[float]] = {n: [] for n in names}  # kept sorted for the stopping test
     limit = "max_time"
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collector pause inside a timed region is noise, not the framework's cost
+    if energy:  # the memory window less the collection: energy counts every iteration's whole cost
+        energy.reset()
     try:
         while True:
             n = len(cols[lead])
