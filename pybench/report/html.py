@@ -24,7 +24,7 @@ CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 td:nth-child(-n+2),th{text-align:left}.faster{font-weight:bold}.mark{color:#b60}
-.sections{display:flex;flex-wrap:wrap;gap:2em}.section{flex:1 1 42em;min-width:30em}
+.sections{display:flex;flex-wrap:wrap;gap:2em}.section{flex:1 1 760px;min-width:0;overflow-x:auto}
 .published{background:#f6f6f6;padding:.2em 1em}pre{white-space:pre-wrap;background:#f4f4f4;padding:.5em}
 """
 
@@ -82,7 +82,7 @@ def _rows_chart(data: list[dict], x_title: str, one: bool = False):
             x="lo:Q", x2="hi:Q", color="phase:N", **y))
     if one:  # no difference
         layers.append(alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(1)))
-    return alt.layer(*layers).properties(width=520)
+    return alt.layer(*layers).properties(width=440)
 
 
 def _history_chart(data: list[dict]):
@@ -95,10 +95,10 @@ def _history_chart(data: list[dict]):
         x=alt.X("created:T", title="run"), y=y, color=alt.Color("name:N", title="cell"),
         tooltip=_tooltip("seconds", "name:N"))
     if not any(d["lo"] is not None for d in data):
-        return points.properties(width=520)
+        return points.properties(width=440)
     rules = base.transform_filter("datum.lo != null").mark_rule(clip=True).encode(
         x="created:T", y="lo:Q", y2="hi:Q", color="name:N")
-    return alt.layer(rules, points).properties(width=520)
+    return alt.layer(rules, points).properties(width=440)
 
 
 def _chart(kind: str, spec, marks: int) -> str:
