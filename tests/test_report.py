@@ -11,7 +11,7 @@ from pybench.records import Peak
 from pybench.report import markdown as report
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
 from pybench.report.format import detail_texts
-from pybench.report.terminal import summary_table
+from pybench.report.terminal import details_table, summary_table
 from pybench.report.view import details_of
 
 OLDER = results_file([record("pytorch", "resnet18", train(0.5, 0.5, 0.5))],
@@ -201,3 +201,12 @@ def test_energy_per_batch_from_the_window_counters():
     (d,) = details_of(rec, "median")
     assert d.energy_j == pytest.approx(45.0) and d.energy_source == "NVML"  # 405 J over 9 iterations
     assert detail_texts(d)["energy"] == "45 J (NVML), 0.1 CPU-s"
+
+
+def test_compare_details_show_energy_or_why_not():
+    rec = record("pytorch", "resnet18", train(0.1, 0.2), device="cpu")
+    rec.rounds[0].energy["train"] = {"cpu_ns": 9 * 10**9, "window_ns": 3 * 10**9}
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    console.print(details_table([rec]))
+    text = console.file.getvalue()
+    assert "Energy per batch" in text and "unavailable (no RAPL), 1 CPU-s" in text
