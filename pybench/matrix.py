@@ -192,7 +192,10 @@ class Matrix:
                 if record.ok:
                     efficiency.annotate(record, self.peak_gflops)
             elif record.ok:
-                first.add_round(record)
+                try:
+                    first.add_round(record)
+                except ValueError as exc:  # another version or environment: never pooled, said why
+                    first.warnings.append(f"round {round_no} not pooled: {exc}")
             else:
                 first.warnings.append(f"round {round_no} failed: {record.error}")
             self.store.save()

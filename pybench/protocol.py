@@ -49,6 +49,8 @@ MODEL_PHASES = (*SEED_PHASES, "step")
 LAYER_PHASES = ("forward", "backward", "total")  # a lone layer: no eval mode, no loss
 # Relative cost of one iteration of each group, for sharing the time budget, in measurement order.
 GROUP_WEIGHTS = {"train": 3.0, "step": 3.0, "inference": 1.0}
+# Each group's headline phase: what settles last in warm-up and what reports lead with.
+HEADLINE = {"train": "total", "step": "step", "inference": "inference"}
 
 # GPU warm-up: cudnn.benchmark (and Julia's or XLA's compiler) make the first few iterations slow; we
 # keep warming up until two consecutive iterations agree this closely, within the bounds below.
@@ -87,7 +89,8 @@ class StopRule:
 
 
 class MemoryProbe(Protocol):
-    """Peak memory over a window; opened after warm-up, read when the group's sampling ends."""
+    """A figure over the sampling window (peak memory, energy): opened after warm-up, read when the
+    group's sampling ends."""
 
     def reset(self) -> None: ...
     def read(self) -> dict[str, int]: ...
@@ -219,10 +222,11 @@ class PhaseSamples:
 
 @dataclass
 class Measurement:
-    """Everything one process measured of a cell: phases by name, peak memory by group."""
+    """Everything one process measured of a cell: phases by name, peak memory and energy by group."""
 
     phases: dict[str, PhaseSamples] = field(default_factory=dict)
     memory: dict[str, dict[str, int]] = field(default_factory=dict)
+    energy: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _stop_reason(cols: Mapping[str, list[float]], stop: StopRule, limit: str) -> str:
@@ -256,10 +260,12 @@ class GroupRun:
     """
 
     def __init__(self, sampler: Sampler, group: str, gpu: bool, memory: MemoryProbe | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, energy: MemoryProbe | None = None) -> None:
         self.sampler, self.group, self.gpu, self.memory, self.clock = sampler, group, gpu, memory, clock
+        self.energy_probe = energy
+        self.energy: dict[str, int] = {}  # summed over the blocks: never the other workers' turns
         self.names = [p.name for p in PHASES.values() if p.group == group]
-        self.lead = self.names[-1]  # the group's headline (total for train): settles last
+        self.lead = HEADLINE[group]
         self.first: dict[str, float] = {}
         self.warmup: dict[str, list[float]] = {n: [] for n in self.names}
         self.cols: dict[str, list[float]] = {n: [] for n in self.names}
@@ -295,6 +301,8 @@ class GroupRun:
         gc.collect()
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        if self.energy_probe:  # the block less the collection: energy counts each iteration's whole cost
+            self.energy_probe.reset()
         try:
             while len(got[self.lead]) < n and not (got[self.lead] and until()):
                 for name, values in _derive(self.sampler.sample(self.group, 1), self.names).items():
@@ -306,6 +314,9 @@ class GroupRun:
         finally:
             if gc_was_enabled:
                 gc.enable()
+        if self.energy_probe:
+            for kind, value in self.energy_probe.read().items():
+                self.energy[kind] = self.energy.get(kind, 0) + value
         self.blocks.append(len(got[self.lead]))
         return got
 
@@ -317,7 +328,8 @@ class GroupRun:
         return self.count >= stop.min_samples and all(precise(o, stop) for o in self.ordered.values())
 
     def end(self, stop: StopRule, limit: str) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
-        """Close the group: its phases, its peak memory and the seconds since the first run."""
+        """Close the group: its phases, its peak memory and the seconds since the first run (its
+        energy over the blocks is `self.energy`)."""
         peak = self.memory.read() if self.memory else {}
         self.sampler.finish(self.group)
         reason = _stop_reason(self.cols, stop, limit)
@@ -351,6 +363,7 @@ def measure(
     on_sample: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     plan: Mapping[str, int] | None = None,
+    energy: MemoryProbe | None = None,
 ) -> Measurement:
     """Run the whole protocol for one round of a cell in this process and return the requested phases.
 
@@ -367,10 +380,12 @@ def measure(
     for i, group in enumerate(groups):
         weights = [GROUP_WEIGHTS[g] for g in groups[i:]]
         budget = remaining * weights[0] / sum(weights)
-        run = GroupRun(sampler, group, gpu, memory, clock)
+        run = GroupRun(sampler, group, gpu, memory, clock, energy)
         got, peak, used = _measure_group(run, stop, budget, (plan or {}).get(group), on_sample)
         remaining = max(0.0, remaining - used)
         out.phases.update({p: r for p, r in got.items() if p in phases})
         out.memory[group] = peak
+        if run.energy:
+            out.energy[group] = run.energy
     out.phases = {p: out.phases[p] for p in phases}
     return out

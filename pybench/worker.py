@@ -27,6 +27,7 @@ from typing import TextIO  # noqa: E402
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
 from pybench.devices import gpu_identity, gpu_memory_used
+from pybench.energy import EnergyMeter
 from pybench.lifetime import watch_parent
 from pybench.protocol import GroupRun, Measurement, measure
 from pybench.records import CellRecord, Round
@@ -108,18 +109,23 @@ class WorkerRound:
         self.record.title = f"{framework.title} {self.backend.version()}"
         self.sampler = self.backend.sampler()
         self.memory = ProcessMemory(self.backend, spec.gpu.uuid if spec.gpu else None)
+        self.energy = EnergyMeter(spec.gpu.uuid if spec.gpu else None)
         self.measurement = Measurement()
         self.runs: dict[str, GroupRun] = {}
 
     def group(self, group: str) -> GroupRun:
         if group not in self.runs:
-            self.runs[group] = GroupRun(self.sampler, group, self.spec.device_kind == "cuda", self.memory)
+            self.runs[group] = GroupRun(self.sampler, group, self.spec.device_kind == "cuda", self.memory,
+                                        energy=self.energy)
         return self.runs[group]
 
     def end(self, group: str, limit: str) -> None:
-        phases, peak, _ = self.runs[group].end(self.spec.stop, limit)
+        run = self.runs[group]
+        phases, peak, _ = run.end(self.spec.stop, limit)
         self.measurement.phases.update({p: r for p, r in phases.items() if p in self.spec.phases})
         self.measurement.memory[group] = peak
+        if run.energy:
+            self.measurement.energy[group] = run.energy
 
     def finish(self) -> CellRecord:
         record = self.record
@@ -148,7 +154,7 @@ def run_round(spec: CellSpec, plan: dict[str, int] | None = None) -> CellRecord:
     try:
         one = WorkerRound(spec)
         one.measurement = measure(one.sampler, spec.phases, spec.stop, gpu=spec.device_kind == "cuda",
-                                  memory=one.memory, plan=plan)
+                                  memory=one.memory, plan=plan, energy=one.energy)
         return one.finish()
     except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
         return _failed(spec, exc, started)
