@@ -20,18 +20,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from pybench.backends import get_framework
-from pybench.backends.base import CACHE_ENV
 from pybench.lifetime import die_with_parent, kill_group
 from pybench.planning import fit_samples, group_cap
 from pybench.protocol import groups_of
 from pybench.records import CellRecord, Malformed
-from pybench.runner import exit_reason
+from pybench.runner import exit_reason, worker_environment
 from pybench.spec import CellSpec
 
 BLOCK_S = 1.0  # a block is about this long (at least one iteration)
@@ -45,13 +42,9 @@ class WorkerGone(Exception):
 class Member:
     """One framework's worker in a lockstep round, spoken to in JSON lines."""
 
-    def __init__(self, spec: CellSpec, worker_env: dict[str, str], cache_dir: Path | None) -> None:
+    def __init__(self, spec: CellSpec, cache_dir: Path | None) -> None:
         self.spec = spec
-        env = {**os.environ, **worker_env}
-        if spec.gpu:
-            env.update(spec.gpu.visible_env)
-        if cache_dir is not None:
-            env[CACHE_ENV] = str(cache_dir)
+        env = worker_environment(spec, cache_dir)
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file: chatter can never fill a pipe
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pybench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -128,7 +121,7 @@ def lockstep_round(specs: list[CellSpec], plan: dict[str, int] | None, timeout: 
     alternates the order between rounds).  A member that fails drops out with a failed record; the
     others finish the round.
     """
-    members = [Member(s, get_framework(s.framework).worker_env(s), cache_dir) for s in specs]
+    members = [Member(s, cache_dir) for s in specs]
     errors: dict[int, str] = {}
 
     def ask(i: int, message: dict | None, key: str) -> object | None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 from pybench.backends import get_framework
-from pybench.backends.base import CACHE_ENV
 from pybench.lifetime import run_bounded
 from pybench.records import CellRecord, Malformed
 from pybench.spec import CellSpec
@@ -49,6 +48,18 @@ def exit_reason(code: int, stderr: str) -> str:
     return f"worker exited with code {code}" + (f": {last.strip()}" if last else "")
 
 
+def worker_environment(spec: CellSpec, cache_dir: Path | None) -> dict[str, str]:
+    """The environment a worker of this cell starts with: the framework's settings, the one GPU the
+    cell names (as its device 0), and where it may cache compiled code for later rounds."""
+    framework = get_framework(spec.framework)
+    env = {**os.environ, **framework.worker_env(spec)}
+    if spec.gpu:
+        env.update(spec.gpu.visible_env)
+    if cache_dir is not None:
+        env.update(framework.cache_env(cache_dir))
+    return env
+
+
 def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | None = None,
              cache_dir: Path | None = None, plan: dict[str, int] | None = None) -> CellRecord:
     """Run one round of a cell in a fresh worker process and return its record, failed or not.
@@ -60,11 +71,7 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     """
     timeout = default_timeout(spec) if timeout is None else timeout
     cmd = command or [sys.executable, "-m", "pybench.worker"]
-    env = {**os.environ, **get_framework(spec.framework).worker_env(spec)}
-    if spec.gpu:  # every framework of the cell sees exactly this GPU, as its device 0
-        env.update(spec.gpu.visible_env)
-    if cache_dir is not None:
-        env[CACHE_ENV] = str(cache_dir)
+    env = worker_environment(spec, cache_dir)
     try:
         done = run_bounded(cmd, timeout, json.dumps({"spec": spec.to_json(), "plan": plan}) + "\n", stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
