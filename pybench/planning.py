@@ -104,7 +104,7 @@ def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> 
         half = base.estimate(phase, stat).half_width_rel
         return half is not None and half <= precision
     ratios = [r.ratio_to(base, phase, stat) for r in records[1:]]
-    return all(x is not None and x.decided(precision) for x in ratios)
+    return all(x is not None and x.decided() for x in ratios)
 
 
 def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:

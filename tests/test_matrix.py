@@ -151,7 +151,7 @@ def test_undecided_phases_get_more_rounds_until_the_budget_is_spent(tmp_path):
     later = {p for _, phases, _ in script.calls[3:] for p in phases}
     assert later and later <= set(base.spec.phases)
     for p in base.phase_names:  # A/A: never "faster" or "slower"
-        assert twin.ratio_to(base, p).verdict() == "tie"
+        assert twin.ratio_to(base, p).verdict() in ("tie", "undecided")
 
 
 def test_the_budget_stops_adaptive_rounds_after_the_minimum(tmp_path):

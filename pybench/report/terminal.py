@@ -37,7 +37,7 @@ def _ratio_text(ratio: Ratio | None) -> Text:
     if ratio.ci_low is not None and ratio.ci_high is not None:
         text += f" [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
     verdict = ratio.verdict()
-    style = {"faster": "bold green", "slower": "bold red"}.get(verdict, "dim")
+    style = {"faster": "bold green", "slower": "bold red", "undecided": "yellow"}.get(verdict, "dim")
     return Text(f"{text} {verdict}", style=style)
 
 
