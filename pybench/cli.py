@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import Counter
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,7 @@ from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, CellSpec
+from pybench.statistics import STATS
 from pybench.workloads import get_workload, resolve_models
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
@@ -36,7 +39,7 @@ out = Console(width=None if sys.stdout.isatty() else 10_000)
 
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
-DEFAULT_MAX_TIME = 10.0  # seconds of sampling per round: rounds, not samples, carry the drift
+DEFAULT_MAX_TIME = 60.0  # the most sampling a round may take; planned rounds are usually far shorter
 MAX_LABEL = 100
 
 
@@ -73,6 +76,10 @@ def label_text(text: str) -> str:
     return text
 
 
+def rounds_arg(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def results_dir(text: str) -> Path:
     path = Path(text)
     if not text:
@@ -94,25 +101,32 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
     p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
-    p.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS,
-                   help=f"fresh worker processes per cell (default {DEFAULT_ROUNDS}; stops after 2 "
-                        "once precise)")
+    p.add_argument("--rounds", type=rounds_arg, default=None,
+                   help="auto (compare's default: at least 3, more until every ratio is decided or the "
+                        f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
+    p.add_argument("--budget", type=positive_float, default=None,
+                   help="seconds for --rounds auto (default: 270 per cell)")
+    p.add_argument("--no-lockstep", dest="lockstep", action="store_false",
+                   help="run a cell's frameworks back to back in each round, not side by side")
     p.add_argument("--precision", type=positive_float, default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
     p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
     p.add_argument("--max-samples", type=positive_int, default=StopRule.max_samples)
     p.add_argument("--max-time", type=positive_float, default=DEFAULT_MAX_TIME,
-                   help=f"seconds of sampling per round, after the first run (default {DEFAULT_MAX_TIME:g})")
+                   help="the most seconds of sampling per round, after the first runs (default "
+                        f"{DEFAULT_MAX_TIME:g}); samples per round follow the measured noise")
     p.add_argument("--timeout", type=positive_float, default=None,
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
-    p.add_argument("--stat", choices=("median", "min"), default="median")
+    p.add_argument("--stat", choices=STATS, default="median")
     p.add_argument("--peak-gflops", type=positive_float,
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
 
 
 def build_parser() -> Parser:
+    from pybench.report.command import add_options as report_options
+
     parser = Parser(prog="pybench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pybench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -124,22 +138,25 @@ def build_parser() -> Parser:
 
     cmp_ = sub.add_parser("compare", help="every framework on the same cells, side by side")
     cmp_.add_argument("--model", nargs="+", required=True)
+    cmp_.add_argument("--framework", nargs="+", default=["all"],
+                      help="the frameworks side by side; one twice (pytorch pytorch) is the A/A control")
     add_cell_options(cmp_)
 
     rep = sub.add_parser("report", help="render the seed's tables from results files")
     rep.add_argument("files", nargs="*", type=Path)
     rep.add_argument("--readme", type=Path, help="rewrite the tables between the markers in this file")
-    rep.add_argument("--stat", choices=("median", "min"), default="median")
+    rep.add_argument("--stat", choices=STATS, default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
     rep.add_argument("--details", action="store_true",
-                     help="add images/s, GFLOP/s and %% of peak, peak memory and first-run time")
+                     help="add images/s, GFLOP/s and %% of peak, peak memory, first run and energy")
+    report_options(rep)
 
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
     diff.add_argument("--threshold", type=positive_float, default=0.05)
-    diff.add_argument("--stat", choices=("median", "min"), default="median")
+    diff.add_argument("--stat", choices=STATS, default="median")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
@@ -169,10 +186,14 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     device = devices.resolve_device(args.device)
     gpu = device if device.kind == "cuda" else None
     stop = StopRule(precision=args.precision, min_samples=args.min_samples,
-                    max_samples=args.max_samples, max_time=args.max_time)
+                    max_samples=args.max_samples, max_time=args.max_time, sequential=args.rounds == "auto")
+    names, seen = [], Counter()
+    for fw in frameworks:  # a framework's second row (the A/A control) needs a name of its own
+        seen[fw.name] += 1
+        names.append(f"{fw.name}#{seen[fw.name]}" if seen[fw.name] > 1 else "")
     return [
         CellSpec(
-            framework=fw.name, model=w.name, device=device.label, gpu=gpu,
+            framework=fw.name, model=w.name, device=device.label, gpu=gpu, variant_name=name,
             device_name=device.name if gpu else env["cpu"], label=env["label"],
             batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
             image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
@@ -180,7 +201,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
             compile=args.compile and fw.options.compile, stop=stop,
         )
         for w in models
-        for fw in frameworks
+        for fw, name in zip(frameworks, names)
     ]
 
 
@@ -195,7 +216,17 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
     store = results.ResultsFile.create(args.results, env, sys.argv)
-    total = len(specs) * args.rounds
+    from pybench.matrix import AUTO_MIN_ROUNDS, CELL_BUDGET_S, Schedule, run_matrix
+
+    auto = args.rounds == "auto"
+    cells = len({s.key.cell for s, reason in zip(specs, reasons) if not reason})
+    schedule = Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
+                        budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
+    if auto:
+        console.print(f"rounds auto: at least {AUTO_MIN_ROUNDS}, then until every ratio is decided; budget "
+                      f"{schedule.budget:.0f} s (done by {time.strftime('%H:%M:%S', time.localtime(time.time() + schedule.budget))} "
+                      "at the latest, plus the round under way)")
+    total = len(specs) * (AUTO_MIN_ROUNDS if auto else args.rounds)
     try:
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -204,8 +235,9 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
             task = progress.add_task("starting", total=total)
 
             def started(spec: CellSpec, round_no: int) -> None:
-                progress.update(task, description=f"round {round_no}/{args.rounds}: {spec.framework} "
-                                                  f"{spec.model} on {spec.device}")
+                if round_no > (AUTO_MIN_ROUNDS if auto else args.rounds):
+                    progress.update(task, total=progress.tasks[0].total + 1)
+                progress.update(task, description=f"round {round_no}: {spec.framework} {spec.model} on {spec.device}")
 
             def finished(record: CellRecord, round_no: int) -> None:
                 if not record.ok and round_no == 1:
@@ -213,9 +245,8 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
                         ("failed ", "red"), f"{record.spec.model} {record.spec.framework}: {record.error}"))
                 progress.advance(task)
 
-            records = runner.run_matrix(specs, store, rounds=args.rounds, timeout=args.timeout,
-                                        peak_gflops=args.peak_gflops,
-                                        events=runner.MatrixEvents(started, finished))
+            records = run_matrix(specs, store, schedule, peak_gflops=args.peak_gflops,
+                                 events=runner.MatrixEvents(started, finished))
     except BaseException:
         try:
             console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
@@ -223,6 +254,9 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
             pass
         raise
     console.print(f"results saved to {store.path}")
+    share = store.environment.get("time", {}).get("timed_share")
+    if share is not None:
+        console.print(f"{share:.0%} of the rounds' wall time went to timed iterations")
     from pybench.noise import NoiseAudit, advice
 
     for tip in advice(NoiseAudit.from_json(store.environment["noise"])):  # only when it matters
@@ -238,6 +272,7 @@ def _exit_code(records: list[CellRecord]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pybench.report.terminal import summary_table
 
+    args.rounds = args.rounds or DEFAULT_ROUNDS
     records = execute(args, resolve_frameworks(args.framework))
     out.print(summary_table(records, stat=args.stat))
     return _exit_code(records)
@@ -246,41 +281,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pybench.report.terminal import details_table, ratio_table, summary_table
 
-    records = execute(args, resolve_frameworks(["all"]))
+    names = args.framework
+    args.rounds = args.rounds or "auto"
+    records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names])
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
+    from pybench.planning import undecided
+
+    for u in undecided(records):
+        more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
+                "decide it" if u.seconds_needed else "")
+        console.print(Text(f"undecided: {u.cell.spec.model} {', '.join(u.phases)} after "
+                           f"{len(u.cell.rounds)} rounds{more}", style="yellow"))
     return _exit_code(records)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pybench.report.markdown import render_tables, update_readme
+    from pybench.report import command
 
-    reference = None
-    if args.reference:
-        from pybench.reference import load_reference
-
-        reference = load_reference(args.reference)
-    files = args.files or [results.DEFAULT_DIR]
-    if reference is not None and not args.files and not results.DEFAULT_DIR.exists():
-        docs = []  # the published figures alone
-    else:
-        docs = results.collect(files)
-    empty = [str(d.path) for d in docs if not d.records]
-    if empty and len(empty) == len(docs):
-        raise UserError(f"no records in {', '.join(empty)}: nothing was measured there yet")
-    text = render_tables(docs, stat=args.stat, reference=reference, details=args.details)
-    if args.plot:
-        from pybench.plot import plot
-
-        plot(docs, args.plot, stat=args.stat)
-        console.print(f"plot written to {args.plot}")
-    if args.readme:
-        update_readme(args.readme, text)
-        console.print(f"tables rewritten in {args.readme}")
-    else:
-        out.print(text, markup=False, highlight=False, soft_wrap=True)
-    return 0
+    return command.run(args, console.print)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -137,13 +137,16 @@ def test_gc_and_clocks_survive_the_record_and_are_validated():
 
 def test_details_show_the_gc_share_per_group():
     from factories import record
-    from pybench.report.markdown import detail_values
+    from pybench.report.format import detail_texts
+    from pybench.report.view import details_of
 
     rec = record("flux", "resnet18", samples={"inference": [0.1, 0.1, 0.1, 0.1]})
-    assert detail_values(rec)["gc_share"] == ""  # nobody reported GC: no column text
+    (inference,) = details_of(rec, "median")
+    assert detail_texts(inference)["gc"] == "-"  # not reported
     for r in rec.rounds:
         r.phases["inference"].gc = [0.01] * 4
-    assert detail_values(rec)["gc_share"].endswith("10.0%")
+    (inference,) = details_of(rec, "median")
+    assert inference.gc_share == pytest.approx(0.1) and detail_texts(inference)["gc"] == "10.0%"
 
 
 # --- which cores, which process ---------------------------------------------------------------------

@@ -49,5 +49,10 @@ class PyTorch(Framework):
                 raise UserError(f"--compile on a GPU needs Triton to build C code at first use, but there is "
                                 f"{missing}: {C_TOOLCHAIN_FIX}")
 
+    def cache_env(self, cache_dir: Path) -> dict[str, str]:
+        # Inductor's own cache (FX graphs, Triton kernels) in the matrix's folder: `--compile` rounds
+        # after the first reuse round 1's work, and no round reads a global cache from earlier runs.
+        return {**super().cache_env(cache_dir), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor")}
+
 
 FRAMEWORK = PyTorch()
