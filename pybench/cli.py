@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pybench import __version__, devices, environment, results
+from pybench.cluster import options as cluster_options
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
@@ -109,6 +110,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=("median", "min"), default="median")
     p.add_argument("--peak-gflops", type=positive_float,
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
+    cluster_options.add_executor_options(p)
 
 
 def build_parser() -> Parser:
@@ -151,6 +153,8 @@ def build_parser() -> Parser:
     env = sub.add_parser("env", help="the environment as captured")
     env.add_argument("--label", type=label_text)
     env.add_argument("--check", action="store_true", help="say what would make this machine quieter")
+    cluster_options.add_executor_options(env, matrix=False)
+    cluster_options.add_collect_parser(sub)
     sub.add_parser("setup-julia", help="install Julia and the Flux environment (needs network)")
     return parser
 
@@ -183,9 +187,15 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     ]
 
 
-def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord]:
+def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord] | None:
+    """The records of the matrix; None when submitted to Slurm with --detach."""
     from pybench import runner
 
+    if args.executor == "slurm":
+        from pybench.cluster.commands import execute as on_slurm
+
+        return on_slurm(args, frameworks, console)
+    cluster_options.check_local(args)
     env = environment.capture(args.label, args.threads, args.tf32)
     specs = build_specs(args, frameworks, env)
     reasons = [runner.skip_reason(s) for s in specs]
@@ -236,6 +246,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pybench.report.terminal import summary_table
 
     records = execute(args, resolve_frameworks(args.framework))
+    if records is None:
+        return 0
     out.print(summary_table(records, stat=args.stat))
     return _exit_code(records)
 
@@ -244,6 +256,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pybench.report.terminal import details_table, ratio_table, summary_table
 
     records = execute(args, resolve_frameworks(["all"]))
+    if records is None:
+        return 0
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
@@ -325,12 +339,24 @@ def cmd_env(args: argparse.Namespace) -> int:
         for tip in tips or ["nothing obvious: this machine looks quiet"]:
             out.print(Text(f"- {tip}"))
         return 0
+    from pybench.cluster import commands, node
     from pybench.report.terminal import frameworks_table
 
-    facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
-    out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
-    out.print(frameworks_table(facts))
+    if args.executor == "local":
+        cluster_options.check_local(args)
+    facts = commands.node_env(args, console) if args.executor == "slurm" else node.node_facts(args.label)
+    out.print_json(json.dumps(facts, default=str))
+    out.print(frameworks_table(facts["frameworks"]))
     return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from pybench.cluster.commands import cmd_collect as collect
+    from pybench.report.terminal import summary_table
+
+    records = collect(args, console)
+    out.print(summary_table(records, stat=args.stat))
+    return _exit_code(records)
 
 
 def cmd_setup_julia(args: argparse.Namespace) -> int:
@@ -348,6 +374,7 @@ COMMANDS = {
     "list": cmd_list,
     "env": cmd_env,
     "setup-julia": cmd_setup_julia,
+    "collect": cmd_collect,
 }
 
 
