@@ -21,7 +21,8 @@ from pybench.backends.base import Framework
 from pybench.cluster import slurm
 from pybench.cluster.node import CellJob, node_facts, run_cell_job
 from pybench.cluster.options import SlurmConfig
-from pybench.cluster.submission import JobEntry, Submission, collect_job, collected, job_paths
+from pybench.cluster.submission import (JobEntry, Submission, collect_job, collected, job_paths,
+                                        mark_cancelled)
 from pybench.errors import UserError
 from pybench.records import CellRecord
 from pybench.workloads import resolve_models
@@ -99,9 +100,10 @@ def execute(args: argparse.Namespace, frameworks: list[Framework], console: Cons
         return None
     try:
         records = watch(sub, console)
-    except BaseException:
-        left = [e.job_id for e in sub.jobs if collected(sub, e) is None]
-        slurm.cancel(left)
+    except BaseException as exc:
+        left = [e for e in sub.jobs if collected(sub, e) is None]
+        mark_cancelled(sub, left, f"cancelled by pybench when the submitter got {type(exc).__name__}")
+        slurm.cancel([e.job_id for e in left])
         try:
             console.print(f"pybench: cancelled {len(left)} Slurm job(s); {len(sub.jobs) - len(left)} "
                           f"collected into {sub.results}; `pybench collect {sub.folder}` records the rest")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 # A job in none of these states has ended for good (COMPLETED, FAILED, TIMEOUT, CANCELLED, ...).
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
           "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
-UNKNOWN = "UNKNOWN"
+UNKNOWN = "UNKNOWN"  # Slurm could not be asked: the job may well be alive
+NOT_FOUND = "NOT_FOUND"  # Slurm answered and no longer knows the job: it has ended
 TIMEOUT_S = 30.0
 
 
@@ -35,6 +36,9 @@ class JobState:
 
     def describe(self, job_id: str) -> str:
         """'Slurm job 12_3 TIMEOUT (TimeLimit) on node7, exit code 0:15'."""
+        if self.state == NOT_FOUND:  # e.g. an array task cancelled while queued never had a record
+            return (f"Slurm job {job_id} is no longer known to Slurm (cancelled while queued, or ended "
+                    "longer ago than the cluster keeps jobs) and left no result")
         extra = f" ({self.reason})" if self.reason and self.reason != "None" else ""
         where = f" on {self.node}" if self.node and self.node != "(null)" else ""
         code = f", exit code {self.exit_code}" if self.exit_code not in ("", "0:0") else ""
@@ -91,14 +95,20 @@ def states(job_ids: list[str]) -> dict[str, JobState]:
     """The state of every job id (submitit's 'ARRAY_TASK' or plain ids); UNKNOWN where Slurm has
     forgotten a job or cannot be asked.  One scontrol call per array, one sacct call for the rest."""
     found: dict[str, JobState] = {}
+    answered = set()  # arrays that scontrol answered for, listed or not
     for array in dict.fromkeys(j.split("_")[0] for j in job_ids):
-        found.update(parse_scontrol(_run(["scontrol", "-o", "show", "job", array]) or ""))
+        text = _run(["scontrol", "-o", "show", "job", array])
+        if text is None:
+            text = _run(["scontrol", "-o", "show", "job"])  # an array it has forgotten is an error
+        if text is not None:
+            answered.add(array)
+            found.update(parse_scontrol(text))
     missing = [j for j in job_ids if j not in found]
     if missing:
         text = _run(["sacct", "--parsable2", "-n", "-X", "-o", "JobID,State,NodeList,ExitCode,Reason",
                      *(a for j in missing for a in ("-j", j))])
         found.update(parse_sacct(text or ""))
-    return {j: found.get(j, JobState(UNKNOWN)) for j in job_ids}
+    return {j: found.get(j, JobState(NOT_FOUND if j.split("_")[0] in answered else UNKNOWN)) for j in job_ids}
 
 
 def cancel(job_ids: list[str]) -> None:

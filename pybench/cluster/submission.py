@@ -29,6 +29,7 @@ from pybench.results import ResultsFile, atomic_write
 from pybench.spec import CellSpec
 
 MANIFEST = "submission.json"
+CANCELLED = "cancelled"  # in a job's folder: why pybench cancelled it
 SCHEMA = "pybench.slurm-submission"
 STDERR_TAIL_LINES = 20
 ERROR_LINE = re.compile(r"^\w[\w.]*(Error|Exception|Interrupt|Exit|Terminated)\b.*")
@@ -117,6 +118,9 @@ def collect_job(sub: Submission, entry: JobEntry, state: JobState) -> list[CellR
             error = _last_error_line(str(exc))
     elif not state.active and state.state != "COMPLETED":
         error = state.describe(entry.job_id)
+        marker = sub.cell_folder(entry.job.index) / CANCELLED
+        if marker.exists():
+            error = f"{marker.read_text().strip()}: {error}"
     else:
         error = f"Slurm job {entry.job_id} ended without a result ({state.state})"
     doc = _staged(sub.cell_folder(entry.job.index))
@@ -132,13 +136,21 @@ def collect_job(sub: Submission, entry: JobEntry, state: JobState) -> list[CellR
         tail = _tail(job.paths.stderr)
         records += [failed_record(s, error, tail) for s in missing]
     env = dict(doc.environment) if doc else {"label": specs[0].label if specs else "slurm"}
-    env["slurm"] = {"job_id": entry.job_id, "partition": entry.partition, "state": state.state}
+    env["slurm"] = {"job_id": entry.job_id, "partition": entry.partition}
+    if not state.active:  # a job that left its result may still be COMPLETING
+        env["slurm"]["state"] = state.state
     store = ResultsFile(sub.destination(entry), env, sub.command)
     if doc:
         store.created = doc.created
     store.records = records
     store.save()
     return records
+
+
+def mark_cancelled(sub: Submission, entries: list[JobEntry], why: str) -> None:
+    """Say in each job's folder why pybench cancelled it, for the failed records collect writes."""
+    for e in entries:
+        atomic_write(sub.cell_folder(e.job.index) / CANCELLED, why + "\n")
 
 
 def job_paths(sub: Submission, entry: JobEntry):  # -> submitit.core.utils.JobPaths
