@@ -21,7 +21,7 @@ from pybench.backends.base import Framework
 from pybench.cluster import slurm
 from pybench.cluster.node import CellJob, node_facts, run_cell_job
 from pybench.cluster.options import SlurmConfig
-from pybench.cluster.submission import (JobEntry, Submission, collect_job, collected, job_paths,
+from pybench.cluster.submission import (JobEntry, Submission, collect_job, collected,
                                         mark_cancelled)
 from pybench.errors import UserError
 from pybench.records import CellRecord
@@ -130,7 +130,7 @@ def watch(sub: Submission, console: Console, wait: bool = True) -> list[CellReco
             states = slurm.states([e.job_id for e in pending]) if pending else {}
             for e in pending:
                 state = states[e.job_id]
-                if not _ended(sub, e, state):
+                if state.active:  # a job that left its result may still end TIMEOUT: wait for Slurm's word
                     continue
                 out[e.job.index] = collect_job(sub, e, state)
                 for r in out[e.job.index]:
@@ -147,12 +147,6 @@ def watch(sub: Submission, console: Console, wait: bool = True) -> list[CellReco
             time.sleep(POLL_S)
     return [r for i in sorted(out) for r in out[i]]
 
-
-def _ended(sub: Submission, entry: JobEntry, state: slurm.JobState) -> bool:
-    """Slurm says the job ended, or it left its result (Slurm may report COMPLETING a moment longer)."""
-    if not state.active:
-        return True
-    return job_paths(sub, entry).result_pickle.exists() and not state.queued
 
 
 def cmd_collect(args: argparse.Namespace, console: Console) -> list[CellRecord]:

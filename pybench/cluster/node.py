@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pybench import environment
 from pybench.backends import FRAMEWORKS, get_framework
+from pybench.lifetime import install_signal_handlers
 from pybench.results import ResultsFile, atomic_write
 from pybench.spec import CellSpec
 
@@ -50,6 +51,9 @@ def run_cell_job(job: CellJob) -> str:
     # submitit turns its early time-out signal into an error that ends the job before Slurm's limit;
     # a cell has no checkpoint to resume from, so let Slurm's own limit end it (state TIMEOUT).
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    # Slurm's SIGTERM (time limit, scancel, preemption) stops the matrix as it stops a local run: the
+    # worker is killed, what finished stays in the file, and the job ends at once.
+    install_signal_handlers()
     from pybench.cli import build_specs  # the CLI's own validation; imported late (cli imports us)
 
     args = argparse.Namespace(**job.options, model=[job.model])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pybench import results
 from pybench.cluster.node import RECORDS, CellJob, read_plan
-from pybench.cluster.slurm import JobState
+from pybench.cluster.slurm import NOT_FOUND, JobState
 from pybench.errors import UserError
 from pybench.records import CellRecord
 from pybench.results import ResultsFile, atomic_write
@@ -103,48 +103,55 @@ def collected(sub: Submission, entry: JobEntry) -> list[CellRecord] | None:
 
 
 def collect_job(sub: Submission, entry: JobEntry, state: JobState) -> list[CellRecord]:
-    """Write the job's results file (once) and return its records; the job must have ended."""
+    """Write the job's results file (once) and return its records; Slurm must say it has ended."""
     done = collected(sub, entry)
     if done is not None:
         return done
-    import submitit
-
-    job = submitit.SlurmJob(folder=sub.executor_folder / "%j", job_id=entry.job_id)
-    error = None
-    if job_paths(sub, entry).result_pickle.exists():
-        try:
-            job.result()
-        except Exception as exc:  # noqa: BLE001 - whatever the job raised becomes its failed records
-            error = _last_error_line(str(exc))
-    elif not state.active and state.state != "COMPLETED":
-        error = state.describe(entry.job_id)
-        marker = sub.cell_folder(entry.job.index) / CANCELLED
-        if marker.exists():
-            error = f"{marker.read_text().strip()}: {error}"
-    else:
-        error = f"Slurm job {entry.job_id} ended without a result ({state.state})"
-    doc = _staged(sub.cell_folder(entry.job.index))
-    specs = read_plan(sub.cell_folder(entry.job.index)) or entry.specs
+    folder = sub.cell_folder(entry.job.index)
+    error = _job_error(sub, entry, state)
+    doc = _staged(folder)
     records = list(doc.records) if doc else []
+    if error:  # a worker killed by Slurm's SIGTERM failed because of the time limit: say so first
+        for r in records:
+            if r.status == "failed":
+                r.error = f"{error}: {r.error}"
     have = {r.key for r in records}
+    specs = read_plan(folder) or entry.specs
     missing = [s for s in specs if s.key not in have]
-    if missing and error is None:
-        error = f"Slurm job {entry.job_id} returned without measuring this cell"
     if missing:
         from pybench.runner import failed_record
 
-        tail = _tail(job.paths.stderr)
-        records += [failed_record(s, error, tail) for s in missing]
+        why = error or f"Slurm job {entry.job_id} returned without measuring this cell"
+        records += [failed_record(s, why, _tail(job_paths(sub, entry).stderr)) for s in missing]
     env = dict(doc.environment) if doc else {"label": specs[0].label if specs else "slurm"}
-    env["slurm"] = {"job_id": entry.job_id, "partition": entry.partition}
-    if not state.active:  # a job that left its result may still be COMPLETING
-        env["slurm"]["state"] = state.state
+    env["slurm"] = {"job_id": entry.job_id, "partition": entry.partition, "state": state.state}
     store = ResultsFile(sub.destination(entry), env, sub.command)
     if doc:
         store.created = doc.created
     store.records = records
     store.save()
     return records
+
+
+def _job_error(sub: Submission, entry: JobEntry, state: JobState) -> str | None:
+    """Why the job did not finish its cell, or None: Slurm's end state first, then what it raised."""
+    import submitit
+
+    reasons = []
+    pickle = job_paths(sub, entry).result_pickle.exists()
+    if state.state != "COMPLETED" and not (state.state == NOT_FOUND and pickle):
+        reasons.append(state.describe(entry.job_id))
+        marker = sub.cell_folder(entry.job.index) / CANCELLED
+        if marker.exists():
+            reasons.insert(0, marker.read_text().strip())
+    if pickle:
+        try:
+            submitit.SlurmJob(folder=sub.executor_folder / "%j", job_id=entry.job_id).result()
+        except Exception as exc:  # noqa: BLE001 - whatever the job raised becomes its failed records
+            reasons.append(_last_error_line(str(exc)))
+    elif not reasons:
+        reasons.append(f"Slurm job {entry.job_id} ended without a result")
+    return ": ".join(reasons) or None
 
 
 def mark_cancelled(sub: Submission, entries: list[JobEntry], why: str) -> None:
