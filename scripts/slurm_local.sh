@@ -56,6 +56,10 @@ InactiveLimit=0
 SlurmdTimeout=60
 $node State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+# More partitions on the same node: a matrix sent to several partitions runs locally too.
+PartitionName=p2 Nodes=$host MaxTime=INFINITE State=UP
+PartitionName=p3 Nodes=$host MaxTime=INFINITE State=UP
+PartitionName=p4 Nodes=$host MaxTime=INFINITE State=UP
 EOF
 }
 
@@ -84,10 +88,19 @@ wait_for_node() {
     die "the node did not become idle within 60 s; see $STATE/log"
 }
 
+installed() {
+    command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
+        && command -v sbatch >/dev/null
+}
+
 start() {
     [[ $(id -u) == 0 ]] || die "start needs root (the daemons run as root here)"
-    command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
-        || die "install slurmctld slurmd slurm-client munge first (apt-get install ...)"
+    if ! installed && command -v apt-get >/dev/null; then
+        echo "slurm_local: installing Debian's slurmctld slurmd slurm-client munge" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            slurmctld slurmd slurm-client munge >/dev/null
+    fi
+    installed || die "install slurmctld slurmd slurm-client munge first (apt-get install ...)"
     write_conf
     start_munge
     pgrep -F "$STATE/slurmctld.pid" >/dev/null 2>&1 || slurmctld -c   # -c: a clean state, no old jobs

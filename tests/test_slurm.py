@@ -135,7 +135,9 @@ def test_ctrl_c_cancels_the_rest_and_keeps_what_finished(cluster, tmp_path: Path
     proc = subprocess.Popen([sys.executable, "-m", "pybench", "run", "--executor", "slurm", "--framework",
                              "pytorch", *TINY, *TWO_CELLS, "--max-parallel", "1", "--results",
                              str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+                            env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                            # a background job starts with SIGINT ignored, and pybench keeps it so
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert wait_for(lambda: list(tmp_path.glob("*-cell0000.json")), 120, 0.1), "the first job never came back"
         proc.send_signal(signal.SIGINT)
@@ -204,3 +206,17 @@ def test_gpu_cells_ask_for_a_gpu_and_threads_for_cores() -> None:
     params = config.parameters("a")
     assert params["gpus_per_node"] == 1 and params["exclusive"] and params["array_parallelism"] == 4
     assert params["additional_parameters"]["time"] == "30" and params["partition"] == "a"
+
+
+def test_report_names_each_machine_from_its_records_never_from_the_partition() -> None:
+    from pybench.report.markdown import render_tables
+    from tests.factories import record, results_file, train
+
+    docs = []
+    for node, partition in (("node1", "gpu-a"), ("node2", "gpu-b")):
+        doc = results_file([record(f, "resnet18", train(0.01, 0.02, 0.005), label=node) for f in ("pytorch", "jax")])
+        doc.environment.update(label=node, hostname=node, slurm={"job_id": "7_0", "partition": partition})
+        docs.append(doc)
+    text = render_tables(docs)
+    assert "GPU USED --- NVIDIA H200 (node1)" in text and "GPU USED --- NVIDIA H200 (node2)" in text
+    assert "gpu-a" not in text and "gpu-b" not in text
