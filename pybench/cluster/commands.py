@@ -8,15 +8,18 @@ job already gathered; `collect` later turns the cancelled ones into failed recor
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from pybench import environment, results
+from pybench import environment
 from pybench.backends.base import Framework
 from pybench.cluster import slurm
 from pybench.cluster.node import CellJob, node_facts, run_cell_job
@@ -25,6 +28,7 @@ from pybench.cluster.submission import (JobEntry, Submission, collect_job, colle
                                         mark_cancelled)
 from pybench.errors import UserError
 from pybench.records import CellRecord
+from pybench.spec import CellSpec
 from pybench.workloads import resolve_models
 
 POLL_S = 1.0
@@ -83,12 +87,9 @@ def submit(args: argparse.Namespace, frameworks: list[Framework], config: SlurmC
     return sub
 
 
-def _unrun(spec, config: SlurmConfig, where: str):  # CellSpec -> CellSpec
+def _unrun(spec: CellSpec, config: SlurmConfig, where: str) -> CellSpec:
     """The spec a job that never reached its node is recorded under: no machine's name."""
-    from dataclasses import replace
-
-    return replace(spec, device="cuda:0" if config.gpus else "cpu", gpu=None,
-                   device_name=f"not run ({where})", label=spec.label)
+    return replace(spec, device="cuda:0" if config.gpus else "cpu", gpu=None, device_name=f"not run ({where})")
 
 
 def execute(args: argparse.Namespace, frameworks: list[Framework], console: Console) -> list[CellRecord] | None:
@@ -148,7 +149,6 @@ def watch(sub: Submission, console: Console, wait: bool = True) -> list[CellReco
     return [r for i in sorted(out) for r in out[i]]
 
 
-
 def cmd_collect(args: argparse.Namespace, console: Console) -> list[CellRecord]:
     sub = Submission.load(args.folder)
     records = watch(sub, console, wait=args.wait)
@@ -165,7 +165,9 @@ def node_env(args: argparse.Namespace, console: Console) -> dict:
         raise UserError("env --executor slurm takes one --partition")
     import submitit
 
-    folder = Submission.new(results.DEFAULT_DIR, sys.argv).folder
+    # submitit's pickles and logs, on a path the node sees too (the home folder is shared on clusters)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench" / "slurm-env"
+    folder = Submission.new(cache, sys.argv).folder
     try:
         job = executor(folder, config, config.partitions[0]).submit(node_facts, args.label)
     except submitit.core.utils.FailedJobError as exc:
@@ -180,9 +182,12 @@ def node_env(args: argparse.Namespace, console: Console) -> dict:
         if not job.paths.result_pickle.exists():
             raise UserError(f"{state.describe(job.job_id)}; its log: {job.paths.stderr}")
         try:
-            return job.result()
+            facts = job.result()
         except Exception as exc:  # noqa: BLE001 - the node's error, for the user
-            raise UserError(f"pybench env failed on the node: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"pybench env failed on the node: {str(exc).splitlines()[0]}; its log: "
+                            f"{job.paths.stderr}") from None
+        shutil.rmtree(folder, ignore_errors=True)  # kept only when something went wrong
+        return facts
     except BaseException:
         slurm.cancel([job.job_id])
         raise

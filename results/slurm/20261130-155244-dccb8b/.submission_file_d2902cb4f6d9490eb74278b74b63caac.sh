@@ -1,1 +1,0 @@
-/work/wt/slurm/results/slurm/20261130-155244-dccb8b/27/27_submission.sh

@@ -1,1 +1,0 @@
-/work/wt/slurm/results/slurm/20261130-155738-2c3a5b/36/36_submission.sh
