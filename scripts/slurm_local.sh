@@ -110,10 +110,12 @@ start() {
 }
 
 stop() {
-    local pidfile
+    local pidfile pid
     for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid"; do
-        if [[ -s $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
-            for _ in $(seq 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+        [[ -s $pidfile ]] || continue
+        pid=$(cat "$pidfile")
+        if kill "$pid" 2>/dev/null; then
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         fi
         rm -f "$pidfile"
     done
