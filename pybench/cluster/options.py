@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybench.errors import UserError
+from pybench.statistics import STATS
 
 EXECUTORS = ("local", "slurm")
 DEFAULT_TIME = "1:00:00"
@@ -111,4 +112,4 @@ def add_collect_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="gather the results of a Slurm submission (idempotent)")
     p.add_argument("folder", type=Path, help="the submission folder that run/compare --executor slurm printed")
     p.add_argument("--wait", action="store_true", help="wait for the jobs still queued or running")
-    p.add_argument("--stat", choices=("median", "min"), default="median")
+    p.add_argument("--stat", choices=STATS, default="median")
