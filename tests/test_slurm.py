@@ -19,7 +19,7 @@ import pytest
 
 from pybench.cluster.options import SlurmConfig, key_value, slurm_time
 from pybench.cluster.slurm import JobState, parse_sacct, parse_scontrol
-from tests.processes import wait_for
+from processes import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--threads", "1", "--rounds", "1", "--max-time", "0.5", "--min-samples", "5", "--max-samples", "50"]
@@ -210,7 +210,7 @@ def test_gpu_cells_ask_for_a_gpu_and_threads_for_cores() -> None:
 
 def test_report_names_each_machine_from_its_records_never_from_the_partition() -> None:
     from pybench.report.markdown import render_tables
-    from tests.factories import record, results_file, train
+    from factories import record, results_file, train
 
     docs = []
     for node, partition in (("node1", "gpu-a"), ("node2", "gpu-b")):
