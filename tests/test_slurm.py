@@ -62,6 +62,10 @@ def job_ids(folder: Path) -> list[str]:
     return [e["job_id"] for e in json.loads((folder / "submission.json").read_text())["jobs"]]
 
 
+def queued_ids() -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+
+
 def squeue(ids: list[str]) -> list[str]:
     out = subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if line.split()[0] in ids]
@@ -152,6 +156,16 @@ def test_ctrl_c_cancels_the_rest_and_keeps_what_finished(cluster, tmp_path: Path
     pybench("collect", "--wait", str(folder), check_rc=1)
     second = [r for r in records_of(tmp_path) if r["spec"]["model"] == "maxpool3x3_s2"]
     assert second[0]["status"] == "failed" and "cancelled by pybench" in second[0]["error"]
+
+
+def test_a_refused_submission_leaves_no_job_and_no_folder(cluster, tmp_path: Path) -> None:
+    before = set(queued_ids())
+    done = pybench("run", "--executor", "slurm", "--partition", "debug", "--partition", "nosuch", *TINY,
+                   "--model", "conv3x3_s1", "--results", str(tmp_path), check_rc=2)
+    assert done.stderr.splitlines()[-1].startswith("pybench: error: sbatch refused the job: ")
+    assert "nosuch" in done.stderr and list((tmp_path / "slurm").iterdir()) == []
+    # the array already accepted for partition debug was cancelled
+    assert wait_for(lambda: not set(queued_ids()) - before, 30, 0.5), set(queued_ids()) - before
 
 
 def test_env_runs_on_a_node(cluster) -> None:

@@ -81,8 +81,9 @@ def submit(args: argparse.Namespace, frameworks: list[Framework], config: SlurmC
                 raise _submit_error(exc) from None
             sub.jobs += [JobEntry(j, s.job_id, p, specs) for (j, p, specs), s in zip(jobs, submitted)]
             sub.save()
-    except BaseException:
-        slurm.cancel([e.job_id for e in sub.jobs])  # all or nothing: no orphans of a half submission
+    except BaseException:  # all or nothing: no orphans of a half submission, no folder of nothing
+        slurm.cancel([e.job_id for e in sub.jobs])
+        shutil.rmtree(sub.folder, ignore_errors=True)
         raise
     return sub
 

@@ -47,9 +47,9 @@ def add_executor_options(p: argparse.ArgumentParser, matrix: bool = True) -> Non
     g.add_argument("--slurm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. account=lab, qos=high, constraint=v100")
     g.add_argument("--python", help="the interpreter on the nodes (default: this one; a shared filesystem)")
+    g.add_argument("--slurm-gpus-per-cell", type=positive_int,
+                   help="GPUs per job (default: 1 with --device cuda*, else none)")
     if matrix:
-        g.add_argument("--slurm-gpus-per-cell", type=positive_int,
-                       help="GPUs per job (default: 1 with --device cuda*, else none)")
         g.add_argument("--max-parallel", type=positive_int, default=DEFAULT_MAX_PARALLEL,
                        help=f"jobs of an array running at once (default {DEFAULT_MAX_PARALLEL})")
         g.add_argument("--detach", action="store_true",
@@ -68,7 +68,7 @@ class SlurmConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SlurmConfig":
-        device = getattr(args, "device", "cpu")
+        device = getattr(args, "device", "auto")  # env has no --device
         gpus = getattr(args, "slurm_gpus_per_cell", None)
         if gpus is None:
             gpus = 1 if device.startswith("cuda") else 0
