@@ -32,15 +32,17 @@ class CellKey:
     framework: str = ""
     channels_last: bool = False
     compile: bool = False
+    variant_name: str = ""  # a row's own name in its cell: the second of an A/A pair, a named variant
 
     @property
     def cell(self) -> "CellKey":
-        return replace(self, framework="", channels_last=False, compile=False)
+        return replace(self, framework="", channels_last=False, compile=False, variant_name="")
 
     @property
     def variant(self) -> str:
         """What makes this row not a plain fp32 row; '' for the plain one."""
-        tags = [] if self.dtype == "fp32" else [self.dtype]
+        tags = [self.variant_name] if self.variant_name else []
+        tags += [] if self.dtype == "fp32" else [self.dtype]
         tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
         return ", ".join(tags)
 
@@ -49,7 +51,7 @@ class CellKey:
 
     @classmethod
     def from_json(cls, data: dict) -> "CellKey":
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class CellSpec:
     stop: StopRule = field(default_factory=StopRule)
     phases: tuple[str, ...] = ()  # default: the workload's phases
     gpu: Device | None = None  # the GPU, by UUID, that the worker is pinned to
+    variant_name: str = ""  # see CellKey.variant_name
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -110,7 +113,7 @@ class CellSpec:
             model=self.model, device_kind=self.device_kind, device_name=self.device_name,
             label=self.label, batch_size=self.batch_size, image_size=self.image_size,
             dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
-            channels_last=self.channels_last, compile=self.compile,
+            channels_last=self.channels_last, compile=self.compile, variant_name=self.variant_name,
         )
 
     def to_json(self) -> dict:

@@ -32,7 +32,7 @@ from pybench.spec import CellSpec
 from pybench.workloads import resolve_models
 
 POLL_S = 1.0
-NOT_CELL_OPTIONS = {"command", "framework", "model", "results", "stat", "executor", "partition", "slurm_time",
+NOT_CELL_OPTIONS = {"command", "framework", "model", "results", "executor", "partition", "slurm_time",
                     "slurm_opt", "python", "slurm_gpus_per_cell", "max_parallel", "detach"}
 
 

@@ -67,11 +67,11 @@ def run_cell_job(job: CellJob) -> str:
 
 
 def measure(specs: list[CellSpec], store: ResultsFile, args: argparse.Namespace) -> None:
-    """The one call into the runner: the specs, the file, and only the options a user set."""
-    from pybench import runner
+    """The one call into the runner: the cell's specs, the file, and the schedule the CLI would use."""
+    from pybench.cli import schedule_of
+    from pybench.matrix import run_matrix
 
-    extra = {k: getattr(args, k) for k in ("timeout", "peak_gflops") if getattr(args, k) is not None}
-    runner.run_matrix(specs, store, rounds=args.rounds, **extra)
+    run_matrix(specs, store, schedule_of(args, cells=1), peak_gflops=args.peak_gflops)
 
 
 def read_plan(folder: Path) -> list[CellSpec] | None:
