@@ -73,16 +73,16 @@ def squeue(ids: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def slow_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cell that samples for 10 minutes under a 1-minute limit, submitted detached before the
-    other tests so that its minute overlaps theirs; its own test gathers it last."""
+    """A cell of 100 rounds (a fresh worker each) that can never be precise, under a 1-minute limit,
+    submitted detached before the other tests so that its minute overlaps theirs; its own test
+    gathers it last."""
     reason = cluster_problem()
     if reason:
         pytest.skip(reason)
     results = tmp_path_factory.mktemp("timeout")
     pybench("run", "--executor", "slurm", "--detach", "--framework", "pytorch", "--slurm-time", "1",
-            "--model", "conv3x3_s1", "--threads", "1", "--rounds", "1", "--max-time", "600",
-            "--precision", "0.000001", "--min-samples", "100000000", "--max-samples", "100000000",
-            "--results", str(results))
+            "--model", "conv3x3_s1", "--threads", "1", "--rounds", "100", "--max-time", "5",
+            "--precision", "0.000001", "--results", str(results))
     return results
 
 
@@ -175,10 +175,14 @@ def test_env_runs_on_a_node(cluster) -> None:
 
 
 def test_a_job_past_its_time_limit_is_a_failed_record_with_slurms_reason(slow_job: Path) -> None:
-    done = pybench("collect", "--wait", str(submission(slow_job)), check_rc=1, timeout=300)
+    done = pybench("collect", "--wait", str(submission(slow_job)), check_rc=None, timeout=300)
     [record] = records_of(slow_job)
-    assert record["status"] == "failed" and "TIMEOUT" in record["error"], record["error"]
-    assert record["spec"]["device_name"] != "not run" and "failed" in done.stderr
+    # Rounds finished before the limit are kept with a warning; a cell with none is a failed record.
+    if record["status"] == "failed":
+        assert done.returncode == 1 and "TIMEOUT" in record["error"], record["error"]
+    else:
+        assert done.returncode == 0 and record["rounds"] and "TIMEOUT (TimeLimit)" in record["warnings"][-1]
+    assert not record["spec"]["device_name"].startswith("not run")  # it ran on a node, named from it
 
 
 # --- without a cluster ---------------------------------------------------------------------------

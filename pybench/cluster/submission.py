@@ -115,6 +115,8 @@ def collect_job(sub: Submission, entry: JobEntry, state: JobState) -> list[CellR
         for r in records:
             if r.status == "failed":
                 r.error = f"{error}: {r.error}"
+            elif r.ok:  # the rounds it finished are good measurements: kept, with the reason it stopped
+                r.warnings.append(f"{error}; the cell stopped after {len(r.rounds)} round(s)")
     have = {r.key for r in records}
     specs = read_plan(folder) or entry.specs
     missing = [s for s in specs if s.key not in have]
