@@ -73,7 +73,8 @@ def main() -> int:
     ok = sum(r["status"] == "ok" for r in records)
     print(f"jobs: {len(jobs)} on partitions {', '.join(args.partition)}; records ok {ok}, "
           f"lost {len(jobs) - ok}")
-    print(f"all jobs queued within {max(queued):.0f} s of the command's start; whole matrix {wall:.0f} s")
+    print(f"last job queued {max(queued):.0f} s after the command's start (1 s resolution); "
+          f"whole matrix {wall:.0f} s")
     print(f"node overhead per job: median {statistics.median(node):.1f} s, max {max(node):.1f} s "
           "(Slurm's start..end minus the runner's time; 1 s resolution)")
     print(f"collection lag per job: median {statistics.median(lag):.1f} s, max {max(lag):.1f} s")
