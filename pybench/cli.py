@@ -7,7 +7,6 @@ Exit codes a CI can trust: 0 success; 1 an attempted cell failed (run, compare) 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import traceback
 from pathlib import Path
@@ -24,9 +23,10 @@ from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
 from pybench.lifetime import Terminated, install_signal_handlers
+from pybench.options import MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number, results_dir
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
-from pybench.spec import DTYPES, CellSpec
+from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
 from pybench.workloads import get_workload, resolve_models
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
@@ -36,7 +36,6 @@ out = Console(width=None if sys.stdout.isatty() else 10_000)
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
 DEFAULT_MAX_TIME = 10.0  # seconds of sampling per round: rounds, not samples, carry the drift
-MAX_LABEL = 100
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,70 +43,37 @@ class Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def number(cast: type, minimum: float = 0, inclusive: bool = False) -> Callable[[str], int | float]:
-    """An argparse type: a finite number of the given type above `minimum` (or at it, if inclusive)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {cast.__name__}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
-        if value < minimum or (value == minimum and not inclusive):
-            bound = f"at least {minimum:g}" if inclusive else "positive" if minimum == 0 else f"above {minimum:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
-        return value
-
-    return parse
-
-
-positive_int, positive_float, non_negative_int = number(int), number(float), number(int, 0, True)
-
-
-def label_text(text: str) -> str:
-    if not text.strip() or len(text) > MAX_LABEL or not text.isprintable():
-        raise argparse.ArgumentTypeError(
-            f"labels are 1 to {MAX_LABEL} printable characters, got {text[:40]!r}")
-    return text
-
-
-def results_dir(text: str) -> Path:
-    path = Path(text)
-    if not text:
-        raise argparse.ArgumentTypeError("the results folder must not be empty")
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
-    return path
+def _int(maximum: int, minimum: int = 0) -> Callable[[str], int | float]:
+    return number(int, minimum, inclusive=minimum > 0, maximum=maximum)
 
 
 def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=positive_int, help="default: 8 (4 for resnet101/152 on a GPU)")
-    p.add_argument("--image-size", type=positive_int, default=224)
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=_int(MAX_BATCH, 1), help="default: 8 (4 for resnet101/152 on a GPU)")
+    p.add_argument("--image-size", type=_int(MAX_IMAGE, 1), default=224)
+    p.add_argument("--threads", type=_int(MAX_THREADS, 1), default=None,
                    help="cores and intra-op threads of every framework (default: all available)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=_int(MAX_SEED), default=0)
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
     p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
-    p.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS,
+    p.add_argument("--rounds", type=_int(MAX_ROUNDS, 1), default=DEFAULT_ROUNDS,
                    help=f"fresh worker processes per cell (default {DEFAULT_ROUNDS}; stops after 2 "
                         "once precise)")
-    p.add_argument("--precision", type=positive_float, default=StopRule.precision,
+    p.add_argument("--precision", type=number(float, maximum=1), default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
-    p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
-    p.add_argument("--max-samples", type=positive_int, default=StopRule.max_samples)
-    p.add_argument("--max-time", type=positive_float, default=DEFAULT_MAX_TIME,
+    p.add_argument("--min-samples", type=_int(MAX_SAMPLES, 1), default=StopRule.min_samples)
+    p.add_argument("--max-samples", type=_int(MAX_SAMPLES, 1), default=StopRule.max_samples)
+    p.add_argument("--max-time", type=number(float, maximum=MAX_TIME_S), default=DEFAULT_MAX_TIME,
                    help=f"seconds of sampling per round, after the first run (default {DEFAULT_MAX_TIME:g})")
-    p.add_argument("--timeout", type=positive_float, default=None,
+    p.add_argument("--timeout", type=number(float, maximum=MAX_TIMEOUT_S), default=None,
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
     p.add_argument("--stat", choices=("median", "min"), default="median")
-    p.add_argument("--peak-gflops", type=positive_float,
+    p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
 
 
@@ -137,15 +103,16 @@ def build_parser() -> Parser:
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
-    diff.add_argument("--threshold", type=positive_float, default=0.05)
+    diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
     diff.add_argument("--stat", choices=("median", "min"), default="median")
+    diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
     par.add_argument("--model", required=True)
     par.add_argument("--device", default="cpu")
-    par.add_argument("--batch-size", type=positive_int, default=2)
-    par.add_argument("--image-size", type=positive_int, default=224)
+    par.add_argument("--batch-size", type=_int(MAX_BATCH, 1), default=2)
+    par.add_argument("--image-size", type=_int(MAX_IMAGE, 1), default=224)
 
     sub.add_parser("list", help="workloads and frameworks")
     env = sub.add_parser("env", help="the environment as captured")
@@ -175,8 +142,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
             device_name=device.name if gpu else env["cpu"], label=env["label"],
             batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
             image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
-            dtype=args.dtype, channels_last=args.channels_last and fw.options.channels_last,
-            compile=args.compile and fw.options.compile, stop=stop,
+            dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, stop=stop,
         )
         for w in models
         for fw in frameworks
@@ -215,7 +181,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
                                         events=runner.MatrixEvents(started, finished))
     except BaseException:
         try:
-            console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
+            console.print(f"pybench: {store.kept()}")
         except OSError:  # the terminal is gone (SIGHUP): the file is what matters
             pass
         raise
@@ -286,7 +252,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold,
                              stat=args.stat)
     out.print(diff.diff_table(rows, args.threshold))
-    return EXIT_FAILED if diff.has_regression(rows) else 0
+    return EXIT_FAILED if diff.has_regression(rows, strict=args.strict) else 0
 
 
 def cmd_parity(args: argparse.Namespace) -> int:

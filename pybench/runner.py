@@ -156,8 +156,12 @@ def _rounds(specs: list[CellSpec], store: ResultsFile, rounds: int, min_rounds: 
                 if spec in records and not records[spec].ok:
                     continue  # failed in an earlier round: its error stands
                 events.started(spec, round_no)
-                record = run_one(spec, timeout)
-                _keep(records, spec, record, round_no, store, peak_gflops)
+                with signals_deferred():  # from the worker's exit until its round is in the file
+                    record = run_one(spec, timeout)  # a signal still stops a running worker
+                    first = _keep(records, spec, record, round_no, store)
+                if first and record.ok:  # derived figures, after the save: best effort
+                    efficiency.annotate(record, peak_gflops)
+                    store.save()
                 events.finished(records[spec], round_no)
             measured = [records[s] for s in members if records[s].ok]
             if measured and all(len(r.rounds) >= min_rounds for r in measured) and all(
@@ -169,20 +173,16 @@ def _rounds(specs: list[CellSpec], store: ResultsFile, rounds: int, min_rounds: 
 
 
 def _keep(records: dict[CellSpec, CellRecord], spec: CellSpec, record: CellRecord, round_no: int,
-          store: ResultsFile, peak_gflops: float | None) -> None:
-    """Save first; derived figures afterwards are best effort, never a lost cell.  A signal waits
-    until the round is in the file."""
+          store: ResultsFile) -> bool:
+    """Save a round into its cell's record; True when it is the cell's first."""
     first = records.get(spec)
     if first is None:
         records[spec] = record
         store.add(record)
-        if record.ok:
-            efficiency.annotate(record, peak_gflops)
-        store.save()
-        return
-    with signals_deferred():
-        if record.ok:
-            first.add_round(record)
-        else:
-            first.warnings.append(f"round {round_no} failed: {record.error}")
-        store.save()
+        return True
+    if record.ok:
+        first.add_round(record)
+    else:
+        first.warnings.append(f"round {round_no} failed: {record.error}")
+    store.save()
+    return False
