@@ -43,29 +43,29 @@ class Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def _int(maximum: int, minimum: int = 0) -> Callable[[str], int | float]:
-    return number(int, minimum, inclusive=minimum > 0, maximum=maximum)
+def _int(maximum: int, positive: bool = True) -> Callable[[str], int | float]:
+    return number(int, 0, inclusive=not positive, maximum=maximum)
 
 
 def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=_int(MAX_BATCH, 1), help="default: 8 (4 for resnet101/152 on a GPU)")
-    p.add_argument("--image-size", type=_int(MAX_IMAGE, 1), default=224)
-    p.add_argument("--threads", type=_int(MAX_THREADS, 1), default=None,
+    p.add_argument("--batch-size", type=_int(MAX_BATCH), help="default: 8 (4 for resnet101/152 on a GPU)")
+    p.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
+    p.add_argument("--threads", type=_int(MAX_THREADS), default=None,
                    help="cores and intra-op threads of every framework (default: all available)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
-    p.add_argument("--seed", type=_int(MAX_SEED), default=0)
+    p.add_argument("--seed", type=_int(MAX_SEED, positive=False), default=0)
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
     p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
-    p.add_argument("--rounds", type=_int(MAX_ROUNDS, 1), default=DEFAULT_ROUNDS,
+    p.add_argument("--rounds", type=_int(MAX_ROUNDS), default=DEFAULT_ROUNDS,
                    help=f"fresh worker processes per cell (default {DEFAULT_ROUNDS}; stops after 2 "
                         "once precise)")
     p.add_argument("--precision", type=number(float, maximum=1), default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
-    p.add_argument("--min-samples", type=_int(MAX_SAMPLES, 1), default=StopRule.min_samples)
-    p.add_argument("--max-samples", type=_int(MAX_SAMPLES, 1), default=StopRule.max_samples)
+    p.add_argument("--min-samples", type=_int(MAX_SAMPLES), default=StopRule.min_samples)
+    p.add_argument("--max-samples", type=_int(MAX_SAMPLES), default=StopRule.max_samples)
     p.add_argument("--max-time", type=number(float, maximum=MAX_TIME_S), default=DEFAULT_MAX_TIME,
                    help=f"seconds of sampling per round, after the first run (default {DEFAULT_MAX_TIME:g})")
     p.add_argument("--timeout", type=number(float, maximum=MAX_TIMEOUT_S), default=None,
@@ -111,8 +111,8 @@ def build_parser() -> Parser:
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
     par.add_argument("--model", required=True)
     par.add_argument("--device", default="cpu")
-    par.add_argument("--batch-size", type=_int(MAX_BATCH, 1), default=2)
-    par.add_argument("--image-size", type=_int(MAX_IMAGE, 1), default=224)
+    par.add_argument("--batch-size", type=_int(MAX_BATCH), default=2)
+    par.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
 
     sub.add_parser("list", help="workloads and frameworks")
     env = sub.add_parser("env", help="the environment as captured")

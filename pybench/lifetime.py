@@ -11,6 +11,8 @@
 - `die_with_parent` (in the child, before exec) and `watch_parent` (in the worker) make a worker die
   with the orchestrator even when that one is killed with SIGKILL and can clean up nothing.
 - `run_bounded` runs a child under all of the above, with a time-out that kills its whole group.
+- `scratch_dir` names a temporary folder with its owner's pid, so that the next start removes what
+  a SIGKILLed run (which can clean up nothing) left behind.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Iterator
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -194,3 +200,39 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(prefix: str, folder: Path | None = None) -> list[Path]:
+    """Remove the folders `prefix`-<pid>-* in the temp folder whose pid is no longer running and
+    that are ours (not a link, owned by this user); return them."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{prefix}-*"):
+        found = re.fullmatch(rf"{re.escape(prefix)}-([0-9]+)-.*", path.name)
+        try:
+            if not found or not path.is_dir() or path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if not _alive(int(found.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder for this process's lifetime, named `prefix`-<pid>-...; stale ones of dead
+    processes are removed first."""
+    remove_stale(prefix)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-{os.getpid()}-") as path:
+        yield Path(path)

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,7 @@ from typing import Callable
 from pybench import efficiency, noise
 from pybench.backends import get_framework
 from pybench.backends.base import CACHE_ENV
-from pybench.lifetime import run_bounded, signals_deferred
+from pybench.lifetime import run_bounded, scratch_dir, signals_deferred
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
 from pybench.spec import CellKey, CellSpec
@@ -34,6 +33,7 @@ from pybench.spec import CellKey, CellSpec
 # every phase (Julia, XLA, Inductor); a cell is only declared hung after all of that.
 STARTUP_ALLOWANCE_S = 600.0
 STDERR_TAIL_LINES = 20
+CACHE_PREFIX = "pybench-cache"  # the compile caches of one matrix, in the temp folder
 
 
 def default_timeout(spec: CellSpec) -> float:
@@ -124,9 +124,9 @@ def run_matrix(
     framework; a cell whose round fails keeps the rounds it has and a warning.  `run_one` measures one
     round (tests script it).
     """
-    with tempfile.TemporaryDirectory(prefix="pybench-cache-") as cache:
+    with scratch_dir(CACHE_PREFIX) as cache:
         return _rounds(specs, store, rounds, min_rounds, timeout, peak_gflops, events or MatrixEvents(),
-                       lambda spec, t: run_one(spec, t, cache_dir=Path(cache)))
+                       lambda spec, t: run_one(spec, t, cache_dir=cache))
 
 
 def _rounds(specs: list[CellSpec], store: ResultsFile, rounds: int, min_rounds: int, timeout: float | None,

@@ -6,13 +6,12 @@ no file can inject markup or the table markers into a README.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pybench.errors import UserError
 from pybench.protocol import PHASES
 from pybench.records import CellRecord
-from pybench.report.format import fmt_duration, fmt_mib, fmt_seconds, model_title
+from pybench.report.format import fmt_duration, fmt_mib, fmt_seconds, md_text, model_title
 from pybench.report.selection import (
     Cell, Row, Section, check_stat, measured_sections, reference_sections, winners,
 )
@@ -24,14 +23,6 @@ END_MARKER = "<!-- pybench:tables:end -->"
 NOISY, FEW, FAILED, PARAMS, NOTE = "†", "°", "‡", "§", "Note:"
 GROUPS = ("train", "step", "inference")  # the details' phase groups, by their headline phase
 HEADLINE = {"train": "total", "step": "step", "inference": "inference"}
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<])")  # "<" breaks HTML, comments and the markers
-
-
-def md_text(text: str) -> str:
-    """Untrusted text as literal markdown in a table cell: one line, special characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
 
 def _cell_md(cell: Cell | None, bold: bool, unit: str) -> str:
     if cell is None:
@@ -115,7 +106,7 @@ DETAILS = {
 def _memory_text(peaks: dict[str, int]) -> str:
     short = {"cpu_peak_rss": "rss", "cuda_max_allocated": "allocated", "cuda_max_reserved": "reserved",
              "nvml_device_used_snapshot": "device used (all processes, snapshot)"}
-    return ", ".join(f"{short.get(k, k)} {fmt_mib(v)}" for k, v in peaks.items() if v)
+    return ", ".join(f"{md_text(short.get(k, k))} {fmt_mib(v)}" for k, v in peaks.items() if v)
 
 
 def detail_values(record: CellRecord, stat: str = "median") -> dict[str, str]:
