@@ -53,19 +53,20 @@ class Terminated(BaseException):
 
 _deferring = 0
 _pending: int | None = None
-_raised = False  # a signal's exception is on its way: the shutdown it started runs to its end
 
 
 def _exception(signum: int) -> BaseException:
-    global _raised
-    _raised = True
+    """The exception for a signal, raised now: from here on the handled signals are ignored, so the
+    shutdown runs to its end.  SIG_IGN rather than a flag: at exit Python resets its own handlers
+    to the default action, and a late Ctrl-C would then kill the process (exit -2, not 130)."""
+    for sig in HANDLED:
+        if signal.getsignal(sig) is _handler:
+            signal.signal(sig, signal.SIG_IGN)
     return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _handler(signum: int, frame: object) -> None:
     global _pending
-    if _raised:
-        return
     if _deferring:
         _pending = _pending or signum  # the first one decides what is raised afterwards
         return
@@ -76,8 +77,6 @@ def install_signal_handlers() -> None:
     """SIGTERM/SIGHUP raise Terminated, SIGINT KeyboardInterrupt, each held back inside
     `signals_deferred`.  A signal that was ignored when we started (nohup, a background job)
     stays ignored.  Call once, from the main thread, at start."""
-    global _raised
-    _raised = False
     for sig in HANDLED:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _handler)
