@@ -367,3 +367,12 @@ def test_stale_caches_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
         (d / "compiled").write_text("x")
     assert lifetime.remove_stale("pybench-cache", tmp_path) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_quality_honours_the_statistic():
+    one_round = record("pytorch", "resnet18", train(1, 1), device="cpu")  # nine tight samples
+    assert one_round.quality("total") == "precise"
+    assert one_round.quality("total", "min") == "too_few_samples"  # a lone minimum has no interval
+    rounds = [{"total": [1.0, 5.0, 5.0]}, {"total": [1.0, 9.0, 9.0]}, {"total": [1.0, 1.0, 7.0]}]
+    split = record("pytorch", "resnet18", rounds=rounds, device="cpu")
+    assert split.quality("total", "min") == "precise" and split.quality("total") == "noisy"

@@ -92,7 +92,7 @@ def row_of(record: CellRecord, stat: str) -> Row:
         if not record.ok:
             cells[p] = Cell(failed=record.status == "failed")
         elif p in record.phase_names:
-            cells[p] = Cell(value=record.estimate(p, stat).value, quality=record.quality(p))
+            cells[p] = Cell(value=record.estimate(p, stat).value, quality=record.quality(p, stat))
     return Row(
         model=record.spec.model,
         framework=record.spec.framework,

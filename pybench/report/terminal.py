@@ -35,7 +35,7 @@ def _phase_cell(record: CellRecord, phase: str, stat: str) -> Text:
     if e.ci_low is not None and e.ci_high is not None:
         half = (e.ci_high - e.ci_low) / 2
     text = fmt_duration(e.value, half)
-    mark = MARKS.get(record.quality(phase))
+    mark = MARKS.get(record.quality(phase, stat))
     return Text(f"{text} {mark}", style="yellow") if mark else Text(text)
 
 
@@ -60,9 +60,9 @@ def _ratio_text(record: CellRecord, base: CellRecord, phase: str, stat: str) -> 
     return Text(f"{text} {verdict}", style=style)
 
 
-def _notes(records: list[CellRecord]) -> list[str]:
+def _notes(records: list[CellRecord], stat: str) -> list[str]:
     notes = []
-    qualities = {r.quality(p) for r in records if r.ok for p in r.phase_names}
+    qualities = {r.quality(p, stat) for r in records if r.ok for p in r.phase_names}
     if "noisy" in qualities:
         notes.append(f"{NOISY} noisy: the interval is wider than the target precision")
     if "too_few_samples" in qualities:
@@ -103,7 +103,7 @@ def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
         ratio = _ratio_text(r, base, lead, stat) if base is not None and base is not r else Text("")
         table.add_row(model, _label(r), *[_phase_cell(r, p, stat) for p in MODEL_PHASES],
                       f"{len(r.rounds)} x {counts}", fmt_duration(r.first_run(lead)), ratio)
-    notes = _notes(ordered)
+    notes = _notes(ordered, stat)
     if notes:
         table.caption = Text("\n".join(notes), justify="left")
     return table
