@@ -315,14 +315,6 @@ def test_diff_strict_fails_on_inconclusive(tmp_path, restore_signals):
     assert cli.main(["diff", "--strict", str(old), str(new)]) == 1
 
 
-@pytest.fixture
-def restore_signals():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 # --- text that escapes its place ------------------------------------------------------------------
 
 @pytest.mark.parametrize("hostile", [END_MARKER, BEGIN_MARKER, "<!-- open", "x <script>", "a\n<!--\nb"])

@@ -3,10 +3,8 @@ makes a report, a plot, a README update or a diff exit 3, and a README update ne
 bytes outside its markers."""
 
 import json
-import signal
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,15 +62,6 @@ def _mutated(path, value) -> str:
     node[path[-1]] = RAW if raw is not None else value
     text = json.dumps(doc)
     return text.replace(json.dumps(RAW), raw) if raw is not None else text
-
-
-@pytest.fixture
-def restore_signals():
-    """cli.main installs pybench's handlers in this process: put pytest's back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
