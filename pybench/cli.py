@@ -27,6 +27,7 @@ from pybench.options import MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, n
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
+from pybench.statistics import STATS
 from pybench.workloads import get_workload, resolve_models
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
@@ -72,12 +73,14 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
-    p.add_argument("--stat", choices=("median", "min"), default="median")
+    p.add_argument("--stat", choices=STATS, default="median")
     p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
 
 
 def build_parser() -> Parser:
+    from pybench.report.command import add_options as report_options
+
     parser = Parser(prog="pybench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pybench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -94,17 +97,18 @@ def build_parser() -> Parser:
     rep = sub.add_parser("report", help="render the seed's tables from results files")
     rep.add_argument("files", nargs="*", type=Path)
     rep.add_argument("--readme", type=Path, help="rewrite the tables between the markers in this file")
-    rep.add_argument("--stat", choices=("median", "min"), default="median")
+    rep.add_argument("--stat", choices=STATS, default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
     rep.add_argument("--details", action="store_true",
-                     help="add images/s, GFLOP/s and %% of peak, peak memory and first-run time")
+                     help="add images/s, GFLOP/s and %% of peak, peak memory, first run and energy")
+    report_options(rep)
 
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
     diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
-    diff.add_argument("--stat", choices=("median", "min"), default="median")
+    diff.add_argument("--stat", choices=STATS, default="median")
     diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
@@ -217,33 +221,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pybench.report.markdown import render_tables, update_readme
+    from pybench.report import command
 
-    reference = None
-    if args.reference:
-        from pybench.reference import load_reference
-
-        reference = load_reference(args.reference)
-    files = args.files or [results.DEFAULT_DIR]
-    if reference is not None and not args.files and not results.DEFAULT_DIR.exists():
-        docs = []  # the published figures alone
-    else:
-        docs = results.collect(files)
-    empty = [str(d.path) for d in docs if not d.records]
-    if empty and len(empty) == len(docs):
-        raise UserError(f"no records in {', '.join(empty)}: nothing was measured there yet")
-    text = render_tables(docs, stat=args.stat, reference=reference, details=args.details)
-    if args.plot:
-        from pybench.plot import plot
-
-        plot(docs, args.plot, stat=args.stat)
-        console.print(f"plot written to {args.plot}")
-    if args.readme:
-        update_readme(args.readme, text)
-        console.print(f"tables rewritten in {args.readme}")
-    else:
-        out.print(text, markup=False, highlight=False, soft_wrap=True)
-    return 0
+    return command.run(args, console.print)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

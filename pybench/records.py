@@ -23,12 +23,25 @@ SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "skipped")  # skipped: never attempted (framework unavailable, option unsupported)
 
 T = TypeVar("T")
+# framework_env facts that legitimately change from one worker process to the next
+VARYING_ENV = frozenset({"cores", "gpu_identity", "traces"})
 
 
 def _positive_seconds(values: Any, where: str) -> list[float]:
     if not isinstance(values, list):
         raise Malformed(f"{where}: expected a list, got {type(values).__name__}")
     return [seconds(v, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def _per_group(data: Any, key: str, where: str, optional: bool = False) -> dict[str, dict[str, int]]:
+    """data[key] as group -> kind -> a count (bytes of memory, energy totals), each checked."""
+    out = {}
+    for group, values in (field_of(data, key, dict, where, optional=optional) or {}).items():
+        at = f"{where}.{key}.{group}"
+        if not isinstance(values, dict):
+            raise Malformed(f"{at}: expected an object, got {type(values).__name__}")
+        out[group] = {text(k, at): count(v, f"{at}.{k}") for k, v in values.items()}
+    return out
 
 
 def _parse(where: str, build: Callable[[], T]) -> T:
@@ -47,13 +60,15 @@ class Round:
 
     phases: dict[str, PhaseSamples]
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
+    energy: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> pybench.energy kind -> total
 
     @classmethod
     def of(cls, m: Measurement) -> "Round":
-        return cls(phases=dict(m.phases), memory=dict(m.memory))
+        return cls(phases=dict(m.phases), memory=dict(m.memory), energy=dict(m.energy))
 
     def to_json(self) -> dict:
-        return {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        data = {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        return {**data, "energy": self.energy} if self.energy else data
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "Round":
@@ -73,14 +88,8 @@ class Round:
                 first_run=seconds(field_of(p, "first_run", (int, float), at), f"{at}.first_run"),
                 warmup=_positive_seconds(field_of(p, "warmup", list, at), f"{at}.warmup"),
                 samples=samples, stop_reason=reason)
-        memory = {}
-        for group, peaks in field_of(data, "memory", dict, where).items():
-            at = f"{where}.memory.{group}"
-            if not isinstance(peaks, dict):
-                raise Malformed(f"{at}: expected an object, got {type(peaks).__name__}")
-            memory[text(group, f"{where}.memory")] = {
-                text(k, at): count(v, f"{at}.{k}") for k, v in peaks.items()}
-        return cls(phases=phases, memory=memory)
+        return cls(phases=phases, memory=_per_group(data, "memory", where),
+                   energy=_per_group(data, "energy", where, optional=True))
 
 
 @dataclass
@@ -153,9 +162,9 @@ class CellRecord:
         allowed fewer samples than an interval needs (no interval, or one round that stopped short);
         "noisy": an interval, still wider than asked (with rounds: the processes disagree)."""
         e = self.estimate(phase, stat)
-        if e.ci_low is None or e.ci_high is None:
+        if e.half_width_rel is None:
             return "too_few_samples"
-        if (e.ci_high - e.ci_low) / 2 <= self.spec.stop.precision * e.value:
+        if e.half_width_rel <= self.spec.stop.precision:
             return "precise"
         if not e.between_rounds and "too_few_samples" in self.stop_reasons(phase):
             return "too_few_samples"
@@ -176,8 +185,29 @@ class CellRecord:
                 out[kind] = max(out.get(kind, 0), value)
         return out
 
+    def energy(self, group: str, headline: str) -> tuple[dict[str, int], int]:
+        """Each energy kind summed over the rounds that measured it, with the iterations its windows
+        held (the window is the sampling loop: one iteration per sample of the group's `headline`)."""
+        out: dict[str, int] = {}
+        iterations = 0
+        for r in self.rounds:
+            totals = r.energy.get(group)
+            if totals and headline in r.phases:
+                iterations += len(r.phases[headline].samples)
+                for kind, value in totals.items():
+                    out[kind] = out.get(kind, 0) + value
+        return out, iterations
+
     def add_round(self, other: "CellRecord") -> None:
-        """Fold another worker's measurement of the same cell into this record."""
+        """Fold another worker's measurement of the same cell into this record; a round from another
+        framework version or environment is refused, as pyperf's Benchmark.add_run checks metadata."""
+        if other.ok and self.ok:
+            if other.title != self.title:
+                raise ValueError(f"round of {other.title} cannot join a record of {self.title}")
+            differs = sorted(k for k in (set(self.framework_env) | set(other.framework_env)) - VARYING_ENV
+                             if self.framework_env.get(k) != other.framework_env.get(k))
+            if differs:
+                raise ValueError(f"round ran in another environment ({', '.join(differs)} differ)")
         self.rounds.extend(other.rounds)
         self.wall_time += other.wall_time
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)

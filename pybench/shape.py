@@ -72,7 +72,8 @@ def seconds(value: Any, where: str) -> float:
 
 
 def count(value: Any, where: str) -> int:
-    return int(number_in(value, 0, MAX_COUNT, where, integer=True))
+    """A non-negative count below 2^63; a float is taken when finite (older files wrote some)."""
+    return int(number_in(value, 0, MAX_COUNT, where))
 
 
 def list_of(data: Any, key: str, where: str, item: Callable[[Any, str], T]) -> list[T]:

@@ -130,6 +130,11 @@ def _exp(x: float) -> float:
     return math.exp(min(max(x, -_LOG_MAX), _LOG_MAX))
 
 
+def round_values(rounds: Rounds, stat: str = "median") -> list[float]:
+    """The one number of each round that every estimate and ratio is computed from."""
+    return [float(v) for v in _round_values(rounds, stat)[0]]
+
+
 def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
     """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
     r = len(logs)
