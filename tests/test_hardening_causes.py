@@ -237,7 +237,7 @@ def _real_record(tmp_path: Path, where: list, value: object, raw: str | None = N
 
 
 @pytest.mark.parametrize("where, value, raw, message", [
-    (["rounds", 0, "memory", "train", "cpu_peak_rss"], None, "NaN", "memory.train.cpu_peak_rss: expected an integer"),
+    (["rounds", 0, "memory", "train", "cpu_peak_rss"], None, "NaN", "memory.train.cpu_peak_rss: nan is out of range"),
     (["rounds", 0, "memory", "train", "cpu_peak_rss"], None, "Infinity", "memory.train.cpu_peak_rss"),
     (["rounds", 0, "phases", "forward", "samples"], None, f"[{10**400}]", "samples[0]: a 1329-bit integer is out of range"),
     (["rounds", 0, "phases", "forward", "samples"], None, "[" + "9" * 5000 + "]", "cannot read a number"),
