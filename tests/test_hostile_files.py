@@ -1,6 +1,6 @@
 """Property test: a real results file mutated field by field (types, ranges, markers, mathtext) never
-makes a report, a plot, a README update or a diff exit 3, and a README update never touches the
-bytes outside its markers."""
+makes a report (markdown, details, plot, README update, csv, json lines, HTML) or a diff exit 3, and
+a README update never touches the bytes outside its markers."""
 
 import json
 from pathlib import Path
@@ -79,6 +79,8 @@ def test_no_mutated_file_makes_exit_3(tmp_path, restore_signals, path, value):
         "plot": cli.main(["report", str(bad), "--details", "--plot", str(tmp_path / "p.png")]),
         "readme": cli.main(["report", str(bad), "--readme", str(readme)]),
         "readme again": cli.main(["report", str(bad), "--readme", str(readme)]),
+        "exports": cli.main(["report", str(bad), "--format", "csv", "--html", str(tmp_path / "r.html")]),
+        "raw": cli.main(["report", str(bad), "--format", "jsonl", "--raw"]),
         "diff": cli.main(["diff", str(original), str(bad)]),
     }
     assert all(code in (0, 2) for name, code in codes.items() if name != "diff"), (path, codes)
