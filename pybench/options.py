@@ -52,3 +52,7 @@ def results_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
     return path
+
+
+# Unbounded above: for scripts whose own options have no such limit.
+positive_int, positive_float, non_negative_int = number(int), number(float), number(int, 0, True)

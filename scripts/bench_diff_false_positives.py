@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pybench import diff, results
-from pybench.cli import non_negative_int, positive_float, positive_int, results_dir
+from pybench.options import non_negative_int, positive_float, positive_int, results_dir
 from pybench.workloads import WORKLOADS
 
 from cli_run import pybench_run  # beside this script

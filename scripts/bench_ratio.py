@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pybench import environment, results, runner
 from pybench.backends import FRAMEWORKS
-from pybench.cli import label_text, positive_float, positive_int, results_dir
+from pybench.options import label_text, positive_float, positive_int, results_dir
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import CellSpec
