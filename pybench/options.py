@@ -13,6 +13,7 @@ from pybench.shape import finite_within, shown
 MAX_LABEL = 100
 MAX_TIMEOUT_S = 1e6  # select/poll take milliseconds in a C int: about 24 days at most
 MAX_ROUNDS = 1000
+MAX_BUDGET_S = 1e7  # --rounds auto's budget: about four months
 MAX_GFLOPS = 1e12  # a zettaflop/s: no device comes close
 
 

@@ -24,11 +24,11 @@ MAX_TIME_S = 86_400.0  # of sampling per round
 _KINDS: dict[str, type | tuple[type, ...]] = {
     "framework": str, "model": str, "device": str, "batch_size": int, "image_size": int,
     "device_name": str, "label": str, "dtype": str, "channels_last": bool, "compile": bool,
-    "threads": int, "tf32": bool, "seed": int,
+    "threads": int, "tf32": bool, "seed": int, "variant_name": str,
 }
 _STOP_KINDS: dict[str, type | tuple[type, ...]] = {
     "precision": (int, float), "min_samples": int, "max_samples": int, "max_time": (int, float),
-    "confidence": (int, float),
+    "confidence": (int, float), "sequential": bool,
 }
 
 
@@ -69,15 +69,17 @@ class CellKey:
     framework: str = ""
     channels_last: bool = False
     compile: bool = False
+    variant_name: str = ""  # a row's own name in its cell: the second of an A/A pair, a named variant
 
     @property
     def cell(self) -> "CellKey":
-        return replace(self, framework="", channels_last=False, compile=False)
+        return replace(self, framework="", channels_last=False, compile=False, variant_name="")
 
     @property
     def variant(self) -> str:
         """What makes this row not a plain fp32 row; '' for the plain one."""
-        tags = [] if self.dtype == "fp32" else [self.dtype]
+        tags = [self.variant_name] if self.variant_name else []
+        tags += [] if self.dtype == "fp32" else [self.dtype]
         tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
         return ", ".join(tags)
 
@@ -86,7 +88,7 @@ class CellKey:
 
     @classmethod
     def from_json(cls, data: dict) -> "CellKey":
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class CellSpec:
     stop: StopRule = field(default_factory=StopRule)
     phases: tuple[str, ...] = ()  # default: the workload's phases
     gpu: Device | None = None  # the GPU, by UUID, that the worker is pinned to
+    variant_name: str = ""  # see CellKey.variant_name
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -146,7 +149,7 @@ class CellSpec:
             model=self.model, device_kind=self.device_kind, device_name=self.device_name,
             label=self.label, batch_size=self.batch_size, image_size=self.image_size,
             dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
-            channels_last=self.channels_last, compile=self.compile,
+            channels_last=self.channels_last, compile=self.compile, variant_name=self.variant_name,
         )
 
     def to_json(self) -> dict:

@@ -47,7 +47,7 @@ import json, os, shutil, subprocess, sys, time
 from pybench.protocol import PhaseSamples
 from pybench.records import CellRecord, Round, WorkloadFacts
 from pybench.spec import CellSpec
-spec = CellSpec.from_json(json.load(sys.stdin))
+spec = CellSpec.from_json(json.load(sys.stdin)["spec"])
 with open(sys.argv[1] + ".part", "w") as f:
     f.write(str(os.getpid()))
 os.rename(sys.argv[1] + ".part", sys.argv[1])
@@ -80,7 +80,7 @@ ORCHESTRATOR = r"""
 import sys
 from pybench import cli, runner
 worker = [sys.executable, "-c", sys.argv[1], *sys.argv[3:]]
-runner.run_cell.__defaults__ = (None, worker, None)
+runner.run_cell.__defaults__ = (None, worker, None, None)
 sys.exit(cli.main(["run", "--framework", "pytorch", "--model", "resnet18", "--device", "cpu",
                    "--batch-size", "1", "--image-size", "64", "--threads", "1", "--rounds", "1",
                    "--results", sys.argv[2]]))
@@ -111,17 +111,18 @@ def test_a_signal_just_after_the_worker_exits_keeps_its_round(tmp_path, delay):
 SIGNAL_WITH_THE_RESULT = """
 import os, signal, sys
 from factories import record
-from pybench import lifetime, results, runner
+from pybench import lifetime, results
+from pybench.matrix import Schedule, run_matrix
 lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {"label": "t"}, [])
 done = record("pytorch", "resnet18", {"total": 0.1}, device="cpu", threads=1)
 
-def run_one(spec, timeout, cache_dir=None):
+def run_one(spec, timeout, cache_dir=None, plan=None):
     os.kill(os.getpid(), signal.SIGTERM)  # the worker has exited; its record is in hand
     return done
 
 try:
-    runner.run_matrix([done.spec], store, rounds=1, run_one=run_one)
+    run_matrix([done.spec], store, Schedule(rounds=1), run_one=run_one)
 except lifetime.Terminated:
     print(store.kept())
 """

@@ -23,7 +23,9 @@ def _label(row: Row) -> Text:
 def _phase_cell(cell: Cell | None) -> Text:
     if cell is None or cell.value is None:
         return Text("")
-    text = fmt_duration(cell.value, cell.half_width)
+    text = fmt_duration(cell.value)
+    if cell.ci_low is not None and cell.ci_high is not None:  # log intervals are asymmetric: no linear +-
+        text += f" [{fmt_duration(cell.ci_low)}, {fmt_duration(cell.ci_high)}]"
     mark = MARKS.get(cell.quality)
     return Text(f"{text} {mark}", style="yellow") if mark else Text(text)
 
