@@ -290,7 +290,7 @@ class CellRecord:
             stderr_tail=list_of(data, "stderr_tail", where, text),
             wall_time=float(number_in(field_of(data, "wall_time", (int, float), where), 0, MAX_SECONDS,
                                       f"{where}.wall_time")),
-            timed_share=None if share is None else float(number_in(share, 0, 1, f"{where}.timed_share")),
+            timed_share=None if share is None else float(number_in(share, 0, MAX_SECONDS, f"{where}.timed_share")),
             undecided=list_of(data, "undecided", where, text) if data.get("undecided") is not None else [],
         )
         if status == "ok" and not rounds:
