@@ -84,6 +84,7 @@ class Ratio:
     n_rounds: int
     between_rounds: bool
     unpaired: int = 0  # rounds of one side without a partner (a failed round), left out
+    precision: float | None = None  # the run's target: a tie is a ratio within +-precision of 1
 
     @property
     def excludes_one(self) -> bool:
@@ -91,15 +92,17 @@ class Ratio:
             self.ci_high < 1 or self.ci_low > 1)
 
     def verdict(self) -> str:
-        """'faster' or 'slower' for the numerator when the interval excludes 1, else 'tie'."""
-        if not self.excludes_one:
-            return "tie"
-        return "faster" if self.value < 1 else "slower"
+        """'faster' or 'slower' for the numerator when the interval excludes 1; else 'tie' when it
+        lies within the precision (or none is known), 'undecided' when it is wider."""
+        if self.excludes_one:
+            return "faster" if self.value < 1 else "slower"
+        return "tie" if self.precision is None or self.decided() else "undecided"
 
-    def decided(self, precision: float) -> bool:
-        """The interval excludes 1, or lies within +-precision of 1: more rounds would not change
-        what a reader concludes."""
-        if self.ci_low is None or self.ci_high is None:
+    def decided(self, precision: float | None = None) -> bool:
+        """The interval excludes 1, or lies within +-precision (default: the run's) of 1: more
+        rounds would not change what a reader concludes."""
+        precision = self.precision if precision is None else precision
+        if self.ci_low is None or self.ci_high is None or precision is None:
             return False
         return self.excludes_one or (self.ci_high <= 1 + precision and self.ci_low >= 1 / (1 + precision))
 
@@ -206,7 +209,8 @@ def ratio_confidence(confidence: float, sequential: bool) -> float:
 
 
 def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],
-                 confidence: float = 0.95, stat: str = "median") -> Ratio | None:
+                 confidence: float = 0.95, stat: str = "median", precision: float | None = None
+                 ) -> Ratio | None:
     """Ratio num/den from the rounds both measured side by side, paired by their key (run and round
     number); rounds of only one side are dropped and counted.  None when no round pairs."""
     keys = [k for k in num_rounds if k in den_rounds]
@@ -216,9 +220,9 @@ def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hash
     logs = np.array([round_log_ratio(num_rounds[k], den_rounds[k], stat) for k in keys])
     value = _exp(logs.mean())
     if len(keys) < 2:  # one process pair says nothing about the next: no interval, no verdict
-        return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired)
+        return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired, precision=precision)
     lo, hi = _t_interval(logs, confidence, math.sqrt(1 / len(keys)))
-    return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired)
+    return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired, precision=precision)
 
 
 def _welch(old: np.ndarray, new: np.ndarray, confidence: float) -> tuple[float, float, float]:

@@ -77,10 +77,10 @@ print(json.dumps(rec.to_json()), flush=True)
 
 # The real command line, its workers replaced by WORKER with argv[2:] as its arguments.
 ORCHESTRATOR = r"""
-import sys
-from pybench import cli, runner
+import functools, sys
+from pybench import cli, matrix, runner
 worker = [sys.executable, "-c", sys.argv[1], *sys.argv[3:]]
-runner.run_cell.__defaults__ = (None, worker, None, None)
+matrix.run_matrix = functools.partial(matrix.run_matrix, run_one=functools.partial(runner.run_cell, command=worker))
 sys.exit(cli.main(["run", "--framework", "pytorch", "--model", "resnet18", "--device", "cpu",
                    "--batch-size", "1", "--image-size", "64", "--threads", "1", "--rounds", "1",
                    "--results", sys.argv[2]]))
@@ -117,7 +117,7 @@ lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {"label": "t"}, [])
 done = record("pytorch", "resnet18", {"total": 0.1}, device="cpu", threads=1)
 
-def run_one(spec, timeout, cache_dir=None, plan=None):
+def run_one(spec, timeout, **_):
     os.kill(os.getpid(), signal.SIGTERM)  # the worker has exited; its record is in hand
     return done
 

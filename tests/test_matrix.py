@@ -20,7 +20,7 @@ class Script:
     def __init__(self, fail: set = frozenset(), spread: float = 0.0):
         self.calls, self.fail, self.spread = [], fail, spread
 
-    def __call__(self, spec, timeout, cache_dir, plan=None):
+    def __call__(self, spec, timeout, cache_dir, plan=None, initial=None):
         assert cache_dir.is_dir()  # one folder for the whole matrix
         self.calls.append((spec.framework, spec.model))
         if (spec.framework, spec.model, len([c for c in self.calls if c == self.calls[-1]])) in self.fail:
@@ -151,7 +151,7 @@ def test_undecided_phases_get_more_rounds_until_the_budget_is_spent(tmp_path):
     later = {p for _, phases, _ in script.calls[3:] for p in phases}
     assert later and later <= set(base.spec.phases)
     for p in base.phase_names:  # A/A: never "faster" or "slower"
-        assert twin.ratio_to(base, p).verdict() == "tie"
+        assert twin.ratio_to(base, p).verdict() in ("tie", "undecided")
 
 
 def test_the_budget_stops_adaptive_rounds_after_the_minimum(tmp_path):

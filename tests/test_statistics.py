@@ -123,6 +123,9 @@ def test_decided_means_excluding_one_or_lying_within_the_precision():
     assert Ratio(1.2, 1.1, 1.3, 3, True).decided(0.02)
     assert Ratio(1.0, 0.99, 1.01, 3, True).decided(0.02)
     assert not Ratio(1.0, 0.95, 1.05, 3, True).decided(0.02)
+    # what a reader is told: a wide interval around 1 is undecided, not a tie
+    assert Ratio(1.38, 0.93, 2.05, 3, True, precision=0.02).verdict() == "undecided"
+    assert Ratio(1.0, 0.99, 1.01, 3, True, precision=0.02).verdict() == "tie"
 
 
 def test_a_stricter_level_for_rounds_that_stop_when_decided():
