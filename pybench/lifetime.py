@@ -4,7 +4,7 @@
   a KeyboardInterrupt), so the cleanup that Ctrl-C runs (killing the worker's process group) runs
   for them too.
 - `signals_deferred` holds those exceptions back while a file is being replaced, so a signal never
-  leaves a temp file holding the only copy of a finished cell; the runner holds them from a worker's
+  leaves a temp file holding the only copy of a finished cell; the matrix holds them from a worker's
   exit until its round is saved, and `interruptible` lets them through while the worker still runs.
 - One signal is enough: once one has been raised, later ones are ignored, so the cleanup it started
   (killing the worker, saving, the "kept" line, exit 130) is never cut short by a repeated Ctrl-C.
