@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pybench import __version__, devices, environment, results
+from pybench.cluster import options as cluster_options
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
@@ -31,6 +32,9 @@ from pybench.records import CellRecord
 from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
 from pybench.statistics import STATS
 from pybench.workloads import get_workload, resolve_models
+
+if TYPE_CHECKING:  # imported where used: the matrix pulls in the runner
+    from pybench.matrix import Schedule
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
@@ -87,6 +91,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=STATS, default="median")
     p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
+    cluster_options.add_executor_options(p)
 
 
 def build_parser() -> Parser:
@@ -135,6 +140,8 @@ def build_parser() -> Parser:
     env = sub.add_parser("env", help="the environment as captured")
     env.add_argument("--label", type=label_text)
     env.add_argument("--check", action="store_true", help="say what would make this machine quieter")
+    cluster_options.add_executor_options(env, matrix=False)
+    cluster_options.add_collect_parser(sub)
     sub.add_parser("setup-julia", help="install Julia and the Flux environment (needs network)")
     return parser
 
@@ -170,21 +177,34 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     ]
 
 
-def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord]:
+def schedule_of(args: argparse.Namespace, cells: int) -> Schedule:
+    """How the rounds of `cells` cells run, from the options (also used on a Slurm node)."""
+    from pybench.matrix import CELL_BUDGET_S, Schedule
+
+    auto = args.rounds == "auto"
+    return Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
+                    budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
+
+
+def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord] | None:
+    """The records of the matrix; None when submitted to Slurm with --detach."""
     from pybench import runner
 
+    if args.executor == "slurm":
+        from pybench.cluster.commands import execute as on_slurm
+
+        return on_slurm(args, frameworks, console)
+    cluster_options.check_local(args)
     env = environment.capture(args.label, args.threads, args.tf32)
     specs = build_specs(args, frameworks, env)
     reasons = [runner.skip_reason(s) for s in specs]
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
     store = results.ResultsFile.create(args.results, env, sys.argv)
-    from pybench.matrix import AUTO_MIN_ROUNDS, CELL_BUDGET_S, Schedule, run_matrix
+    from pybench.matrix import AUTO_MIN_ROUNDS, run_matrix
 
     auto = args.rounds == "auto"
-    cells = len({s.key.cell for s, reason in zip(specs, reasons) if not reason})
-    schedule = Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
-                        budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
+    schedule = schedule_of(args, len({s.key.cell for s, reason in zip(specs, reasons) if not reason}))
     if auto:
         console.print(f"rounds auto: at least {AUTO_MIN_ROUNDS}, then until every ratio is decided; budget "
                       f"{schedule.budget:.0f} s (done by {time.strftime('%H:%M:%S', time.localtime(time.time() + schedule.budget))} "
@@ -237,6 +257,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     args.rounds = args.rounds or DEFAULT_ROUNDS
     records = execute(args, resolve_frameworks(args.framework))
+    if records is None:
+        return 0
     out.print(summary_table(records, stat=args.stat))
     return _exit_code(records)
 
@@ -247,6 +269,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = args.framework
     args.rounds = args.rounds or "auto"
     records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names])
+    if records is None:
+        return 0
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
@@ -311,12 +335,24 @@ def cmd_env(args: argparse.Namespace) -> int:
         for tip in tips or ["nothing obvious: this machine looks quiet"]:
             out.print(Text(f"- {tip}"))
         return 0
+    from pybench.cluster import commands, node
     from pybench.report.terminal import frameworks_table
 
-    facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
-    out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
-    out.print(frameworks_table(facts))
+    if args.executor == "local":
+        cluster_options.check_local(args)
+    facts = commands.node_env(args, console) if args.executor == "slurm" else node.node_facts(args.label)
+    out.print_json(json.dumps(facts, default=str))
+    out.print(frameworks_table(facts["frameworks"]))
     return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from pybench.cluster.commands import cmd_collect as collect
+    from pybench.report.terminal import summary_table
+
+    records = collect(args, console)
+    out.print(summary_table(records, stat=args.stat))
+    return _exit_code(records)
 
 
 def cmd_setup_julia(args: argparse.Namespace) -> int:
@@ -334,6 +370,7 @@ COMMANDS = {
     "list": cmd_list,
     "env": cmd_env,
     "setup-julia": cmd_setup_julia,
+    "collect": cmd_collect,
 }
 
 
