@@ -7,7 +7,6 @@ Exit codes a CI can trust: 0 success; 1 an attempted cell failed (run, compare) 
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter
 import sys
 import time
@@ -28,9 +27,10 @@ from pybench.backends.base import Framework
 from pybench.errors import UserError
 from pybench.gpu_probe import driver_advice
 from pybench.lifetime import Terminated, install_signal_handlers
+from pybench.options import MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number, results_dir
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
-from pybench.spec import DTYPES, CellSpec
+from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
 from pybench.statistics import STATS
 from pybench.workloads import get_workload, resolve_models
 
@@ -44,7 +44,6 @@ out = Console(width=None if sys.stdout.isatty() else 10_000)
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
 DEFAULT_MAX_TIME = 60.0  # the most sampling a round may take; planned rounds are usually far shorter
-MAX_LABEL = 100
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,55 +51,22 @@ class Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def number(cast: type, minimum: float = 0, inclusive: bool = False) -> Callable[[str], int | float]:
-    """An argparse type: a finite number of the given type above `minimum` (or at it, if inclusive)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {cast.__name__}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
-        if value < minimum or (value == minimum and not inclusive):
-            bound = f"at least {minimum:g}" if inclusive else "positive" if minimum == 0 else f"above {minimum:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
-        return value
-
-    return parse
-
-
-positive_int, positive_float, non_negative_int = number(int), number(float), number(int, 0, True)
-
-
-def label_text(text: str) -> str:
-    if not text.strip() or len(text) > MAX_LABEL or not text.isprintable():
-        raise argparse.ArgumentTypeError(
-            f"labels are 1 to {MAX_LABEL} printable characters, got {text[:40]!r}")
-    return text
+def _int(maximum: int, positive: bool = True) -> Callable[[str], int | float]:
+    return number(int, 0, inclusive=not positive, maximum=maximum)
 
 
 def rounds_arg(text: str) -> int | str:
-    return "auto" if text == "auto" else positive_int(text)
-
-
-def results_dir(text: str) -> Path:
-    path = Path(text)
-    if not text:
-        raise argparse.ArgumentTypeError("the results folder must not be empty")
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
-    return path
+    return "auto" if text == "auto" else _int(MAX_ROUNDS)(text)
 
 
 def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=positive_int, help="default: 8 (4 for resnet101/152 on a GPU)")
-    p.add_argument("--image-size", type=positive_int, default=224)
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=_int(MAX_BATCH), help="default: 8 (4 for resnet101/152 on a GPU)")
+    p.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
+    p.add_argument("--threads", type=_int(MAX_THREADS), default=None,
                    help="cores and intra-op threads of every framework (default: all available)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=_int(MAX_SEED, positive=False), default=0)
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
@@ -108,23 +74,23 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=rounds_arg, default=None,
                    help="auto (compare's default: at least 3, more until every ratio is decided or the "
                         f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
-    p.add_argument("--budget", type=positive_float, default=None,
+    p.add_argument("--budget", type=number(float, maximum=MAX_BUDGET_S), default=None,
                    help="seconds for --rounds auto (default: 270 per cell)")
     p.add_argument("--no-lockstep", dest="lockstep", action="store_false",
                    help="run a cell's frameworks back to back in each round, not side by side")
-    p.add_argument("--precision", type=positive_float, default=StopRule.precision,
+    p.add_argument("--precision", type=number(float, maximum=1), default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
-    p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
-    p.add_argument("--max-samples", type=positive_int, default=StopRule.max_samples)
-    p.add_argument("--max-time", type=positive_float, default=DEFAULT_MAX_TIME,
+    p.add_argument("--min-samples", type=_int(MAX_SAMPLES), default=StopRule.min_samples)
+    p.add_argument("--max-samples", type=_int(MAX_SAMPLES), default=StopRule.max_samples)
+    p.add_argument("--max-time", type=number(float, maximum=MAX_TIME_S), default=DEFAULT_MAX_TIME,
                    help="the most seconds of sampling per round, after the first runs (default "
                         f"{DEFAULT_MAX_TIME:g}); samples per round follow the measured noise")
-    p.add_argument("--timeout", type=positive_float, default=None,
+    p.add_argument("--timeout", type=number(float, maximum=MAX_TIMEOUT_S), default=None,
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
     p.add_argument("--stat", choices=STATS, default="median")
-    p.add_argument("--peak-gflops", type=positive_float,
+    p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
     cluster_options.add_executor_options(p)
 
@@ -160,15 +126,16 @@ def build_parser() -> Parser:
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
-    diff.add_argument("--threshold", type=positive_float, default=0.05)
+    diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
     diff.add_argument("--stat", choices=STATS, default="median")
+    diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
     par.add_argument("--model", required=True)
     par.add_argument("--device", default="cpu")
-    par.add_argument("--batch-size", type=positive_int, default=2)
-    par.add_argument("--image-size", type=positive_int, default=224)
+    par.add_argument("--batch-size", type=_int(MAX_BATCH), default=2)
+    par.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
 
     sub.add_parser("list", help="workloads and frameworks")
     env = sub.add_parser("env", help="the environment as captured")
@@ -204,8 +171,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
             device_name=device.name if gpu else env["cpu"], label=env["label"],
             batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
             image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
-            dtype=args.dtype, channels_last=args.channels_last and fw.options.channels_last,
-            compile=args.compile and fw.options.compile, stop=stop,
+            dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, stop=stop,
         )
         for w in models
         for fw, name in zip(frameworks, names)
@@ -269,7 +235,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
                                  events=runner.MatrixEvents(started, finished))
     except BaseException:
         try:
-            console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
+            console.print(f"pybench: {store.kept()}")
         except OSError:  # the terminal is gone (SIGHUP): the file is what matters
             pass
         raise
@@ -333,7 +299,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold,
                              stat=args.stat)
     out.print(diff.diff_table(rows, args.threshold))
-    return EXIT_FAILED if diff.has_regression(rows) else 0
+    return EXIT_FAILED if diff.has_regression(rows, strict=args.strict) else 0
 
 
 def cmd_parity(args: argparse.Namespace) -> int:

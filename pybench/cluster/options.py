@@ -23,9 +23,12 @@ def key_value(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+MAX_COUNT = 10_000  # GPUs per cell or jobs at once: far above any cluster, far below overflow
+
+
 def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+    if not text.isdigit() or len(text) > 6 or not 0 < int(text) <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} must be a whole number from 1 to {MAX_COUNT}")
     return int(text)
 
 
