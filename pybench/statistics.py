@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as st
 
 from pybench.protocol import median_ci_ranks
 
@@ -120,6 +119,8 @@ def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
 
 def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
     """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
+    from scipy import stats as st  # imported here: the worker's interpreter may lack scipy
+
     r = len(logs)
     half = st.t.ppf((1 + confidence) / 2, r - 1) * logs.std(ddof=1) * scale
     m = logs.mean()
@@ -174,6 +175,8 @@ def round_test(old_rounds: Rounds, new_rounds: Rounds, stat: str = "median") -> 
     new, _ = _round_values(new_rounds, stat)
     if len(old) < 2 or len(new) < 2:
         return None
+    from scipy import stats as st
+
     p = float(st.ttest_ind(np.log(old), np.log(new), equal_var=False).pvalue)
     return None if math.isnan(p) else p
 
