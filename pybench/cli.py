@@ -27,6 +27,7 @@ from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, CellSpec
+from pybench.variant_cli import add_variant_options, variant_specs
 from pybench.workloads import get_workload, resolve_models
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
@@ -109,6 +110,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=("median", "min"), default="median")
     p.add_argument("--peak-gflops", type=positive_float,
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
+    add_variant_options(p)
 
 
 def build_parser() -> Parser:
@@ -159,11 +161,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     """Every cell of the matrix, validated before any cell runs or anything is written."""
     if args.min_samples > args.max_samples:
         raise UserError(f"--min-samples {args.min_samples} is above --max-samples {args.max_samples}")
-    cores = environment.available_cores()
-    threads = args.threads or cores
-    if threads > cores:
-        raise UserError(f"--threads {threads} is more than the {cores} cores available: more threads "
-                        "than cores measures oversubscription, not the framework")
+    threads = environment.checked_threads(args.threads)
     models = resolve_models(args.model)
     device = devices.resolve_device(args.device)
     gpu = device if device.kind == "cuda" else None
@@ -187,7 +185,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
     from pybench import runner
 
     env = environment.capture(args.label, args.threads, args.tf32)
-    specs = build_specs(args, frameworks, env)
+    specs = variant_specs(args, env, build_specs) or build_specs(args, frameworks, env)
     reasons = [runner.skip_reason(s) for s in specs]
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")

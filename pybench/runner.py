@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Callable
 from pybench import efficiency, noise
 from pybench.backends import get_framework
 from pybench.backends.base import CACHE_ENV
+from pybench.interpreter import worker_command, worker_environ
 from pybench.lifetime import run_bounded, signals_deferred
 from pybench.records import CellRecord, Malformed
 from pybench.results import ResultsFile
@@ -63,8 +63,8 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     is where a framework may keep compiled code for the later rounds of the same matrix.
     """
     timeout = default_timeout(spec) if timeout is None else timeout
-    cmd = command or [sys.executable, "-m", "pybench.worker"]
-    env = {**os.environ, **get_framework(spec.framework).worker_env(spec)}
+    cmd = command or worker_command(spec)
+    env = {**worker_environ(spec, os.environ), **get_framework(spec.framework).worker_env(spec)}
     if spec.gpu:  # every framework of the cell sees exactly this GPU, as its device 0
         env.update(spec.gpu.visible_env)
     if cache_dir is not None:
@@ -104,7 +104,9 @@ def skip_reason(spec: CellSpec) -> str | None:
     """Why a cell will not be attempted here (framework unavailable, option unsupported), or None."""
     framework = get_framework(spec.framework)
     status = framework.availability()
-    return f"{framework.name} unavailable: {status.reason}" if not status.ok else framework.unsupported(spec)
+    if not status.ok and not spec.interpreter:  # another interpreter is probed before the run
+        return f"{framework.name} unavailable: {status.reason}"
+    return framework.unsupported(spec)
 
 
 def run_matrix(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from pybench.devices import Device
@@ -32,24 +33,35 @@ class CellKey:
     framework: str = ""
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = ""  # the framework's compiler mode; '' its default
+    interpreter: str = ""  # another Python a variant runs under; '' the one pybench runs in
+    variant_name: str = ""  # the name given with --variant; '' outside variants
 
     @property
     def cell(self) -> "CellKey":
-        return replace(self, framework="", channels_last=False, compile=False)
+        if self.variant_name:  # variants of one comparison may differ in any setting, threads included
+            return replace(self, framework="", channels_last=False, compile=False, compile_mode="",
+                           interpreter="", variant_name="*", dtype="", threads=0, tf32=False)
+        return replace(self, framework="", channels_last=False, compile=False, compile_mode="")
 
     @property
     def variant(self) -> str:
-        """What makes this row not a plain fp32 row; '' for the plain one."""
+        """What makes this row not a plain fp32 row; '' for the plain one.  A named variant leads
+        with its name and also shows what varies between variants (threads, TF32)."""
         tags = [] if self.dtype == "fp32" else [self.dtype]
-        tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
-        return ", ".join(tags)
+        compiled = f"compiled {self.compile_mode}" if self.compile_mode else "compiled"
+        tags += ["channels-last"] * self.channels_last + [compiled] * self.compile
+        if not self.variant_name:
+            return ", ".join(tags)
+        tags += ["TF32"] * self.tf32 + [f"{self.threads} thread{'s' * (self.threads != 1)}"]
+        return f"{self.variant_name}: {', '.join(tags)}"
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "CellKey":
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,9 @@ class CellSpec:
     stop: StopRule = field(default_factory=StopRule)
     phases: tuple[str, ...] = ()  # default: the workload's phases
     gpu: Device | None = None  # the GPU, by UUID, that the worker is pinned to
+    compile_mode: str = ""  # the framework's compiler mode (torch.compile's mode); '' its default
+    interpreter: str = ""  # absolute path of another Python to run the worker under; '' pybench's own
+    variant_name: str = ""  # the variant this cell measures (--variant NAME=...); '' outside variants
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -94,6 +109,10 @@ class CellSpec:
             raise UserError(f"threads must be positive, got {self.threads}")
         if self.seed < 0:
             raise UserError(f"seed must be 0 or more, got {self.seed}")
+        if self.compile_mode and not self.compile:
+            raise UserError(f"compile mode {self.compile_mode!r} without compile")
+        if self.interpreter and not os.path.isabs(self.interpreter):
+            raise UserError(f"the interpreter must be an absolute path, got {self.interpreter!r}")
 
     @property
     def device_kind(self) -> str:
@@ -110,7 +129,8 @@ class CellSpec:
             model=self.model, device_kind=self.device_kind, device_name=self.device_name,
             label=self.label, batch_size=self.batch_size, image_size=self.image_size,
             dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
-            channels_last=self.channels_last, compile=self.compile,
+            channels_last=self.channels_last, compile=self.compile, compile_mode=self.compile_mode,
+            interpreter=self.interpreter, variant_name=self.variant_name,
         )
 
     def to_json(self) -> dict:

@@ -23,6 +23,7 @@ import traceback  # noqa: E402
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
 from pybench.devices import gpu_identity, gpu_memory_used
+from pybench.interpreter import interpreter_facts
 from pybench.lifetime import watch_parent
 from pybench.protocol import measure
 from pybench.records import CellRecord, Round
@@ -106,7 +107,7 @@ def run_round(spec: CellSpec) -> CellRecord:
             gpu=spec.device_kind == "cuda",
             memory=ProcessMemory(backend, spec.gpu.uuid if spec.gpu else None),
         )
-        record.framework_env = {**backend.environment(), "cores": cores}
+        record.framework_env = {**backend.environment(), "cores": cores, "python": interpreter_facts(spec)}
         if spec.gpu:
             check_gpu(spec, record.framework_env)
         record.rounds = [Round.of(measurement)]
