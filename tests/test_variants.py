@@ -1,0 +1,168 @@
+"""Variants without running a worker: the syntax, presets, cell identity, tables and diff's note."""
+
+import io
+from dataclasses import replace
+
+import pytest
+from rich.console import Console
+
+from factories import record, results_file, train
+from pybench import diff
+from pybench.cli import build_parser, build_specs
+from pybench.environment import available_cores
+from pybench.errors import UserError
+from pybench.report.terminal import ratio_table, summary_table
+from pybench.variant_cli import variant_specs
+from pybench.variants import PRESETS, Variant, parse_variant
+
+ENV = {"cpu": "Test CPU", "label": "box"}
+
+
+@pytest.mark.parametrize("text", [
+    "eager=pytorch",
+    "cl=pytorch,channels_last",
+    "fast=pytorch,bf16,tf32,channels_last,compile=max-autotune,threads=1",
+    "j=jax,fp16",
+    "new=pytorch,threads=2@/opt/venv-new/bin/python",
+])
+def test_a_variant_reads_back_as_typed(text):
+    v = parse_variant(text)
+    assert str(v) == text
+    assert parse_variant(str(v)) == v
+
+
+def test_spellings_are_normalised_and_round_trip():
+    v = parse_variant("x=pytorch,threads=1,channels-last,dtype=bf16,compile")
+    assert v == Variant("x", "pytorch", dtype="bf16", channels_last=True, compile=True, threads=1)
+    assert str(v) == "x=pytorch,bf16,channels_last,compile,threads=1"
+    assert parse_variant(str(v)) == v
+
+
+def test_a_relative_interpreter_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    v = parse_variant("n=pytorch@venv/bin/python")
+    assert v.interpreter == str(tmp_path / "venv/bin/python")
+    assert parse_variant(str(v)) == v
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pytorch", "expected NAME=FRAMEWORK"),
+    ("a=", "expected NAME=FRAMEWORK"),
+    ("a=torch", "unknown framework 'torch'"),
+    ("a=pytorch,fast", "unknown setting 'fast'"),
+    ("a=pytorch,threads=two", "unknown setting 'threads=two'"),
+    ("a=pytorch,threads=0", "threads must be positive"),
+    ("a=pytorch,bf16,fp16", "dtype is set twice"),
+    ("a=pytorch,dtype=fp8", "unknown dtype 'fp8'"),
+    ("a=pytorch@", "must follow '@'"),
+    ("-a=pytorch", "variant name '-a'"),
+    ("a b=pytorch", "variant name 'a b'"),
+])
+def test_parse_errors_are_one_clear_line(text, message):
+    with pytest.raises(UserError) as exc:
+        parse_variant(text)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def specs(*argv):
+    args = build_parser().parse_args(["compare", "--model", "dense1024_512", "--device", "cpu", *argv])
+    return variant_specs(args, ENV, build_specs)
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
+def test_threads_one_against_two_are_two_specs_of_one_cell():
+    a, b = specs("--variant", "a=pytorch,threads=1", "--variant", "b=pytorch,threads=2")
+    assert (a.threads, b.threads, a.variant_name, b.variant_name) == (1, 2, "a", "b")
+    assert a.key != b.key and a.key.cell == b.key.cell
+
+
+def test_cell_identity_tells_every_setting_and_interpreter_apart():
+    (base,) = specs("--variant", "a=pytorch")
+    others = [replace(base, threads=base.threads + 1), replace(base, dtype="bf16"), replace(base, tf32=True),
+              replace(base, channels_last=True), replace(base, compile=True),
+              replace(base, compile=True, compile_mode="max-autotune"),
+              replace(base, interpreter="/opt/venv/bin/python"), replace(base, variant_name="b")]
+    keys = {base.key, *(o.key for o in others)}
+    assert len(keys) == len(others) + 1  # never merged
+    assert {k.cell for k in keys} == {base.key.cell}  # one group: measured side by side
+    # Outside variants a cell keeps its dtype and threads: those are different tables, never paired.
+    plain = replace(base, variant_name="")
+    assert replace(plain, dtype="bf16").key.cell != plain.key.cell
+
+
+def test_the_same_variant_twice_is_the_aa_control():
+    a, b = specs("--variant", "a=pytorch", "--variant", "b=pytorch")
+    assert a.key != b.key and a.key.cell == b.key.cell
+    with pytest.raises(UserError, match="two variants are named 'a'"):
+        specs("--variant", "a=pytorch", "--variant", "a=pytorch,bf16")
+
+
+def test_command_line_settings_are_the_variants_defaults():
+    a, b = specs("--dtype", "bf16", "--threads", "1", "--variant", "a=pytorch", "--variant", "b=pytorch,fp32")
+    assert (a.dtype, a.threads, b.dtype, b.threads) == ("bf16", 1, "fp32", 1)
+
+
+def test_settings_preset_on_the_cpu(capsys):
+    got = specs("--variants", "settings")
+    assert [(s.variant_name, s.dtype, s.channels_last, s.compile) for s in got] == [
+        ("eager", "fp32", False, False), ("channels_last", "fp32", True, False),
+        ("compile", "fp32", False, True), ("bf16", "bf16", False, False)]
+    assert capsys.readouterr().err == ""
+    assert [s.variant_name for s in specs("--variants", "aa")] == ["a", "b"]
+
+
+def test_a_preset_refuses_what_the_framework_cannot_run(capsys):
+    args = build_parser().parse_args(["run", "--framework", "jax", "--model", "dense1024_512", "--device",
+                                      "cpu", "--variants", "settings"])
+    got = variant_specs(args, ENV, build_specs)
+    assert [s.variant_name for s in got] == ["eager", "bf16"]
+    err = capsys.readouterr().err
+    assert "channels_last left out: --channels-last is not a JAX option" in err
+    assert "compile left out: --compile is not a JAX option" in err
+
+
+def test_explicit_variants_that_cannot_run_are_refused():
+    with pytest.raises(UserError, match="variant j: --channels-last is not a JAX option"):
+        specs("--variant", "a=pytorch", "--variant", "j=jax,channels_last")
+    with pytest.raises(UserError, match="no compile mode 'fastest'"):
+        specs("--variant", "a=pytorch,compile=fastest")
+    with pytest.raises(UserError, match="variant a: threads 999 is more than"):
+        specs("--variant", "a=pytorch,threads=999")
+    with pytest.raises(UserError, match="--framework and --variant both choose"):
+        variant_specs(build_parser().parse_args(["run", "--framework", "jax", "--variant", "a=pytorch"]),
+                      ENV, build_specs)
+
+
+def test_presets_are_documented():
+    assert set(PRESETS) == {"settings", "aa"} and all(p.question for p in PRESETS.values())
+
+
+def _render(table) -> str:
+    console = Console(file=io.StringIO(), width=400, color_system=None)
+    console.print(table)
+    return console.file.getvalue()
+
+
+def _variant(name, medians, **spec):
+    r = record("pytorch", "resnet18", rounds=[{p: [m * f] * 9 for p, m in medians.items()} for f in (1, 1.01, 0.99)])
+    r.spec = replace(r.spec, variant_name=name, **spec)
+    return r
+
+
+def test_tables_name_the_variants_and_take_ratios_against_the_first():
+    # Given in this order: "z" first, although it sorts after "a": it is the baseline.
+    first = _variant("z", train(1.0, 2.0), threads=1)
+    second = _variant("a", train(0.5, 1.0), threads=2)
+    text = _render(ratio_table([first, second]))
+    assert "PyTorch 2.14.1 (a: 2 threads)" in text and "PyTorch 2.14.1 (z: 1 thread)" in text
+    row = next(line for line in text.splitlines() if "(a: 2 threads)" in line)
+    assert row.index("(a: 2 threads)") < row.index("(z: 1 thread)")  # a, vs z
+    assert "0.50×" in row and "faster" in row
+    assert "(z: 1 thread)" in _render(summary_table([first, second]))
+
+
+def test_diff_says_it_is_unpaired_and_points_to_compare():
+    rows = diff.compare_runs([results_file([record("pytorch", "vgg16", {"total": 1.0})])],
+                             [results_file([record("pytorch", "vgg16", {"total": 1.0})])])
+    text = " ".join(_render(diff.diff_table(rows)).split())
+    assert "cannot be told from a change" in text and "pybench compare --variant" in text
