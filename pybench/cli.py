@@ -199,7 +199,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
             task = progress.add_task("starting", total=total)
 
             def started(spec: CellSpec, round_no: int) -> None:
-                progress.update(task, description=f"round {round_no}/{args.rounds}: {spec.framework} "
+                progress.update(task, description=f"round {round_no}/{args.rounds}: {spec.variant_name or spec.framework} "
                                                   f"{spec.model} on {spec.device}")
 
             def finished(record: CellRecord, round_no: int) -> None:
