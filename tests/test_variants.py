@@ -166,3 +166,19 @@ def test_diff_says_it_is_unpaired_and_points_to_compare():
                              [results_file([record("pytorch", "vgg16", {"total": 1.0})])])
     text = " ".join(_render(diff.diff_table(rows)).split())
     assert "cannot be told from a change" in text and "pybench compare --variant" in text
+
+
+def test_another_interpreter_gets_staged_pybench_and_none_of_this_environment():
+    from pybench.interpreter import staged_source, worker_command, worker_environ
+
+    (plain,) = specs("--variant", "a=pytorch")
+    other = replace(plain, interpreter="/opt/venv/bin/python")
+    base = {"PYTHONPATH": "/work/checkout", "PYTHONHOME": "/usr", "PATH": "/bin", "OMP_NUM_THREADS": "1"}
+    assert worker_environ(plain, base) == base
+    env = worker_environ(other, base)
+    assert env == {"PATH": "/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(staged_source())}
+    cmd = worker_command(other)
+    assert cmd[0] == "/opt/venv/bin/python" and str(staged_source()) in cmd[2]
+    staged = staged_source()
+    assert [p.name for p in staged.iterdir()] == ["pybench"]  # nothing beside it on the path
+    assert (staged / "pybench" / "worker.py").is_file() and not list(staged.rglob("__pycache__"))
