@@ -182,3 +182,13 @@ def test_another_interpreter_gets_staged_pybench_and_none_of_this_environment():
     staged = staged_source()
     assert [p.name for p in staged.iterdir()] == ["pybench"]  # nothing beside it on the path
     assert (staged / "pybench" / "worker.py").is_file() and not list(staged.rglob("__pycache__"))
+
+
+def test_markdown_keeps_the_variants_of_a_model_in_one_table():
+    from pybench.report.markdown import render_tables
+
+    first = _variant("z", train(1.0, 2.0), threads=1, dtype="bf16")
+    second = _variant("a", train(0.5, 1.0), threads=2)
+    text = render_tables([results_file([first, second])])
+    assert text.count("|Model|") == 1 and "thread" not in text.split("|Model|")[0].split("##")[-1]
+    assert text.index("(z: bf16, 1 thread)") < text.index("(a: 2 threads)")
