@@ -88,19 +88,16 @@ def parse_variant(text: str) -> Variant:
         key = key.replace("-", "_")
         if not eq and key in DTYPES:
             key, value = "dtype", key
-        elif key == "compile" and eq:
-            kwargs["compile"] = True
-            key = "compile_mode"
         if key in kwargs:
             raise UserError(f"--variant {text!r}: {key} is set twice")
         if key in FLAGS and not eq:
             kwargs[key] = True
+        elif key == "compile" and value:
+            kwargs.update(compile=True, compile_mode=value)
         elif key == "dtype" and value:
             kwargs[key] = value
         elif key == "threads" and value.isdigit():
             kwargs[key] = int(value)
-        elif key == "compile_mode" and value:
-            kwargs[key] = value
         else:
             raise UserError(f"--variant {text!r}: unknown setting {setting!r}; valid: fp32, bf16, fp16, "
                             "tf32, channels_last, compile, compile=MODE, threads=N")

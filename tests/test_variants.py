@@ -53,6 +53,8 @@ def test_a_relative_interpreter_becomes_absolute(tmp_path, monkeypatch):
     ("a=pytorch,threads=two", "unknown setting 'threads=two'"),
     ("a=pytorch,threads=0", "threads must be positive"),
     ("a=pytorch,bf16,fp16", "dtype is set twice"),
+    ("a=pytorch,compile,compile=max-autotune", "compile is set twice"),
+    ("a=pytorch,compile=", "unknown setting 'compile='"),
     ("a=pytorch,dtype=fp8", "unknown dtype 'fp8'"),
     ("a=pytorch@", "must follow '@'"),
     ("-a=pytorch", "variant name '-a'"),
