@@ -27,6 +27,7 @@ from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, CellSpec
+from pybench.statistics import STATS
 from pybench.variant_cli import add_variant_options, variant_specs
 from pybench.workloads import get_workload, resolve_models
 
@@ -107,13 +108,15 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
-    p.add_argument("--stat", choices=("median", "min"), default="median")
+    p.add_argument("--stat", choices=STATS, default="median")
     p.add_argument("--peak-gflops", type=positive_float,
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
     add_variant_options(p)
 
 
 def build_parser() -> Parser:
+    from pybench.report.command import add_options as report_options
+
     parser = Parser(prog="pybench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pybench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -130,17 +133,18 @@ def build_parser() -> Parser:
     rep = sub.add_parser("report", help="render the seed's tables from results files")
     rep.add_argument("files", nargs="*", type=Path)
     rep.add_argument("--readme", type=Path, help="rewrite the tables between the markers in this file")
-    rep.add_argument("--stat", choices=("median", "min"), default="median")
+    rep.add_argument("--stat", choices=STATS, default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
     rep.add_argument("--details", action="store_true",
-                     help="add images/s, GFLOP/s and %% of peak, peak memory and first-run time")
+                     help="add images/s, GFLOP/s and %% of peak, peak memory, first run and energy")
+    report_options(rep)
 
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
     diff.add_argument("--threshold", type=positive_float, default=0.05)
-    diff.add_argument("--stat", choices=("median", "min"), default="median")
+    diff.add_argument("--stat", choices=STATS, default="median")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
@@ -249,33 +253,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pybench.report.markdown import render_tables, update_readme
+    from pybench.report import command
 
-    reference = None
-    if args.reference:
-        from pybench.reference import load_reference
-
-        reference = load_reference(args.reference)
-    files = args.files or [results.DEFAULT_DIR]
-    if reference is not None and not args.files and not results.DEFAULT_DIR.exists():
-        docs = []  # the published figures alone
-    else:
-        docs = results.collect(files)
-    empty = [str(d.path) for d in docs if not d.records]
-    if empty and len(empty) == len(docs):
-        raise UserError(f"no records in {', '.join(empty)}: nothing was measured there yet")
-    text = render_tables(docs, stat=args.stat, reference=reference, details=args.details)
-    if args.plot:
-        from pybench.plot import plot
-
-        plot(docs, args.plot, stat=args.stat)
-        console.print(f"plot written to {args.plot}")
-    if args.readme:
-        update_readme(args.readme, text)
-        console.print(f"tables rewritten in {args.readme}")
-    else:
-        out.print(text, markup=False, highlight=False, soft_wrap=True)
-    return 0
+    return command.run(args, console.print)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -275,11 +275,6 @@ class Device:
             return {}
         return {"CUDA_VISIBLE_DEVICES": self.uuid, "CUDA_DEVICE_ORDER": PCI_ORDER}
 
-    @property
-    def framework_device(self) -> str:
-        """The device a framework uses inside a worker pinned by `visible_env`."""
-        return "cpu" if self.kind == "cpu" else "cuda:0"
-
     def same_gpu(self, identity: dict) -> bool:
         """Whether `gpu_identity`'s answer in the worker is this device.  A MIG slice may be reported
         by its GPU's UUID (CUDA's older device UUID call), which pinning makes unambiguous."""

@@ -15,7 +15,8 @@ from rich.text import Text
 
 from pybench.records import CellRecord
 from pybench.report.format import fmt_duration, model_title, with_variant
-from pybench.report.selection import MODEL_ORDER, check_stat, latest
+from pybench.report.selection import latest
+from pybench.report.view import MODEL_ORDER, check_stat
 from pybench.results import ResultsDoc
 from pybench.spec import CellKey
 from pybench.statistics import judge

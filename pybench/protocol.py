@@ -47,6 +47,8 @@ MODEL_PHASES = (*SEED_PHASES, "step")
 LAYER_PHASES = ("forward", "backward", "total")  # a lone layer: no eval mode, no loss
 # Relative cost of one iteration of each group, for sharing the time budget, in measurement order.
 GROUP_WEIGHTS = {"train": 3.0, "step": 3.0, "inference": 1.0}
+# Each group's headline phase: what settles last in warm-up and what reports lead with.
+HEADLINE = {"train": "total", "step": "step", "inference": "inference"}
 
 # GPU warm-up: cudnn.benchmark (and Julia's or XLA's compiler) make the first few iterations slow; we
 # keep warming up until two consecutive iterations agree this closely, within the bounds below.
@@ -84,7 +86,8 @@ class StopRule:
 
 
 class MemoryProbe(Protocol):
-    """Peak memory over a window; opened after warm-up, read when the group's sampling ends."""
+    """A figure over the sampling window (peak memory, energy): opened after warm-up, read when the
+    group's sampling ends."""
 
     def reset(self) -> None: ...
     def read(self) -> dict[str, int]: ...
@@ -202,18 +205,14 @@ class PhaseSamples:
         return {"first_run": self.first_run, "warmup": self.warmup, "samples": self.samples,
                 "stop_reason": self.stop_reason}
 
-    @classmethod
-    def from_json(cls, data: dict) -> "PhaseSamples":
-        return cls(first_run=float(data["first_run"]), warmup=[float(v) for v in data["warmup"]],
-                   samples=[float(v) for v in data["samples"]], stop_reason=str(data["stop_reason"]))
-
 
 @dataclass
 class Measurement:
-    """Everything one process measured of a cell: phases by name, peak memory by group."""
+    """Everything one process measured of a cell: phases by name, peak memory and energy by group."""
 
     phases: dict[str, PhaseSamples] = field(default_factory=dict)
     memory: dict[str, dict[str, int]] = field(default_factory=dict)
+    energy: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _stop_reason(cols: Mapping[str, list[float]], stop: StopRule, limit: str) -> str:
@@ -244,7 +243,8 @@ def _measure_group(
     clock: Callable[[], float],
     memory: MemoryProbe | None,
     on_sample: Callable[[], None] | None,
-) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
+    energy: MemoryProbe | None = None,
+) -> tuple[dict[str, PhaseSamples], dict[str, int], float, dict[str, int]]:
     """First run, warm-up, then sampling until every phase of the group is precise or a limit is hit.
 
     The budget starts after the first run, so compilation (Inductor, XLA, Julia) never eats the
@@ -256,7 +256,7 @@ def _measure_group(
     start = clock()
     deadline = start + budget
     warmup: dict[str, list[float]] = {n: [] for n in names}
-    lead = names[-1]  # the group's headline (total for train): settles last
+    lead = HEADLINE[group]
     if gpu:
         prev = first[lead][0]
         for i in range(GPU_WARMUP_MAX):
@@ -277,6 +277,8 @@ def _measure_group(
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collector pause inside a timed region is noise, not the framework's cost
+    if energy:  # the memory window less the collection: energy counts every iteration's whole cost
+        energy.reset()
     try:
         while True:
             n = len(cols[lead])
@@ -295,6 +297,7 @@ def _measure_group(
     finally:
         if gc_was_enabled:
             gc.enable()
+    used_energy = energy.read() if energy else {}
     peak = memory.read() if memory else {}
     sampler.finish(group)
     reason = _stop_reason(cols, stop, limit)
@@ -302,7 +305,7 @@ def _measure_group(
         n: PhaseSamples(first_run=first[n][0], warmup=warmup[n], samples=cols[n], stop_reason=reason)
         for n in names
     }
-    return phases, peak, clock() - start
+    return phases, peak, clock() - start, used_energy
 
 
 def measure(
@@ -313,6 +316,7 @@ def measure(
     memory: MemoryProbe | None = None,
     on_sample: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    energy: MemoryProbe | None = None,
 ) -> Measurement:
     """Run the whole protocol for one cell in this process and return the requested phases.
 
@@ -327,9 +331,12 @@ def measure(
     for i, group in enumerate(groups):
         weights = [GROUP_WEIGHTS[g] for g in groups[i:]]
         budget = remaining * weights[0] / sum(weights)
-        got, peak, used = _measure_group(sampler, group, stop, gpu, budget, clock, memory, on_sample)
+        got, peak, used, joules = _measure_group(sampler, group, stop, gpu, budget, clock, memory, on_sample,
+                                                 energy)
         remaining = max(0.0, remaining - used)
         out.phases.update({p: r for p, r in got.items() if p in phases})
         out.memory[group] = peak
+        if joules:
+            out.energy[group] = joules
     out.phases = {p: out.phases[p] for p in phases}
     return out

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "skipped")  # skipped: never attempted (framework unavailable, option unsupported)
 
 T = TypeVar("T")
+# framework_env facts that legitimately change from one worker process to the next
+VARYING_ENV = frozenset({"cores", "gpu_identity", "traces"})
 
 
 class Malformed(ValueError):
@@ -77,13 +79,15 @@ class Round:
 
     phases: dict[str, PhaseSamples]
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
+    energy: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> pybench.energy kind -> total
 
     @classmethod
     def of(cls, m: Measurement) -> "Round":
-        return cls(phases=dict(m.phases), memory=dict(m.memory))
+        return cls(phases=dict(m.phases), memory=dict(m.memory), energy=dict(m.energy))
 
     def to_json(self) -> dict:
-        return {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        data = {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        return {**data, "energy": self.energy} if self.energy else data
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "Round":
@@ -107,7 +111,11 @@ class Round:
         for group, peaks in field_of(data, "memory", dict, where).items():
             at = f"{where}.memory.{group}"
             memory[group] = {k: int(field_of(peaks, k, (int, float), at)) for k in field_of(data["memory"], group, dict, f"{where}.memory")}
-        return cls(phases=phases, memory=memory)
+        energy = {}
+        for group, totals in (field_of(data, "energy", dict, where, optional=True) or {}).items():
+            at = f"{where}.energy.{group}"
+            energy[group] = {k: int(field_of(totals, k, (int, float), at)) for k in field_of(data["energy"], group, dict, f"{where}.energy")}
+        return cls(phases=phases, memory=memory, energy=energy)
 
 
 @dataclass
@@ -178,9 +186,9 @@ class CellRecord:
         allowed fewer samples than an interval needs (no interval, or one round that stopped short);
         "noisy": an interval, still wider than asked (with rounds: the processes disagree)."""
         e = self.estimate(phase)
-        if e.ci_low is None or e.ci_high is None:
+        if e.half_width_rel is None:
             return "too_few_samples"
-        if (e.ci_high - e.ci_low) / 2 <= self.spec.stop.precision * e.value:
+        if e.half_width_rel <= self.spec.stop.precision:
             return "precise"
         if not e.between_rounds and "too_few_samples" in self.stop_reasons(phase):
             return "too_few_samples"
@@ -201,8 +209,29 @@ class CellRecord:
                 out[kind] = max(out.get(kind, 0), value)
         return out
 
+    def energy(self, group: str, headline: str) -> tuple[dict[str, int], int]:
+        """Each energy kind summed over the rounds that measured it, with the iterations its windows
+        held (the window is the sampling loop: one iteration per sample of the group's `headline`)."""
+        out: dict[str, int] = {}
+        iterations = 0
+        for r in self.rounds:
+            totals = r.energy.get(group)
+            if totals and headline in r.phases:
+                iterations += len(r.phases[headline].samples)
+                for kind, value in totals.items():
+                    out[kind] = out.get(kind, 0) + value
+        return out, iterations
+
     def add_round(self, other: "CellRecord") -> None:
-        """Fold another worker's measurement of the same cell into this record."""
+        """Fold another worker's measurement of the same cell into this record; a round from another
+        framework version or environment is refused, as pyperf's Benchmark.add_run checks metadata."""
+        if other.ok and self.ok:
+            if other.title != self.title:
+                raise ValueError(f"round of {other.title} cannot join a record of {self.title}")
+            differs = sorted(k for k in (set(self.framework_env) | set(other.framework_env)) - VARYING_ENV
+                             if self.framework_env.get(k) != other.framework_env.get(k))
+            if differs:
+                raise ValueError(f"round ran in another environment ({', '.join(differs)} differ)")
         self.rounds.extend(other.rounds)
         self.wall_time += other.wall_time
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)

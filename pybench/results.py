@@ -14,7 +14,7 @@ import secrets
 import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybench.errors import UserError
@@ -210,6 +210,7 @@ class ResultsDoc:
     created: str
     environment: dict
     records: list[CellRecord]
+    command: list[str] = field(default_factory=list)  # the command line that produced it
 
 
 def load(path: Path) -> ResultsDoc:
@@ -237,8 +238,9 @@ def load(path: Path) -> ResultsDoc:
         parsed = [CellRecord.from_json(r, f"record #{i + 1}") for i, r in enumerate(records)]
     except Malformed as exc:
         raise UserError(f"malformed record in {path}: {exc}") from None
+    command = data.get("command")
     return ResultsDoc(path=path, created=str(data.get("created", "")), environment=data["environment"],
-                      records=parsed)
+                      records=parsed, command=[str(c) for c in command] if isinstance(command, list) else [])
 
 
 def collect(paths: list[Path]) -> list[ResultsDoc]:

@@ -184,7 +184,10 @@ def _keep(records: dict[CellSpec, CellRecord], spec: CellSpec, record: CellRecor
         return
     with signals_deferred():
         if record.ok:
-            first.add_round(record)
+            try:
+                first.add_round(record)
+            except ValueError as exc:  # another version or environment: never pooled, said why
+                first.warnings.append(f"round {round_no} not pooled: {exc}")
         else:
             first.warnings.append(f"round {round_no} failed: {record.error}")
         store.save()

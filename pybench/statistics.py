@@ -117,6 +117,11 @@ def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
     return np.asarray(values), n
 
 
+def round_values(rounds: Rounds, stat: str = "median") -> list[float]:
+    """The one number of each round that every estimate and ratio is computed from."""
+    return [float(v) for v in _round_values(rounds, stat)[0]]
+
+
 def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
     """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
     from scipy import stats as st  # imported here: the worker's interpreter may lack scipy

@@ -23,6 +23,7 @@ import traceback  # noqa: E402
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
 from pybench.devices import gpu_identity, gpu_memory_used
+from pybench.energy import EnergyMeter
 from pybench.interpreter import interpreter_facts
 from pybench.lifetime import watch_parent
 from pybench.protocol import measure
@@ -106,6 +107,7 @@ def run_round(spec: CellSpec) -> CellRecord:
             spec.stop,
             gpu=spec.device_kind == "cuda",
             memory=ProcessMemory(backend, spec.gpu.uuid if spec.gpu else None),
+            energy=EnergyMeter(spec.gpu.uuid if spec.gpu else None),
         )
         record.framework_env = {**backend.environment(), "cores": cores, "python": interpreter_facts(spec)}
         if spec.gpu:

@@ -10,7 +10,9 @@ from pybench.errors import UserError
 from pybench.records import Peak
 from pybench.report import markdown as report
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
-from pybench.report.terminal import summary_table
+from pybench.report.format import detail_texts
+from pybench.report.terminal import details_table, summary_table
+from pybench.report.view import details_of
 
 OLDER = results_file([record("pytorch", "resnet18", train(0.5, 0.5, 0.5))],
                      created="2025-01-01T09:00:00+0000")
@@ -172,12 +174,39 @@ def test_details_show_throughput_peak_memory_and_first_run():
     rec.peak = Peak(2000.0, "calibrated sgemm, 16 threads")
     rec.rounds[0].memory["train"] = {"cpu_peak_rss": 3 * 2**30}
     rec.rounds[0].phases["total"].first_run = 1.5
-    values = report.detail_values(rec)
-    assert values["train_ips"] == "26.67"  # 8 images / 0.3 s
-    assert values["train_gflops"] == "654.2 (32.7% of peak)"  # 3 x 65.42 GFLOP / 0.3 s
-    assert values["inference_ips"] == "160"
-    assert values["peak_memory"] == "rss 3,072 MiB / -"  # train / inference: per phase group
-    assert values["first_run"].startswith("1.5 s / ")
+    rec.rounds[0].energy["train"] = {"cpu_ns": 9 * 2 * 10**9, "window_ns": 3 * 10**9}  # 9 samples
+    rec.rounds[0].energy["inference"] = {"cpu_ns": 9 * 10**8, "window_ns": 10**8, "rapl_uj": 9 * 10**6}
+    train_d, inference_d = details_of(rec, "median")
+    assert train_d.images_per_s == pytest.approx(26.67, abs=0.01)  # 8 images / 0.3 s
+    assert train_d.gflops == pytest.approx(654.24) and train_d.peak_percent == pytest.approx(32.71, abs=0.01)
+    assert train_d.cpu_seconds == pytest.approx(2.0) and train_d.energy_j is None
+    assert train_d.energy_missing == "no RAPL"
+    assert inference_d.energy_missing.startswith("window 0.1 s too short")  # the counter's resolution
+    train_t, inference_t = detail_texts(train_d), detail_texts(inference_d)
+    assert (train_t["group"], train_t["ips"], inference_t["ips"]) == ("train (total)", "26.67", "160")
+    assert train_t["gflops"] == "654.2 (32.7% of peak)" and inference_t["gflops"] == "1308 (65.4% of peak)"
+    assert train_t["peak_memory"] == "rss 3,072 MiB" and inference_t["peak_memory"] == "-"  # per group
+    assert train_t["first_run"] == "1.5 s"
+    assert train_t["energy"] == "unavailable (no RAPL), 2 CPU-s"
+    assert inference_t["energy"].startswith("unavailable (window 0.1 s too short")
     text = report.render_tables([results_file([rec])], details=True)
-    assert "### Throughput, memory and first run --- AMD EPYC 9654 96-Core Processor" in text
+    assert "### Throughput, memory, first run and energy --- AMD EPYC 9654 96-Core Processor" in text
+    assert "unavailable (no RAPL), 2 CPU-s" in text
     assert "Peak FLOP/s from: calibrated sgemm, 16 threads." in text
+
+
+def test_energy_per_batch_from_the_window_counters():
+    rec = record("pytorch", "resnet18", train(0.1, 0.2), device="cuda:0")
+    rec.rounds[0].energy["train"] = {"gpu_mj": 9 * 45_000, "cpu_ns": 9 * 10**8, "window_ns": 3 * 10**9}
+    (d,) = details_of(rec, "median")
+    assert d.energy_j == pytest.approx(45.0) and d.energy_source == "NVML"  # 405 J over 9 iterations
+    assert detail_texts(d)["energy"] == "45 J (NVML), 0.1 CPU-s"
+
+
+def test_compare_details_show_energy_or_why_not():
+    rec = record("pytorch", "resnet18", train(0.1, 0.2), device="cpu")
+    rec.rounds[0].energy["train"] = {"cpu_ns": 9 * 10**9, "window_ns": 3 * 10**9}
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    console.print(details_table([rec]))
+    text = console.file.getvalue()
+    assert "Energy per batch" in text and "unavailable (no RAPL), 1 CPU-s" in text

@@ -21,8 +21,3 @@ def resolve_frameworks(names: list[str] | None) -> list[Framework]:
     if not names or "all" in names:
         return list(FRAMEWORKS.values())
     return [get_framework(n) for n in dict.fromkeys(names)]
-
-
-def title_of(name: str) -> str:
-    """Display title of a framework named in a results file, known to this pybench or not."""
-    return FRAMEWORKS[name].title if name in FRAMEWORKS else name

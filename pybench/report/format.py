@@ -4,8 +4,15 @@ the terminal."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from pybench.workloads import ALL
+
+if TYPE_CHECKING:  # the view imports this module for names
+    from pybench.report.view import GroupDetails
+
+NOISY, FEW, FAILED = "†", "°", "‡"  # the quality marks every table uses
+MARKS = {"noisy": NOISY, "too_few_samples": FEW}
 
 
 def fmt_seconds(seconds: float, unit: str = "s") -> str:
@@ -37,3 +44,40 @@ def model_title(model: str) -> str:
 
 def with_variant(label: str, variant: str) -> str:
     return f"{label} ({variant})" if variant else label
+
+
+# The details' columns (markdown, terminal, HTML): one line per phase group of a row.
+DETAILS = {
+    "group": "Group",
+    "ips": "Images/s",
+    "gflops": "GFLOP/s",
+    "peak_memory": "Peak memory",
+    "first_run": "First run",
+    "energy": "Energy per batch",
+}
+_MEMORY = {"cpu_peak_rss": "rss", "cuda_max_allocated": "allocated", "cuda_max_reserved": "reserved",
+           "nvml_device_used_snapshot": "device used (all processes, snapshot)"}
+
+
+def fmt_memory(peaks: dict[str, int]) -> str:
+    return ", ".join(f"{_MEMORY.get(k, k)} {fmt_mib(v)}" for k, v in peaks.items() if v) or "-"
+
+
+def fmt_energy(d: "GroupDetails") -> str:
+    """'2.41 J (NVML)', or why there is none plus the CPU-seconds: never an estimate from a TDP."""
+    text = f"{d.energy_j:.3g} J ({d.energy_source})" if d.energy_j is not None else \
+        f"unavailable ({d.energy_missing})"
+    return text + (f", {d.cpu_seconds:.3g} CPU-s" if d.cpu_seconds is not None else "")
+
+
+def detail_texts(d: "GroupDetails") -> dict[str, str]:
+    """Column -> text for one phase group."""
+    pct = f" ({d.peak_percent:.1f}% of peak)" if d.peak_percent is not None else ""
+    return {
+        "group": f"{d.group} ({d.phase})" if d.phase != d.group else d.group,
+        "ips": f"{d.images_per_s:.4g}",
+        "gflops": f"{d.gflops:.4g}{pct}" if d.gflops is not None else "-",
+        "peak_memory": fmt_memory(d.memory),
+        "first_run": fmt_duration(d.first_run),
+        "energy": fmt_energy(d),
+    }

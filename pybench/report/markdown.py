@@ -1,4 +1,5 @@
-"""Markdown: the seed's tables, the details table, and the README block between markers.
+"""Markdown, a pure formatter of `view` rows: the seed's tables, the details table, and the README
+block between markers.
 
 Text that comes from results files (model names, labels, framework titles, errors) is escaped, so
 no file can inject markup or the table markers into a README.
@@ -11,19 +12,15 @@ from pathlib import Path
 
 from pybench.errors import UserError
 from pybench.protocol import PHASES
-from pybench.records import CellRecord
-from pybench.report.format import fmt_duration, fmt_mib, fmt_seconds, model_title
-from pybench.report.selection import (
-    Cell, Row, Section, check_stat, measured_sections, reference_sections, winners,
-)
+from pybench.report.format import DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_seconds, model_title
+from pybench.report.selection import Section, measured_sections, reference_sections
+from pybench.report.view import Cell, Row, check_stat
 from pybench.results import ResultsDoc, atomic_write, read_regular_file
 from pybench.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
 
 BEGIN_MARKER = "<!-- pybench:tables:begin -->"
 END_MARKER = "<!-- pybench:tables:end -->"
-NOISY, FEW, FAILED, PARAMS, NOTE = "†", "°", "‡", "§", "Note:"
-GROUPS = ("train", "step", "inference")  # the details' phase groups, by their headline phase
-HEADLINE = {"train": "total", "step": "step", "inference": "inference"}
+PARAMS, NOTE = "§", "Note:"
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|<])")  # "<" breaks HTML, comments and the markers
 
@@ -33,7 +30,7 @@ def md_text(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def _cell_md(cell: Cell | None, bold: bool, unit: str) -> str:
+def _cell_md(cell: Cell | None, unit: str) -> str:
     if cell is None:
         return ""
     if cell.failed:
@@ -41,8 +38,8 @@ def _cell_md(cell: Cell | None, bold: bool, unit: str) -> str:
     if cell.value is None and not cell.text:
         return ""
     text = md_text(cell.text) if cell.text else fmt_seconds(cell.value, unit)
-    text = f"**{text}**" if bold else text
-    mark = {"noisy": NOISY, "too_few_samples": FEW}.get(cell.quality)
+    text = f"**{text}**" if cell.faster else text
+    mark = MARKS.get(cell.quality)
     return f"{text} {mark}" if mark else text
 
 
@@ -60,7 +57,7 @@ def _param_notes(rows: list[Row]) -> dict[str, str]:
     }
 
 
-def render_section(section: Section, stat: str = "median") -> str:
+def render_section(section: Section) -> str:
     lines = [f"## {md_text(section.heading)}"]
     if section.settings:
         lines += [section.settings, ""]  # a table cannot interrupt a paragraph in GFM
@@ -70,16 +67,15 @@ def render_section(section: Section, stat: str = "median") -> str:
     lines.append(f"|{'Layer' if section.layers else 'Model'}|Framework|"
                  + "|".join(PHASES[p].column for p in phases) + "|")
     lines.append("|" + ":---:|" * (2 + len(phases)))
-    bold = winners(section.rows, stat)
     params = _param_notes(section.rows)
     unit = "ms" if section.layers else "s"
     previous = None
-    for i, row in enumerate(section.rows):
+    for row in section.rows:
         title = "" if row.model == previous else md_text(model_title(row.model))
         if title and row.model in params:
             title += f" {PARAMS}"
         previous = row.model
-        cells = [_cell_md(row.cells.get(p), (i, p) in bold, unit) for p in phases]
+        cells = [_cell_md(row.cells.get(p), unit) for p in phases]
         lines.append(f"|{title}|{md_text(row.label)}|" + "|".join(cells) + "|")
 
     qualities = {c.quality for r in section.rows for p, c in r.cells.items() if p in phases}
@@ -98,61 +94,17 @@ def render_section(section: Section, stat: str = "median") -> str:
     return "\n".join(lines + [n for note in notes for n in ("", note)])
 
 
-# --- throughput, memory and first run -------------------------------------------------------------
+# --- throughput, memory, first run and energy ------------------------------------------------------
 
-DETAILS = {
-    "train_ips": "Images/s (train)",
-    "step_ips": "Images/s (step)",
-    "inference_ips": "Images/s (inference)",
-    "train_gflops": "GFLOP/s (train)",
-    "step_gflops": "GFLOP/s (step)",
-    "inference_gflops": "GFLOP/s (inference)",
-    "peak_memory": "Peak memory (train / step / inference)",
-    "first_run": "First run (train / step / inference)",
-}
-
-
-def _memory_text(peaks: dict[str, int]) -> str:
-    short = {"cpu_peak_rss": "rss", "cuda_max_allocated": "allocated", "cuda_max_reserved": "reserved",
-             "nvml_device_used_snapshot": "device used (all processes, snapshot)"}
-    return ", ".join(f"{short.get(k, k)} {fmt_mib(v)}" for k, v in peaks.items() if v)
-
-
-def detail_values(record: CellRecord, stat: str = "median") -> dict[str, str]:
-    """Images/s, achieved GFLOP/s with % of the device's peak, peak memory and first run per group."""
-    from pybench.efficiency import phase_flops
-
-    out = dict.fromkeys(DETAILS, "")
-    if not record.ok:
-        return out
-    memory, firsts = [], []
-    for group in GROUPS:
-        phase = HEADLINE[group]
-        if phase not in record.phase_names:
-            continue
-        seconds = record.estimate(phase, stat).value
-        out[f"{group}_ips"] = f"{record.spec.batch_size / seconds:.4g}"
-        flops = phase_flops(record, phase)
-        if flops:
-            gflops = flops / seconds / 1e9
-            peak = record.peak.gflops if record.peak else None
-            pct = f" ({100 * gflops / peak:.1f}% of peak)" if peak else ""
-            out[f"{group}_gflops"] = f"{gflops:.4g}{pct}"
-        memory.append(_memory_text(record.memory(group)) or "-")
-        firsts.append(fmt_duration(record.first_run(phase)))
-    out["peak_memory"] = " / ".join(memory)
-    out["first_run"] = " / ".join(firsts)
-    return out
-
-
-def render_details(section: Section, stat: str = "median") -> str:
-    lines = [f"### Throughput, memory and first run --- {md_text(section.device)}", "",
+def render_details(section: Section) -> str:
+    lines = [f"### Throughput, memory, first run and energy --- {md_text(section.device)}", "",
              "|Model|Framework|" + "|".join(DETAILS.values()) + "|",
              "|" + ":---:|" * (2 + len(DETAILS))]
     rows = [row for row in section.rows if row.record is not None]
     for row in rows:
-        values = detail_values(row.record, stat)
-        lines.append(f"|{md_text(model_title(row.model))}|{md_text(row.label)}|" + "|".join(values.values()) + "|")
+        for i, d in enumerate(row.details):
+            names = f"{md_text(model_title(row.model))}|{md_text(row.label)}" if i == 0 else "|"
+            lines.append(f"|{names}|" + "|".join(md_text(v) for v in detail_texts(d).values()) + "|")
     records = [row.record for row in rows]
     sources = list(dict.fromkeys(r.peak.source for r in records if r.peak))
     if sources:
@@ -167,8 +119,8 @@ def render_tables(docs: list[ResultsDoc], stat: str = "median", reference: list[
     with `details`, each measured section is followed by its throughput/memory/first-run table."""
     check_stat(stat)
     measured = measured_sections(docs, stat)
-    parts = [render_section(s, stat) + ("\n\n" + render_details(s, stat) if details else "") for s in measured]
-    parts += [render_section(s, stat) for s in reference_sections(reference or [])]
+    parts = [render_section(s) + ("\n\n" + render_details(s) if details else "") for s in measured]
+    parts += [render_section(s) for s in reference_sections(reference or [])]
     what = "median" if stat == "median" else "minimum"
     intro = (f"Seconds per batch, {what} of the timed iterations (first run and warm-up excluded). "
              f"Batch {DEFAULT_BATCH}, image 3 x {DEFAULT_IMAGE_SIZE} x {DEFAULT_IMAGE_SIZE} "

@@ -1,5 +1,5 @@
-"""Which records a report shows and how they group: the intermediate form (Section -> Row -> Cell)
-that markdown, terminal tables and plots all render, so they share one selection, order and identity.
+"""Which records a report shows and how they group into sections of complete rows (`view.Row`), so
+markdown, plots, HTML and exports share one selection, order and identity.
 
 Identity is `CellKey`: the newest record of each key wins (a rerun replaces a row), records that
 differ in any field of the key are never merged, and a section holds the rows of one device, machine
@@ -11,24 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pybench.backends import FRAMEWORKS
 from pybench.errors import UserError
-from pybench.protocol import LAYER_PHASES, PHASES, SEED_PHASES
+from pybench.protocol import LAYER_PHASES, SEED_PHASES
 from pybench.records import CellRecord
-from pybench.report.format import with_variant
+from pybench.report.format import model_title, with_variant
+from pybench.report.view import Cell, Row, check_stat, compare_rows, headline, row_of, row_order
 from pybench.results import ResultsDoc
 from pybench.spec import CellKey
-from pybench.statistics import paired_ratio
 from pybench.workloads import ALL, DEFAULT_IMAGE_SIZE
-
-STATS = ("median", "min")
-MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
-FRAMEWORK_ORDER = list(FRAMEWORKS)  # the seed lists PyTorch first; ratios are against the first
-
-
-def check_stat(stat: str) -> None:
-    if stat not in STATS:
-        raise UserError(f"unknown statistic {stat!r}; valid: {', '.join(STATS)}")
 
 
 def _created(doc: ResultsDoc) -> datetime:
@@ -55,25 +45,6 @@ def latest(docs: list[ResultsDoc]) -> list[Entry]:
 
 
 @dataclass
-class Cell:
-    value: float | None = None  # seconds; None: empty or failed
-    text: str = ""  # published text kept verbatim (e.g. "0.097551" without unit)
-    quality: str = "precise"  # or "noisy", "too_few_samples" (records.CellRecord.quality)
-    failed: bool = False
-
-
-@dataclass
-class Row:
-    model: str
-    framework: str  # bold compares different frameworks
-    label: str  # the Framework column: "PyTorch 2.14.1 (bf16)"
-    cells: dict[str, Cell]
-    params: int | None = None
-    error: str | None = None
-    record: CellRecord | None = None  # None for published rows
-
-
-@dataclass
 class Section:
     heading: str
     device: str
@@ -84,31 +55,6 @@ class Section:
     @property
     def phases(self) -> tuple[str, ...]:
         return LAYER_PHASES if self.layers else SEED_PHASES
-
-
-def row_of(record: CellRecord, stat: str) -> Row:
-    cells = {}
-    for p in record.spec.phases:
-        if not record.ok:
-            cells[p] = Cell(failed=record.status == "failed")
-        elif p in record.phase_names:
-            cells[p] = Cell(value=record.estimate(p, stat).value, quality=record.quality(p))
-    return Row(
-        model=record.spec.model,
-        framework=record.spec.framework,
-        label=with_variant(record.title, record.key.variant),
-        cells=cells,
-        params=record.workload.params if record.workload else None,
-        error=" ".join(record.error.split()) if record.error else None,
-        record=record,
-    )
-
-
-def row_order(row: Row) -> tuple:
-    if row.record is not None and row.record.key.variant_name:  # variants keep the order given: the
-        return (MODEL_ORDER.get(row.model, len(MODEL_ORDER)), row.model)  # first is every ratio's base
-    fw = FRAMEWORK_ORDER.index(row.framework) if row.framework in FRAMEWORK_ORDER else len(FRAMEWORK_ORDER)
-    return (MODEL_ORDER.get(row.model, len(MODEL_ORDER)), row.model, fw, row.framework, row.label)
 
 
 def _settings_line(key: CellKey, default_batch: bool, default_threads: int | None, layers: bool) -> str:
@@ -145,6 +91,7 @@ def measured_sections(docs: list[ResultsDoc], stat: str = "median") -> list[Sect
         layers, cpu, name, label, settings = key
         device = name if len(names[(layers, name)]) == 1 else f"{name} ({label})"
         rows = sorted((row_of(e.record, stat) for e in groups[key]), key=row_order)
+        compare_rows(rows, stat)
         prefix = "Per-layer benchmarks --- " if layers else ""
         out.append(Section(heading=f"{prefix}{'CPU' if cpu else 'GPU'} USED --- {device}", device=device,
                            settings=settings, rows=rows, layers=layers))
@@ -168,37 +115,67 @@ def reference_sections(reference: list[dict]) -> list[Section]:
             label=with_variant(ref["framework"], f"published {ref['year']}"),
             cells={p: Cell(value=ref.get(p), text=text.get(p) or "") for p in SEED_PHASES},
         ))
+    for section in sections.values():
+        compare_rows(section.rows, "median")  # published rows: the smaller number wins
     return list(sections.values())
 
 
-def _faster(a: Row, b: Row, phase: str, stat: str) -> bool:
-    """Whether row a is faster than row b in `phase`, beyond the measured precision.
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One run's estimate of a cell's headline phase, for the history of a cell measured more than once."""
 
-    Measured rows: the ratio's 95% interval (rounds paired, drift cancels) must exclude 1.  Published
-    rows have no samples: the smaller number wins, as the seed marked it.
-    """
-    if a.record is None or b.record is None:
-        va, vb = a.cells[phase].value, b.cells[phase].value
-        return va is not None and vb is not None and va < vb
-    ratio = paired_ratio(a.record.samples(phase), b.record.samples(phase),
-                         a.record.spec.stop.confidence, stat)
-    return ratio.ci_high is not None and ratio.ci_high < 1
+    cell: str  # "Resnet18 · PyTorch 2.14.1 · machine"
+    created: str
+    phase: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    pybench: str
+    framework: str  # the framework and its version, as the record titles it
 
 
-def winners(rows: list[Row], stat: str = "median") -> set[tuple[int, str]]:
-    """(row index, phase) of the faster framework, per model and variant: the row faster than every
-    other framework's row beyond the measured precision (a tie marks nothing)."""
-    groups: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(row.model, []).append(i)
-    out = set()
-    for members in groups.values():
-        for p in PHASES:
-            valued = [i for i in members if p in rows[i].cells and rows[i].cells[p].value is not None]
-            if len({rows[i].framework for i in valued}) < 2:
-                continue
-            for i in valued:
-                others = [j for j in valued if rows[j].framework != rows[i].framework]
-                if all(_faster(rows[i], rows[j], p, stat) for j in others):
-                    out.add((i, p))
+def history(docs: list[ResultsDoc], stat: str = "median") -> list[HistoryPoint]:
+    """Every ok record of every cell key that more than one results file measured, oldest first."""
+    check_stat(stat)
+    by_key: dict[CellKey, list[tuple[ResultsDoc, CellRecord]]] = {}
+    for doc in sorted(docs, key=_created):
+        for record in doc.records:
+            if record.ok:
+                by_key.setdefault(record.key, []).append((doc, record))
+    out = []
+    for key, runs in by_key.items():
+        if len(runs) < 2:
+            continue
+        for doc, record in runs:
+            phase = headline(record.phase_names)
+            e = record.estimate(phase, stat)
+            cell = f"{model_title(key.model)} · {with_variant(record.title, key.variant)} · {key.label}"
+            out.append(HistoryPoint(cell, _created(doc).isoformat(), phase, e.value, e.ci_low, e.ci_high,
+                                    str(doc.environment.get("pybench", "?")), record.title))
+    return out
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What produced a results file: when, the command, the machine, and the noise audit's advice."""
+
+    name: str
+    created: str
+    command: list[str]
+    environment: dict
+    noise_advice: list[str]
+
+
+def run_infos(docs: list[ResultsDoc]) -> list[RunInfo]:
+    from pybench.noise import NoiseAudit, advice
+
+    out = []
+    for doc in sorted(docs, key=_created):
+        noise = doc.environment.get("noise")
+        try:
+            tips = (advice(NoiseAudit.from_json(noise)) or ["nothing obvious: the machine looked quiet"]
+                    if isinstance(noise, dict) else ["no noise audit in this file"])
+        except UserError as exc:
+            tips = [str(exc)]
+        out.append(RunInfo(doc.path.name, doc.created, list(doc.command), doc.environment, tips))
     return out
