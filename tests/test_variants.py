@@ -1,6 +1,8 @@
 """Variants without running a worker: the syntax, presets, cell identity, tables and diff's note."""
 
 import io
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -11,6 +13,7 @@ from pybench import diff
 from pybench.cli import build_parser, build_specs
 from pybench.environment import available_cores
 from pybench.errors import UserError
+from pybench.interpreter import staged_source, worker_command, worker_environ
 from pybench.report.terminal import ratio_table, summary_table
 from pybench.variant_cli import variant_specs
 from pybench.variants import PRESETS, Variant, parse_variant
@@ -171,8 +174,6 @@ def test_diff_says_it_is_unpaired_and_points_to_compare():
 
 
 def test_another_interpreter_gets_staged_pybench_and_none_of_this_environment():
-    from pybench.interpreter import staged_source, worker_command, worker_environ
-
     (plain,) = specs("--variant", "a=pytorch")
     other = replace(plain, interpreter="/opt/venv/bin/python")
     base = {"PYTHONPATH": "/work/checkout", "PYTHONHOME": "/usr", "PATH": "/bin", "OMP_NUM_THREADS": "1"}
@@ -194,3 +195,15 @@ def test_markdown_keeps_the_variants_of_a_model_in_one_table():
     text = render_tables([results_file([first, second])])
     assert text.count("|Model|") == 1 and "thread" not in text.split("|Model|")[0].split("##")[-1]
     assert text.index("(z: bf16, 1 thread)") < text.index("(a: 2 threads)")
+
+
+def test_a_flux_worker_under_another_interpreter_finds_the_julia_code(tmp_path):
+    # Its staged pybench lies away from the repository: the orchestrator names the repository.
+    from pybench.backends.flux.julia_env import JULIA_DIR, ROOT_ENV, juliacall_env
+
+    assert (JULIA_DIR / "PyBench.jl").is_file()
+    env = juliacall_env(1)
+    code = "from pybench.backends.flux.julia_env import JULIA_DIR; print(JULIA_DIR)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(staged_source()), ROOT_ENV: env[ROOT_ENV]})
+    assert p.stdout.strip() == str(JULIA_DIR), p.stderr
