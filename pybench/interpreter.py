@@ -74,7 +74,8 @@ def probe(interpreter: str, modules: tuple[str, ...], who: str) -> str:
         done = subprocess.run([interpreter, "-c", PROBE, "numpy", *modules], capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT_S, env=clean_environ(os.environ), stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UserError(f"{who}: {interpreter} does not run as a Python interpreter ({type(exc).__name__})") from None
+        raise UserError(f"{who}: {interpreter} does not run as a Python interpreter "
+                        f"({type(exc).__name__})") from None
     try:
         facts = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -83,10 +84,11 @@ def probe(interpreter: str, modules: tuple[str, ...], who: str) -> str:
     if tuple(facts["version"]) < MIN_PYTHON:
         raise UserError(f"{who}: {interpreter} is Python {facts['python']}; workers need "
                         f"{'.'.join(map(str, MIN_PYTHON))} or newer")
-    if facts["missing"]:
-        missing = " and ".join(facts["missing"])
-        raise UserError(f"{who}: {interpreter} lacks {missing}: install {'them' if len(facts['missing']) > 1 else 'it'} "
-                        f"there ({interpreter} -m pip install {' '.join(facts['missing'])})")
+    missing = facts["missing"]
+    if missing:
+        raise UserError(f"{who}: {interpreter} lacks {' and '.join(missing)}: install "
+                        f"{'them' if len(missing) > 1 else 'it'} there ({interpreter} -m pip install "
+                        f"{' '.join(missing)})")
     return str(facts["python"])
 
 

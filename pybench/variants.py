@@ -115,8 +115,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "settings": Preset(
         "eager against channels-last, compiled and bf16 (ratios against eager fp32)",
-        lambda fw: [Variant("eager", fw, dtype="fp32"), Variant("channels_last", fw, dtype="fp32", channels_last=True),
-                    Variant("compile", fw, dtype="fp32", compile=True), Variant("bf16", fw, dtype="bf16")]),
+        lambda fw: [Variant("eager", fw, dtype="fp32"),
+                    Variant("channels_last", fw, dtype="fp32", channels_last=True),
+                    Variant("compile", fw, dtype="fp32", compile=True),
+                    Variant("bf16", fw, dtype="bf16")]),
     "aa": Preset(
         "the same setup twice, the A/A control: its ratio's interval should contain 1",
         lambda fw: [Variant("a", fw), Variant("b", fw)]),

@@ -149,7 +149,8 @@ def _render(table) -> str:
 
 
 def _variant(name, medians, **spec):
-    r = record("pytorch", "resnet18", rounds=[{p: [m * f] * 9 for p, m in medians.items()} for f in (1, 1.01, 0.99)])
+    rounds = [{p: [m * f] * 9 for p, m in medians.items()} for f in (1, 1.01, 0.99)]
+    r = record("pytorch", "resnet18", rounds=rounds)
     r.spec = replace(r.spec, variant_name=name, **spec)
     return r
 
@@ -205,5 +206,6 @@ def test_a_flux_worker_under_another_interpreter_finds_the_julia_code(tmp_path):
     env = juliacall_env(1)
     code = "from pybench.backends.flux.julia_env import JULIA_DIR; print(JULIA_DIR)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(staged_source()), ROOT_ENV: env[ROOT_ENV]})
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(staged_source()),
+                            ROOT_ENV: env[ROOT_ENV]})
     assert p.stdout.strip() == str(JULIA_DIR), p.stderr

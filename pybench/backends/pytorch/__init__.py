@@ -13,7 +13,8 @@ class PyTorch(Framework):
     backend = "pybench.backends.pytorch.backend:PyTorchBackend"
     options = Options(dtypes={"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")},
                       channels_last=True, compile=True,
-                      compile_modes=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+                      compile_modes=("default", "reduce-overhead", "max-autotune",
+                                     "max-autotune-no-cudagraphs"))
     packages = ("torch", "torchvision")
 
     def availability(self) -> Availability:
