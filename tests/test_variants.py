@@ -209,3 +209,15 @@ def test_a_flux_worker_under_another_interpreter_finds_the_julia_code(tmp_path):
                        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(staged_source()),
                             ROOT_ENV: env[ROOT_ENV]})
     assert p.stdout.strip() == str(JULIA_DIR), p.stderr
+
+
+def test_exports_carry_the_variant_identity():
+    from pybench.report import export
+    from pybench.report.selection import measured_sections
+
+    other = _variant("new", train(0.5, 1.0), interpreter="/opt/venv/bin/python")
+    sections = measured_sections([results_file([_variant("old", train(1.0, 2.0)), other])])
+    rows = list(export.stat_rows({"median": sections}))
+    assert {(r["variant_name"], r["interpreter"]) for r in rows} == {("old", ""), ("new", "/opt/venv/bin/python")}
+    raw = next(iter(export.raw_rows(sections)))
+    assert set(raw) == set(export.RAW_COLUMNS) and raw["variant_name"] == "old"
