@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import Counter
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -37,7 +39,7 @@ out = Console(width=None if sys.stdout.isatty() else 10_000)
 
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
-DEFAULT_MAX_TIME = 10.0  # seconds of sampling per round: rounds, not samples, carry the drift
+DEFAULT_MAX_TIME = 60.0  # the most sampling a round may take; planned rounds are usually far shorter
 MAX_LABEL = 100
 
 
@@ -74,6 +76,10 @@ def label_text(text: str) -> str:
     return text
 
 
+def rounds_arg(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def results_dir(text: str) -> Path:
     path = Path(text)
     if not text:
@@ -95,15 +101,20 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
     p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
-    p.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS,
-                   help=f"fresh worker processes per cell (default {DEFAULT_ROUNDS}; stops after 2 "
-                        "once precise)")
+    p.add_argument("--rounds", type=rounds_arg, default=None,
+                   help="auto (compare's default: at least 3, more until every ratio is decided or the "
+                        f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
+    p.add_argument("--budget", type=positive_float, default=None,
+                   help="seconds for --rounds auto (default: 270 per cell)")
+    p.add_argument("--no-lockstep", dest="lockstep", action="store_false",
+                   help="run a cell's frameworks back to back in each round, not side by side")
     p.add_argument("--precision", type=positive_float, default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
     p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
     p.add_argument("--max-samples", type=positive_int, default=StopRule.max_samples)
     p.add_argument("--max-time", type=positive_float, default=DEFAULT_MAX_TIME,
-                   help=f"seconds of sampling per round, after the first run (default {DEFAULT_MAX_TIME:g})")
+                   help="the most seconds of sampling per round, after the first runs (default "
+                        f"{DEFAULT_MAX_TIME:g}); samples per round follow the measured noise")
     p.add_argument("--timeout", type=positive_float, default=None,
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
@@ -128,6 +139,8 @@ def build_parser() -> Parser:
 
     cmp_ = sub.add_parser("compare", help="every framework on the same cells, side by side")
     cmp_.add_argument("--model", nargs="+", required=True)
+    cmp_.add_argument("--framework", nargs="+", default=["all"],
+                      help="the frameworks side by side; one twice (pytorch pytorch) is the A/A control")
     add_cell_options(cmp_)
 
     rep = sub.add_parser("report", help="render the seed's tables from results files")
@@ -170,10 +183,14 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     device = devices.resolve_device(args.device)
     gpu = device if device.kind == "cuda" else None
     stop = StopRule(precision=args.precision, min_samples=args.min_samples,
-                    max_samples=args.max_samples, max_time=args.max_time)
+                    max_samples=args.max_samples, max_time=args.max_time, sequential=args.rounds == "auto")
+    names, seen = [], Counter()
+    for fw in frameworks:  # a framework's second row (the A/A control) needs a name of its own
+        seen[fw.name] += 1
+        names.append(f"{fw.name}#{seen[fw.name]}" if seen[fw.name] > 1 else "")
     return [
         CellSpec(
-            framework=fw.name, model=w.name, device=device.label, gpu=gpu,
+            framework=fw.name, model=w.name, device=device.label, gpu=gpu, variant_name=name,
             device_name=device.name if gpu else env["cpu"], label=env["label"],
             batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
             image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
@@ -181,7 +198,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
             compile=args.compile and fw.options.compile, stop=stop,
         )
         for w in models
-        for fw in frameworks
+        for fw, name in zip(frameworks, names)
     ]
 
 
@@ -194,7 +211,17 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
     store = results.ResultsFile.create(args.results, env, sys.argv)
-    total = len(specs) * args.rounds
+    from pybench.matrix import AUTO_MIN_ROUNDS, CELL_BUDGET_S, Schedule, run_matrix
+
+    auto = args.rounds == "auto"
+    cells = len({s.key.cell for s, reason in zip(specs, reasons) if not reason})
+    schedule = Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
+                        budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
+    if auto:
+        console.print(f"rounds auto: at least {AUTO_MIN_ROUNDS}, then until every ratio is decided; budget "
+                      f"{schedule.budget:.0f} s (done by {time.strftime('%H:%M:%S', time.localtime(time.time() + schedule.budget))} "
+                      "at the latest, plus the round under way)")
+    total = len(specs) * (AUTO_MIN_ROUNDS if auto else args.rounds)
     try:
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -203,7 +230,9 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
             task = progress.add_task("starting", total=total)
 
             def started(spec: CellSpec, round_no: int) -> None:
-                progress.update(task, description=f"round {round_no}/{args.rounds}: {spec.variant_name or spec.framework} "
+                if round_no > (AUTO_MIN_ROUNDS if auto else args.rounds):
+                    progress.update(task, total=progress.tasks[0].total + 1)
+                progress.update(task, description=f"round {round_no}: {spec.variant_name or spec.framework} "
                                                   f"{spec.model} on {spec.device}")
 
             def finished(record: CellRecord, round_no: int) -> None:
@@ -212,9 +241,8 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
                         ("failed ", "red"), f"{record.spec.model} {record.spec.framework}: {record.error}"))
                 progress.advance(task)
 
-            records = runner.run_matrix(specs, store, rounds=args.rounds, timeout=args.timeout,
-                                        peak_gflops=args.peak_gflops,
-                                        events=runner.MatrixEvents(started, finished))
+            records = run_matrix(specs, store, schedule, peak_gflops=args.peak_gflops,
+                                 events=runner.MatrixEvents(started, finished))
     except BaseException:
         try:
             console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
@@ -222,6 +250,9 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
             pass
         raise
     console.print(f"results saved to {store.path}")
+    share = store.environment.get("time", {}).get("timed_share")
+    if share is not None:
+        console.print(f"{share:.0%} of the rounds' wall time went to timed iterations")
     from pybench.noise import NoiseAudit, advice
 
     for tip in advice(NoiseAudit.from_json(store.environment["noise"])):  # only when it matters
@@ -237,6 +268,7 @@ def _exit_code(records: list[CellRecord]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pybench.report.terminal import summary_table
 
+    args.rounds = args.rounds or DEFAULT_ROUNDS
     records = execute(args, resolve_frameworks(args.framework))
     out.print(summary_table(records, stat=args.stat))
     return _exit_code(records)
@@ -245,10 +277,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pybench.report.terminal import details_table, ratio_table, summary_table
 
-    records = execute(args, resolve_frameworks(["all"]))
+    names = args.framework
+    args.rounds = args.rounds or "auto"
+    records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names])
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
+    from pybench.planning import undecided
+
+    for u in undecided(records):
+        more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
+                "decide it" if u.seconds_needed else "")
+        console.print(Text(f"undecided: {u.cell.spec.model} {', '.join(u.phases)} after "
+                           f"{len(u.cell.rounds)} rounds{more}", style="yellow"))
     return _exit_code(records)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
@@ -83,6 +84,7 @@ class StopRule:
     max_samples: int = 1000
     max_time: float = 60.0  # seconds of sampling per cell (first runs excluded, warm-up included)
     confidence: float = 0.95
+    sequential: bool = False  # rounds stop once every ratio is decided: ratios use the stricter level
 
 
 class MemoryProbe(Protocol):
@@ -188,22 +190,37 @@ def precise(sorted_samples: Sequence[float], stop: StopRule) -> bool:
 # --- one process's measurement of a cell ----------------------------------------------------------
 
 # Why sampling stopped.  "too_few_samples": the budget ran out before an interval was even possible
-# (n below what a 95% interval needs); "noisy": enough samples, interval still wider than asked.
-STOP_REASONS = ("converged", "noisy", "too_few_samples", "max_samples")
+# (n below what a 95% interval needs); "noisy": enough samples, interval still wider than asked;
+# "planned": the runner set the count from the noise of earlier rounds (`RoundPlan`); "capped": the
+# plan asked for MIN_PLANNED samples but one sample costs more than the round's cap allows.
+STOP_REASONS = ("converged", "noisy", "too_few_samples", "max_samples", "planned", "capped")
+MIN_PLANNED = 3  # no planned group gets fewer samples in a round, unless one exceeds the round's cap
 
 
 @dataclass
 class PhaseSamples:
-    """One phase as one worker process measured it; raw samples are the source of truth."""
+    """One phase as one worker process measured it; raw samples are the source of truth.
+
+    `blocks` are the sizes of the consecutive runs of samples taken without a pause (in lockstep
+    rounds the other frameworks ran between them); ratios pair the blocks of two frameworks."""
 
     first_run: float  # seconds; includes compilation/autotuning, never in the statistics
     warmup: list[float]
     samples: list[float]
     stop_reason: str
+    blocks: list[int] = field(default_factory=list)  # empty: one block of all samples
+
+    def block_samples(self) -> list[list[float]]:
+        sizes = self.blocks or [len(self.samples)]
+        out, i = [], 0
+        for size in sizes:
+            out.append(self.samples[i:i + size])
+            i += size
+        return out
 
     def to_json(self) -> dict:
         return {"first_run": self.first_run, "warmup": self.warmup, "samples": self.samples,
-                "stop_reason": self.stop_reason}
+                "stop_reason": self.stop_reason, "blocks": self.blocks}
 
 
 @dataclass
@@ -216,10 +233,10 @@ class Measurement:
 
 
 def _stop_reason(cols: Mapping[str, list[float]], stop: StopRule, limit: str) -> str:
+    if limit in ("max_samples", "planned", "capped"):
+        return limit
     if all(precise(sorted(c), stop) for c in cols.values()):
         return "converged"
-    if limit == "max_samples":
-        return "max_samples"
     n = len(next(iter(cols.values())))
     return "too_few_samples" if median_ci_ranks(n, stop.confidence) is None else "noisy"
 
@@ -234,78 +251,110 @@ def _derive(raw: dict[str, list[int]], names: Sequence[str]) -> dict[str, list[f
     return out
 
 
-def _measure_group(
-    sampler: Sampler,
-    group: str,
-    stop: StopRule,
-    gpu: bool,
-    budget: float,
-    clock: Callable[[], float],
-    memory: MemoryProbe | None,
-    on_sample: Callable[[], None] | None,
-    energy: MemoryProbe | None = None,
-) -> tuple[dict[str, PhaseSamples], dict[str, int], float, dict[str, int]]:
-    """First run, warm-up, then sampling until every phase of the group is precise or a limit is hit.
+class GroupRun:
+    """One phase group in one process: `begin` (first run, warm-up), any number of `block`s of
+    samples, `end`.  A back-to-back round calls them in one go (`measure`); a lockstep round calls
+    them as the orchestrator commands, with other frameworks' blocks in between.
 
-    The budget starts after the first run, so compilation (Inductor, XLA, Julia) never eats the
-    sampling time; the worker's timeout covers it.  Returns the phases, the group's peak memory (the
-    window opens after warm-up, so autotuning workspaces are not counted) and the seconds used.
+    The first run is never a sample and the sampling clock starts after it, so compilation
+    (Inductor, XLA, Julia) never eats the sampling time.  The memory window opens after warm-up, so
+    autotuning workspaces are not counted.  Python's collector is paused inside blocks: a collector
+    pause inside a timed region is noise, not the framework's cost.
     """
-    names = [p.name for p in PHASES.values() if p.group == group]
-    first = _derive(sampler.sample(group, 1), names)
-    start = clock()
-    deadline = start + budget
-    warmup: dict[str, list[float]] = {n: [] for n in names}
-    lead = HEADLINE[group]
-    if gpu:
-        prev = first[lead][0]
-        for i in range(GPU_WARMUP_MAX):
-            cur = _derive(sampler.sample(group, 1), names)
-            for n in names:
-                warmup[n].extend(cur[n])
-            now = cur[lead][0]
-            settled = abs(now - prev) <= WARMUP_SETTLED * min(now, prev)
-            prev = now
-            if (i + 1 >= GPU_WARMUP_MIN and settled) or clock() >= deadline:
-                break
 
-    if memory:
-        memory.reset()
-    cols: dict[str, list[float]] = {n: [] for n in names}
-    ordered: dict[str, list[float]] = {n: [] for n in names}  # kept sorted for the stopping test
-    limit = "max_time"
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collector pause inside a timed region is noise, not the framework's cost
-    if energy:  # the memory window less the collection: energy counts every iteration's whole cost
-        energy.reset()
-    try:
-        while True:
-            n = len(cols[lead])
-            if n >= stop.max_samples:
-                limit = "max_samples"
-                break
-            if n >= stop.min_samples and all(precise(o, stop) for o in ordered.values()):
-                break
-            if n and clock() >= deadline:  # at least one sample, so every phase has a number
-                break
-            for name, values in _derive(sampler.sample(group, 1), names).items():
-                cols[name].extend(values)
-                bisect.insort(ordered[name], values[0])
-            if on_sample:
-                on_sample()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    used_energy = energy.read() if energy else {}
-    peak = memory.read() if memory else {}
-    sampler.finish(group)
-    reason = _stop_reason(cols, stop, limit)
-    phases = {
-        n: PhaseSamples(first_run=first[n][0], warmup=warmup[n], samples=cols[n], stop_reason=reason)
-        for n in names
-    }
-    return phases, peak, clock() - start, used_energy
+    def __init__(self, sampler: Sampler, group: str, gpu: bool, memory: MemoryProbe | None = None,
+                 clock: Callable[[], float] = time.monotonic, energy: MemoryProbe | None = None) -> None:
+        self.sampler, self.group, self.gpu, self.memory, self.clock = sampler, group, gpu, memory, clock
+        self.energy_probe = energy
+        self.energy: dict[str, int] = {}  # summed over the blocks: never the other workers' turns
+        self.names = [p.name for p in PHASES.values() if p.group == group]
+        self.lead = HEADLINE[group]
+        self.first: dict[str, float] = {}
+        self.warmup: dict[str, list[float]] = {n: [] for n in self.names}
+        self.cols: dict[str, list[float]] = {n: [] for n in self.names}
+        self.ordered: dict[str, list[float]] = {n: [] for n in self.names}  # sorted, for stopping
+        self.blocks: list[int] = []
+        self.started = 0.0
+
+    def begin(self, deadline: float = math.inf) -> dict[str, float]:
+        """First run, then on a GPU warm-up until two iterations agree (within its bounds)."""
+        first = _derive(self.sampler.sample(self.group, 1), self.names)
+        self.first = {n: v[0] for n, v in first.items()}
+        self.started = self.clock()
+        if self.gpu:
+            prev = self.first[self.lead]
+            for i in range(GPU_WARMUP_MAX):
+                cur = _derive(self.sampler.sample(self.group, 1), self.names)
+                for n in self.names:
+                    self.warmup[n].extend(cur[n])
+                now = cur[self.lead][0]
+                settled = abs(now - prev) <= WARMUP_SETTLED * min(now, prev)
+                prev = now
+                if (i + 1 >= GPU_WARMUP_MIN and settled) or self.clock() >= deadline:
+                    break
+        if self.memory:
+            self.memory.reset()
+        return self.first
+
+    def block(self, n: int, until: Callable[[], bool] = lambda: False,
+              on_sample: Callable[[], None] | None = None) -> dict[str, list[float]]:
+        """Up to `n` samples in one block, stopping early when `until()` says so (checked before
+        each sample after the first); returns this block's seconds by phase."""
+        got: dict[str, list[float]] = {name: [] for name in self.names}
+        gc.collect()
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        if self.energy_probe:  # the block less the collection: energy counts each iteration's whole cost
+            self.energy_probe.reset()
+        try:
+            while len(got[self.lead]) < n and not (got[self.lead] and until()):
+                for name, values in _derive(self.sampler.sample(self.group, 1), self.names).items():
+                    got[name].extend(values)
+                    self.cols[name].extend(values)
+                    bisect.insort(self.ordered[name], values[0])
+                if on_sample:
+                    on_sample()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        if self.energy_probe:
+            for kind, value in self.energy_probe.read().items():
+                self.energy[kind] = self.energy.get(kind, 0) + value
+        self.blocks.append(len(got[self.lead]))
+        return got
+
+    @property
+    def count(self) -> int:
+        return len(self.cols[self.lead])
+
+    def precise(self, stop: StopRule) -> bool:
+        return self.count >= stop.min_samples and all(precise(o, stop) for o in self.ordered.values())
+
+    def end(self, stop: StopRule, limit: str) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
+        """Close the group: its phases, its peak memory and the seconds since the first run (its
+        energy over the blocks is `self.energy`)."""
+        peak = self.memory.read() if self.memory else {}
+        self.sampler.finish(self.group)
+        reason = _stop_reason(self.cols, stop, limit)
+        blocks = self.blocks if len(self.blocks) > 1 else []
+        phases = {n: PhaseSamples(first_run=self.first[n], warmup=self.warmup[n], samples=self.cols[n],
+                                  stop_reason=reason, blocks=list(blocks)) for n in self.names}
+        return phases, peak, self.clock() - self.started
+
+
+def _measure_group(run: GroupRun, stop: StopRule, budget: float, planned: int | None,
+                   on_sample: Callable[[], None] | None) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
+    """A whole group in one go: `planned` samples (capped by the budget), or without a plan until
+    every phase is precise (at least `stop.min_samples`) or the budget or `max_samples` runs out."""
+    run.begin(deadline=run.clock() + budget)
+    deadline = run.started + budget
+    if planned is not None:
+        run.block(planned, until=lambda: run.clock() >= deadline and run.count >= 1, on_sample=on_sample)
+        limit = "planned" if run.count >= min(planned, MIN_PLANNED) else "capped"
+        return run.end(stop, limit)
+    cap = stop.max_samples
+    run.block(cap, until=lambda: (run.precise(stop) or run.clock() >= deadline), on_sample=on_sample)
+    return run.end(stop, "max_samples" if run.count >= cap and not run.precise(stop) else "max_time")
 
 
 def measure(
@@ -316,13 +365,16 @@ def measure(
     memory: MemoryProbe | None = None,
     on_sample: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    plan: Mapping[str, int] | None = None,
     energy: MemoryProbe | None = None,
 ) -> Measurement:
-    """Run the whole protocol for one cell in this process and return the requested phases.
+    """Run the whole protocol for one round of a cell in this process and return the requested phases.
 
-    The time limit is shared between groups by their relative cost (`GROUP_WEIGHTS`); what one group
-    leaves unused goes to the next, so one slow group cannot starve the others.  `clock` is the clock
-    the limits are read from (tests inject a scripted one).
+    `plan` gives the samples per group (from the noise of earlier rounds); without one a group samples
+    until precise.  Either way the round's sampling time (`stop.max_time`) is shared between groups by
+    their relative cost (`GROUP_WEIGHTS`); what one group leaves unused goes to the next, so one slow
+    group cannot starve the others.  `clock` is the clock the limits are read from (tests inject a
+    scripted one).
     """
     check_phases(phases)
     groups = groups_of(phases)
@@ -331,12 +383,12 @@ def measure(
     for i, group in enumerate(groups):
         weights = [GROUP_WEIGHTS[g] for g in groups[i:]]
         budget = remaining * weights[0] / sum(weights)
-        got, peak, used, joules = _measure_group(sampler, group, stop, gpu, budget, clock, memory, on_sample,
-                                                 energy)
+        run = GroupRun(sampler, group, gpu, memory, clock, energy)
+        got, peak, used = _measure_group(run, stop, budget, (plan or {}).get(group), on_sample)
         remaining = max(0.0, remaining - used)
         out.phases.update({p: r for p, r in got.items() if p in phases})
         out.memory[group] = peak
-        if joules:
-            out.energy[group] = joules
+        if run.energy:
+            out.energy[group] = run.energy
     out.phases = {p: out.phases[p] for p in phases}
     return out

@@ -14,7 +14,7 @@ from typing import Any, Callable, TypeVar
 
 from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples, StopRule
 from pybench.spec import CellKey, CellSpec
-from pybench.statistics import Estimate, estimate
+from pybench.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
 
 SCHEMA = "pybench.results"
 SCHEMA_VERSION = 2
@@ -75,18 +75,28 @@ def _parse(where: str, build: Callable[[], T]) -> T:
 
 @dataclass
 class Round:
-    """One worker process's measurement of a cell (pyperf's 'run')."""
+    """One worker process's measurement of a cell (pyperf's 'run').
+
+    `run` names the matrix run (one results file) and `number` the round within it: the frameworks of
+    a cell measured in the same run and round ran side by side, so only they are paired."""
 
     phases: dict[str, PhaseSamples]
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
+    number: int = 0  # 0: unnumbered (a version-1 file, a lone worker): never paired
+    run: str = ""
     energy: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> pybench.energy kind -> total
 
     @classmethod
     def of(cls, m: Measurement) -> "Round":
         return cls(phases=dict(m.phases), memory=dict(m.memory), energy=dict(m.energy))
 
+    @property
+    def pair_key(self) -> tuple[str, int] | None:
+        return (self.run, self.number) if self.number and self.run else None
+
     def to_json(self) -> dict:
-        data = {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory}
+        data = {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory,
+                "number": self.number, "run": self.run}
         return {**data, "energy": self.energy} if self.energy else data
 
     @classmethod
@@ -103,19 +113,27 @@ class Round:
             reason = field_of(p, "stop_reason", str, at)
             if reason not in STOP_REASONS:
                 raise Malformed(f"{at}.stop_reason: unknown reason {reason!r}")
+            blocks = field_of(p, "blocks", list, at, optional=True) or []
+            if any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in blocks) or (
+                    blocks and sum(blocks) != len(samples)):
+                raise Malformed(f"{at}.blocks: positive sample counts that add up to the samples")
             phases[name] = PhaseSamples(
                 first_run=_positive_seconds([field_of(p, "first_run", (int, float), at)], f"{at}.first_run")[0],
                 warmup=_positive_seconds(field_of(p, "warmup", list, at), f"{at}.warmup"),
-                samples=samples, stop_reason=reason)
+                samples=samples, stop_reason=reason, blocks=blocks)
         memory = {}
         for group, peaks in field_of(data, "memory", dict, where).items():
             at = f"{where}.memory.{group}"
             memory[group] = {k: int(field_of(peaks, k, (int, float), at)) for k in field_of(data["memory"], group, dict, f"{where}.memory")}
+        number = field_of(data, "number", int, where, optional=True) or 0
+        if number < 0:
+            raise Malformed(f"{where}.number: a round number is 0 or more, got {number}")
+        run = field_of(data, "run", str, where, optional=True) or ""
         energy = {}
         for group, totals in (field_of(data, "energy", dict, where, optional=True) or {}).items():
             at = f"{where}.energy.{group}"
             energy[group] = {k: int(field_of(totals, k, (int, float), at)) for k in field_of(data["energy"], group, dict, f"{where}.energy")}
-        return cls(phases=phases, memory=memory, energy=energy)
+        return cls(phases=phases, memory=memory, energy=energy, number=number, run=run)
 
 
 @dataclass
@@ -161,6 +179,8 @@ class CellRecord:
     warnings: list[str] = field(default_factory=list)  # derived figures that could not be computed
     stderr_tail: list[str] = field(default_factory=list)
     wall_time: float = 0.0
+    timed_share: float | None = None  # of its cell's wall time, the share in timed iterations
+    undecided: list[str] = field(default_factory=list)  # phases whose ratio (or estimate) stayed open
 
     @property
     def key(self) -> CellKey:
@@ -172,20 +192,33 @@ class CellRecord:
 
     @property
     def phase_names(self) -> list[str]:
-        return [p for p in self.spec.phases if self.rounds and all(p in r.phases for r in self.rounds)]
+        """The phases measured: those of the first round (later rounds may measure only the groups
+        still undecided)."""
+        return [p for p in self.spec.phases if self.rounds and p in self.rounds[0].phases]
 
     def samples(self, phase: str) -> list[list[float]]:
-        """Raw samples per round."""
-        return [r.phases[phase].samples for r in self.rounds]
+        """Raw samples per round that measured the phase."""
+        return [r.phases[phase].samples for r in self.rounds if phase in r.phases]
+
+    def blocks(self, phase: str) -> dict[tuple[str, int], list[list[float]]]:
+        """Per numbered round, the phase's samples in blocks: what ratios pair."""
+        return {r.pair_key: r.phases[phase].block_samples() for r in self.rounds
+                if r.pair_key and phase in r.phases}
+
+    def ratio_to(self, base: "CellRecord", phase: str, stat: str = "median") -> Ratio | None:
+        """This record's time over `base`'s, from the rounds they ran side by side; None if none."""
+        stop = self.spec.stop
+        return paired_ratio(self.blocks(phase), base.blocks(phase),
+                            ratio_confidence(stop.confidence, stop.sequential), stat, stop.precision)
 
     def estimate(self, phase: str, stat: str = "median") -> Estimate:
         return estimate(self.samples(phase), self.spec.stop.confidence, stat)
 
-    def quality(self, phase: str) -> str:
+    def quality(self, phase: str, stat: str = "median") -> str:
         """"precise": the interval is within the asked precision; "too_few_samples": the budget
         allowed fewer samples than an interval needs (no interval, or one round that stopped short);
         "noisy": an interval, still wider than asked (with rounds: the processes disagree)."""
-        e = self.estimate(phase)
+        e = self.estimate(phase, stat)
         if e.half_width_rel is None:
             return "too_few_samples"
         if e.half_width_rel <= self.spec.stop.precision:
@@ -199,7 +232,7 @@ class CellRecord:
         return self.rounds[0].phases[phase].first_run
 
     def stop_reasons(self, phase: str) -> list[str]:
-        return [r.phases[phase].stop_reason for r in self.rounds]
+        return [r.phases[phase].stop_reason for r in self.rounds if phase in r.phases]
 
     def memory(self, group: str) -> dict[str, int]:
         """Largest peak of each kind over the rounds, for one phase group."""
@@ -250,6 +283,8 @@ class CellRecord:
             "warnings": self.warnings,
             "stderr_tail": self.stderr_tail,
             "wall_time": self.wall_time,
+            "timed_share": self.timed_share,
+            "undecided": self.undecided,
         }
         if self.ok and self.rounds:  # for readers of the file; never read back
             data["summary"] = {p: self.estimate(p).to_json() for p in self.phase_names}
@@ -277,6 +312,8 @@ class CellRecord:
             warnings=[str(w) for w in field_of(data, "warnings", list, where)],
             stderr_tail=[str(s) for s in field_of(data, "stderr_tail", list, where)],
             wall_time=float(field_of(data, "wall_time", (int, float), where)),
+            timed_share=field_of(data, "timed_share", (int, float), where, optional=True),
+            undecided=[str(p) for p in field_of(data, "undecided", list, where, optional=True) or []],
         )
         if status == "ok" and not rounds:
             raise Malformed(f"{where}: an ok record without rounds")

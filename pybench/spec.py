@@ -33,28 +33,30 @@ class CellKey:
     framework: str = ""
     channels_last: bool = False
     compile: bool = False
+    variant_name: str = ""  # a row's own name in its cell: the second of an A/A pair, a named variant
     compile_mode: str = ""  # the framework's compiler mode; '' its default
     interpreter: str = ""  # another Python a variant runs under; '' the one pybench runs in
-    variant_name: str = ""  # the name given with --variant; '' outside variants
+    named_variant: bool = False  # one of `--variant`'s setups: they may differ in dtype, threads, TF32
 
     @property
     def cell(self) -> "CellKey":
-        if self.variant_name:  # variants of one comparison may differ in any setting, threads included
-            return replace(self, framework="", channels_last=False, compile=False, compile_mode="",
-                           interpreter="", variant_name="*", dtype="", threads=0, tf32=False)
-        return replace(self, framework="", channels_last=False, compile=False, compile_mode="")
+        out = replace(self, framework="", channels_last=False, compile=False, compile_mode="", interpreter="",
+                      variant_name="")
+        if self.named_variant:  # the variants of a model are measured side by side whatever they set
+            out = replace(out, dtype="", threads=0, tf32=False)
+        return out
 
     @property
     def variant(self) -> str:
-        """What makes this row not a plain fp32 row; '' for the plain one.  A named variant leads
-        with its name and also shows what varies between variants (threads, TF32)."""
-        tags = [] if self.dtype == "fp32" else [self.dtype]
+        """What makes this row not a plain fp32 row; '' for the plain one.  A named variant also
+        shows what else varies between the variants of its cell (TF32, threads)."""
+        tags = [self.variant_name] if self.variant_name else []
+        tags += [] if self.dtype == "fp32" else [self.dtype]
         compiled = f"compiled {self.compile_mode}" if self.compile_mode else "compiled"
         tags += ["channels-last"] * self.channels_last + [compiled] * self.compile
-        if not self.variant_name:
-            return ", ".join(tags)
-        tags += ["TF32"] * self.tf32 + [f"{self.threads} thread{'s' * (self.threads != 1)}"]
-        return f"{self.variant_name}: {', '.join(tags)}"
+        if self.named_variant:
+            tags += ["TF32"] * self.tf32 + [f"{self.threads} thread{'s' * (self.threads != 1)}"]
+        return ", ".join(tags)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -82,9 +84,10 @@ class CellSpec:
     stop: StopRule = field(default_factory=StopRule)
     phases: tuple[str, ...] = ()  # default: the workload's phases
     gpu: Device | None = None  # the GPU, by UUID, that the worker is pinned to
+    variant_name: str = ""  # see CellKey.variant_name
     compile_mode: str = ""  # the framework's compiler mode (torch.compile's mode); '' its default
     interpreter: str = ""  # absolute path of another Python to run the worker under; '' pybench's own
-    variant_name: str = ""  # the variant this cell measures (--variant NAME=...); '' outside variants
+    named_variant: bool = False  # see CellKey.named_variant
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -129,8 +132,8 @@ class CellSpec:
             model=self.model, device_kind=self.device_kind, device_name=self.device_name,
             label=self.label, batch_size=self.batch_size, image_size=self.image_size,
             dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
-            channels_last=self.channels_last, compile=self.compile, compile_mode=self.compile_mode,
-            interpreter=self.interpreter, variant_name=self.variant_name,
+            channels_last=self.channels_last, compile=self.compile, variant_name=self.variant_name,
+            compile_mode=self.compile_mode, interpreter=self.interpreter, named_variant=self.named_variant,
         )
 
     def to_json(self) -> dict:

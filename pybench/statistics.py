@@ -24,9 +24,12 @@ One round: the distribution-free interval of the median from order statistics
 reader must not take it as a promise about the next run.  The minimum of one round has no such
 interval: None.
 
-Ratios (`paired_ratio`): the frameworks of a cell run back to back in every round, so drift largely
-cancels in their per-round ratio.  Here the question is whether the true ratio differs from 1, so the
-interval is the t confidence interval of the mean log ratio (not a replication interval).
+Ratios (`paired_ratio`): the frameworks of a cell run side by side in every round (in lockstep, block
+by block), so drift largely cancels in their per-round ratio.  Rounds pair by their key (the run and
+the round number), never across runs; a round of one side without a partner is dropped and counted.
+Here the question is whether the true ratio differs from 1, so the interval is the t confidence
+interval of the mean log ratio (not a replication interval).  One round pair gives a value but no
+interval and no verdict: one process pair says nothing about the next.
 
 Run-to-run changes (`round_test`, `judge`): rounds of two runs are not paired, so Welch's t-test on log
 round numbers (it allows the runs to differ in noise), Holm-Bonferroni over every phase and cell
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -78,6 +81,8 @@ class Ratio:
     ci_high: float | None
     n_rounds: int
     between_rounds: bool
+    unpaired: int = 0  # rounds of one side without a partner (a failed round), left out
+    precision: float | None = None  # the run's target: a tie is a ratio within +-precision of 1
 
     @property
     def excludes_one(self) -> bool:
@@ -85,10 +90,19 @@ class Ratio:
             self.ci_high < 1 or self.ci_low > 1)
 
     def verdict(self) -> str:
-        """'faster' or 'slower' for the numerator when the interval excludes 1, else 'tie'."""
-        if not self.excludes_one:
-            return "tie"
-        return "faster" if self.value < 1 else "slower"
+        """'faster' or 'slower' for the numerator when the interval excludes 1; else 'tie' when it
+        lies within the precision (or none is known), 'undecided' when it is wider."""
+        if self.excludes_one:
+            return "faster" if self.value < 1 else "slower"
+        return "tie" if self.precision is None or self.decided() else "undecided"
+
+    def decided(self, precision: float | None = None) -> bool:
+        """The interval excludes 1, or lies within +-precision (default: the run's) of 1: more
+        rounds would not change what a reader concludes."""
+        precision = self.precision if precision is None else precision
+        if self.ci_low is None or self.ci_high is None or precision is None:
+            return False
+        return self.excludes_one or (self.ci_high <= 1 + precision and self.ci_low >= 1 / (1 + precision))
 
 
 @dataclass(frozen=True)
@@ -151,26 +165,52 @@ def estimate(rounds: Rounds, confidence: float = 0.95, stat: str = "median") -> 
     return Estimate(math.exp(logs.mean()), lo, hi, r, n, between_rounds=True)
 
 
-def paired_ratio(num_rounds: Rounds, den_rounds: Rounds, confidence: float = 0.95,
-                 stat: str = "median") -> Ratio:
-    """Ratio num/den from rounds paired by index (both ran back to back in the same round)."""
-    num, _ = _round_values(num_rounds, stat)
-    den, _ = _round_values(den_rounds, stat)
-    if len(num) != len(den):
-        raise ValueError(f"rounds are paired by index: {len(num)} vs {len(den)} rounds")
-    r = len(num)
-    logs = np.log(num / den)
+Blocks = Sequence[Sequence[float]]  # one round's samples, in the blocks they were taken
+
+
+def block_value(samples: Sequence[float], stat: str) -> float:
+    """A block's (or a round's) one number: its median, or its minimum."""
+    return float(np.median(samples) if stat == "median" else np.min(samples))
+
+
+def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
+    """One round's log ratio: the mean over block pairs (block i of each side ran next to the other's
+    block i in a lockstep round; a back-to-back round is one block a side)."""
+    k = min(len(num), len(den))
+    if k == 0:
+        raise ValueError("a round without blocks")
+    _round_values([list(b) for b in (*num[:k], *den[:k])], stat)  # every block checked
+    return float(np.mean([math.log(block_value(num[i], stat) / block_value(den[i], stat)) for i in range(k)]))
+
+
+SEQUENTIAL_LOOK_CONFIDENCE = 0.99
+SEQUENTIAL_MAX_ROUNDS = 12
+
+
+def ratio_confidence(confidence: float, sequential: bool) -> float:
+    """The level a ratio's interval is computed at.  When rounds stop as soon as every ratio is decided
+    (`--rounds auto`), each look at the data is a chance of a false decision: with looks after every
+    round from round 3 to SEQUENTIAL_MAX_ROUNDS, a per-look level of 99% keeps the whole sequence's
+    false 'faster'/'slower' rate under 5% (simulated in scripts/bench_optional_stopping.py; 95% per
+    look gives 13-25%)."""
+    return max(confidence, SEQUENTIAL_LOOK_CONFIDENCE) if sequential else confidence
+
+
+def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],
+                 confidence: float = 0.95, stat: str = "median", precision: float | None = None
+                 ) -> Ratio | None:
+    """Ratio num/den from the rounds both measured side by side, paired by their key (run and round
+    number); rounds of only one side are dropped and counted.  None when no round pairs."""
+    keys = [k for k in num_rounds if k in den_rounds]
+    unpaired = len(num_rounds) + len(den_rounds) - 2 * len(keys)
+    if not keys:
+        return None
+    logs = np.array([round_log_ratio(num_rounds[k], den_rounds[k], stat) for k in keys])
     value = math.exp(logs.mean())
-    if r >= 2:
-        lo, hi = _t_interval(logs, confidence, math.sqrt(1 / r))
-        return Ratio(value, lo, hi, r, between_rounds=True)
-    # One round: two independent median intervals, each at sqrt(confidence), hold jointly with
-    # probability >= confidence, and then so does [lo_num / hi_den, hi_num / lo_den].
-    a = _median_interval(num_rounds[0], math.sqrt(confidence)) if stat == "median" else None
-    b = _median_interval(den_rounds[0], math.sqrt(confidence)) if stat == "median" else None
-    if a is None or b is None:
-        return Ratio(value, None, None, 1, between_rounds=False)
-    return Ratio(value, a[0] / b[1], a[1] / b[0], 1, between_rounds=False)
+    if len(keys) < 2:  # one process pair says nothing about the next: no interval, no verdict
+        return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired, precision=precision)
+    lo, hi = _t_interval(logs, confidence, math.sqrt(1 / len(keys)))
+    return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired, precision=precision)
 
 
 def round_test(old_rounds: Rounds, new_rounds: Rounds, stat: str = "median") -> float | None:

@@ -25,7 +25,7 @@ def add_variant_options(p: argparse.ArgumentParser) -> None:
                         "it under another interpreter, e.g. new=pytorch@/opt/venv/bin/python")
     p.add_argument("--variants", action="append", choices=tuple(PRESETS), metavar="PRESET",
                    help="; ".join(f"{name}: {p.question}" for name, p in PRESETS.items())
-                        + " (of the first --framework with run)")
+                        + " (of the first --framework)")
 
 
 def variant_specs(args: argparse.Namespace, env: dict, build: BuildSpecs) -> list[CellSpec] | None:

@@ -65,7 +65,7 @@ class Variant:
         """The cell `spec` (built from the command line for this variant's framework) as this
         variant measures it."""
         return replace(
-            spec, variant_name=self.name, framework=self.framework, dtype=self.dtype or spec.dtype,
+            spec, variant_name=self.name, named_variant=True, framework=self.framework, dtype=self.dtype or spec.dtype,
             tf32=spec.tf32 or self.tf32, channels_last=spec.channels_last or self.channels_last,
             compile=spec.compile or self.compile, compile_mode=self.compile_mode,
             threads=self.threads or spec.threads, interpreter=self.interpreter,

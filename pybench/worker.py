@@ -1,6 +1,9 @@
 """Worker process: measures exactly one round of one cell and answers with one JSON record.
 
-    python -m pybench.worker < spec.json > record.json
+    python -m pybench.worker < request.json > record.json
+
+The request is one JSON line: {"spec": ..., "plan": {group: samples}} for a round in one go, or
+{"spec": ..., "serve": true} for a lockstep round, in which further lines on stdin are commands.
 
 Only the framework named in the spec is imported here (the Flux and JAX workers never import torch).
 Anything a framework prints goes to stderr: stdout carries the record alone.
@@ -19,6 +22,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from typing import TextIO  # noqa: E402
 
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
@@ -26,7 +30,7 @@ from pybench.devices import gpu_identity, gpu_memory_used
 from pybench.energy import EnergyMeter
 from pybench.interpreter import interpreter_facts
 from pybench.lifetime import watch_parent
-from pybench.protocol import measure
+from pybench.protocol import GroupRun, Measurement, measure
 from pybench.records import CellRecord, Round
 from pybench.spec import CellSpec
 
@@ -91,43 +95,118 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def run_round(spec: CellSpec) -> CellRecord:
-    """Prepare, measure and describe one round of a cell; an exception becomes a failed record."""
-    started = time.time()
-    framework = get_framework(spec.framework)
-    record = CellRecord(spec=spec, status="failed", title=framework.title)
-    cores = pin_cores(spec.threads)
-    try:
-        backend = framework.load_backend()(spec)
-        record.workload = backend.prepare()
-        record.title = f"{framework.title} {backend.version()}"
-        measurement = measure(
-            backend.sampler(),
-            spec.phases,
-            spec.stop,
-            gpu=spec.device_kind == "cuda",
-            memory=ProcessMemory(backend, spec.gpu.uuid if spec.gpu else None),
-            energy=EnergyMeter(spec.gpu.uuid if spec.gpu else None),
-        )
-        record.framework_env = {**backend.environment(), "cores": cores, "python": interpreter_facts(spec)}
-        if spec.gpu:
-            check_gpu(spec, record.framework_env)
-        record.rounds = [Round.of(measurement)]
+class WorkerRound:
+    """One round of a cell in this process: prepare, then groups as `protocol.GroupRun`s, then the
+    record.  `run_round` drives it in one go; `serve` lets a lockstep orchestrator drive it."""
+
+    def __init__(self, spec: CellSpec) -> None:
+        self.started = time.time()
+        self.spec = spec
+        framework = get_framework(spec.framework)
+        self.record = CellRecord(spec=spec, status="failed", title=framework.title)
+        self.cores = pin_cores(spec.threads)
+        self.backend = framework.load_backend()(spec)
+        self.record.workload = self.backend.prepare()
+        self.record.title = f"{framework.title} {self.backend.version()}"
+        self.sampler = self.backend.sampler()
+        self.memory = ProcessMemory(self.backend, spec.gpu.uuid if spec.gpu else None)
+        self.energy = EnergyMeter(spec.gpu.uuid if spec.gpu else None)
+        self.measurement = Measurement()
+        self.runs: dict[str, GroupRun] = {}
+
+    def group(self, group: str) -> GroupRun:
+        if group not in self.runs:
+            self.runs[group] = GroupRun(self.sampler, group, self.spec.device_kind == "cuda", self.memory,
+                                        energy=self.energy)
+        return self.runs[group]
+
+    def end(self, group: str, limit: str) -> None:
+        run = self.runs[group]
+        phases, peak, _ = run.end(self.spec.stop, limit)
+        self.measurement.phases.update({p: r for p, r in phases.items() if p in self.spec.phases})
+        self.measurement.memory[group] = peak
+        if run.energy:
+            self.measurement.energy[group] = run.energy
+
+    def finish(self) -> CellRecord:
+        record = self.record
+        record.framework_env = {**self.backend.environment(), "cores": self.cores,
+                                "python": interpreter_facts(self.spec)}
+        if self.spec.gpu:
+            check_gpu(self.spec, record.framework_env)
+        order = [p for p in self.spec.phases if p in self.measurement.phases]
+        self.measurement.phases = {p: self.measurement.phases[p] for p in order}
+        record.rounds = [Round.of(self.measurement)]
         record.status = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
-        traceback.print_exc()  # full detail on stderr for the curious; the record keeps one line
-        record.error = one_line(exc)
+        record.wall_time = time.time() - self.started
+        return record
+
+
+def _failed(spec: CellSpec, exc: BaseException, started: float) -> CellRecord:
+    traceback.print_exc()  # full detail on stderr for the curious; the record keeps one line
+    record = CellRecord(spec=spec, status="failed", title=get_framework(spec.framework).title,
+                        error=one_line(exc))
     record.wall_time = time.time() - started
     return record
+
+
+def run_round(spec: CellSpec, plan: dict[str, int] | None = None) -> CellRecord:
+    """Prepare, measure and describe one round of a cell; an exception becomes a failed record."""
+    started = time.time()
+    try:
+        one = WorkerRound(spec)
+        one.measurement = measure(one.sampler, spec.phases, spec.stop, gpu=spec.device_kind == "cuda",
+                                  memory=one.memory, plan=plan, energy=one.energy)
+        return one.finish()
+    except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
+        return _failed(spec, exc, started)
+
+
+def serve(spec: CellSpec, commands: TextIO, replies: TextIO) -> None:
+    """Lockstep mode: prepare, say so, then obey one JSON command per line until "done".
+
+    Commands: {"begin": group} (first run, warm-up), {"block": group, "n": k} (k samples, reply their
+    seconds), {"end": group, "limit": reason}, {"done": true} (reply the record).  While the other
+    frameworks of the cell run their blocks this process is blocked reading its pipe.  Any failure
+    replies a failed record and ends the process.
+    """
+    started = time.time()
+
+    def reply(message: dict) -> None:
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    try:
+        one = WorkerRound(spec)
+        reply({"ready": True})
+        for line in commands:
+            cmd = json.loads(line)
+            if "begin" in cmd:
+                reply({"first": one.group(cmd["begin"]).begin()})
+            elif "block" in cmd:
+                run = one.group(cmd["block"])
+                reply({"seconds": run.block(int(cmd["n"]))[run.lead]})
+            elif "end" in cmd:
+                one.end(cmd["end"], cmd["limit"])
+                reply({"ended": True})
+            else:
+                reply({"record": one.finish().to_json()})
+                return
+        raise RuntimeError("the orchestrator closed the command pipe")
+    except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
+        reply({"record": _failed(spec, exc, started).to_json()})
 
 
 def main() -> None:
     watch_parent()  # an orphaned worker would hold its device forever
     record_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # frameworks' chatter (Julia's included) goes to stderr
-    spec = CellSpec.from_json(json.load(sys.stdin))
-    record = run_round(spec)
-    record_out.write(json.dumps(record.to_json()) + "\n")
+    request = json.loads(sys.stdin.readline())
+    spec = CellSpec.from_json(request["spec"])
+    if request.get("serve"):
+        serve(spec, sys.stdin, record_out)
+    else:
+        record_out.write(json.dumps(run_round(spec, request.get("plan")).to_json()) + "\n")
     record_out.flush()
     sys.stderr.flush()
     # The record is out: skip interpreter teardown, where an embedded runtime's exit hooks (Julia's

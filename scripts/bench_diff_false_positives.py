@@ -17,30 +17,13 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from pybench import diff, results
 from pybench.cli import non_negative_int, positive_float, positive_int, results_dir
 from pybench.workloads import WORKLOADS
 
-from cli_run import pybench_run  # beside this script
-
-BUSY_LOOP = "while True: pass"
-
-
-@contextmanager
-def busy(n: int) -> Iterator[None]:
-    """n processes spinning on the CPU while the block runs."""
-    procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-
+from cli_run import busy, pybench_run  # beside this script
 
 def changes(old: Path, new: Path, threshold: float) -> list[str]:
     """The phases diff does not call 'same', as 'model framework phase verdict ratio'."""

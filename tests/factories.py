@@ -29,7 +29,8 @@ def record(framework: str, model: str, medians: dict[str, float] | None = None, 
            rounds: list[dict[str, list[float]]] | None = None, channels_last: bool = False,
            first_run: float | None = None) -> CellRecord:
     """One record; phases from `medians` (nine-sample spread), raw `samples` (one round) or
-    `rounds` (phase -> samples per round); failed with `error`."""
+    `rounds` (phase -> samples per round); failed with `error`.  Rounds are numbered in one run, so
+    records made here pair as if measured side by side."""
     raw_rounds = rounds or [samples or {p: spread(m, p in noisy) for p, m in (medians or {}).items()}]
     phases = tuple(raw_rounds[0]) or ("forward", "backward", "total", "inference")
     spec = CellSpec(framework=framework, model=model, device=device, batch_size=batch, image_size=image,
@@ -43,7 +44,8 @@ def record(framework: str, model: str, medians: dict[str, float] | None = None, 
         framework_env={"threads": threads},
         rounds=[Round(phases={p: PhaseSamples(first_run=first_run or 10 * max(s), warmup=[], samples=list(s),
                                               stop_reason="converged")
-                              for p, s in r.items()}) for r in raw_rounds],
+                              for p, s in r.items()}, number=i + 1, run="synthetic")
+                for i, r in enumerate(raw_rounds)],
         wall_time=1.0,
     )
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from factories import record, results_file, train
+from factories import record, results_file
 from pybench.cli import main
 from pybench.report import export
 from pybench.report.command import export_text

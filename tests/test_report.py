@@ -33,10 +33,10 @@ Seconds per batch, median of the timed iterations (first run and warm-up exclude
 ## GPU USED --- NVIDIA H200
 |Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|
 |:---:|:---:|:---:|:---:|:---:|:---:|
-|VGG16|PyTorch 2.14.1|**0.0259 s**|**0.0554 s**|**0.0813 s**|0.0245 s|
+|VGG16|PyTorch 2.14.1|0.0259 s|0.0554 s|0.0813 s|0.0245 s|
 ||Flux 0.16.3|0.0479 s|0.6293 s|0.6772 s|0.0231 s †|
-|VGG16 BN §|PyTorch 2.14.1|**0.0262 s**|0.0579 s|**0.0841 s**|0.0262 s|
-||Flux 0.16.3|0.056 s|**0.05 s**|0.106 s||
+|VGG16 BN §|PyTorch 2.14.1|0.0262 s|0.0579 s|0.0841 s|0.0262 s|
+||Flux 0.16.3|0.056 s|0.05 s|0.106 s||
 |Resnet18|PyTorch 2.14.1|0.0066 s|0.0213 s|0.0279 s|0.0051 s|
 ||Flux|failed ‡|failed ‡|failed ‡|failed ‡|
 
@@ -63,8 +63,20 @@ Non-default settings: 4 threads.
 
 
 def test_tables_in_the_seed_format_newest_file_wins():
-    # The older file comes last but its resnet18 row (0.5 s) is replaced by the newer one's.
+    # The older file comes last but its resnet18 row (0.5 s) is replaced by the newer one's.  Every
+    # record has one round: one process pair says nothing about the next, so nothing is bold.
     assert report.render_tables([NEWER, OLDER]) == EXPECTED
+
+
+def test_bold_needs_a_ratio_interval_between_rounds_that_excludes_one():
+    def rounds(total, spread):
+        return [{"total": [total * f] * 9} for f in spread]
+
+    fast = record("pytorch", "vgg16", rounds=rounds(0.08, (1.0, 1.05, 0.95)))
+    slow = record("flux", "vgg16", rounds=rounds(0.12, (1.0, 1.05, 0.95)))  # 1.5x in every round
+    close = record("flux", "vgg16", rounds=rounds(0.08, (1.1, 0.95, 1.0)))  # drifts around 1x
+    assert "|VGG16|PyTorch 2.14.1|||**0.07993 s** †||" in report.render_tables([results_file([fast, slow])])
+    assert "**" not in report.render_tables([results_file([fast, close])])
 
 
 def test_stat_min_uses_the_fastest_sample():
@@ -95,8 +107,8 @@ def test_reference_rows_get_their_own_labelled_sections():
 def test_summary_table_has_ratio_first_run_and_marks():
     steady = [0.010 + 0.0001 * i for i in range(21)]  # median 0.011; CI over 21 samples: ranks 6..16
     records = [
-        record("pytorch", "vgg16", samples={"total": steady}),
-        record("flux", "vgg16", samples={"total": [3 * x for x in steady]}, noisy=("total",)),
+        record("pytorch", "vgg16", rounds=[{"total": steady}, {"total": steady[::-1]}]),
+        record("flux", "vgg16", rounds=[{"total": [3 * x for x in steady]}, {"total": [3.3 * x for x in steady]}]),
         record("flux", "resnet18", error="OutOfMemoryError: CUDA out of memory"),
     ]
     console = Console(file=io.StringIO(), width=250, color_system=None)
@@ -104,9 +116,9 @@ def test_summary_table_has_ratio_first_run_and_marks():
     lines = console.file.getvalue().splitlines()
     pytorch = next(line for line in lines if "PyTorch 2.14.1" in line)
     flux = next(line for line in lines if "Flux 0.16.3" in line)
-    assert "11 ± 0.5 ms" in pytorch and "1 x 21 |" in pytorch.replace("│", "|")
-    assert "33 ± 1.5 ms †" in flux
-    assert "3.00× [" in flux and "slower" in flux  # flux/pytorch ratio of totals, on the flux row only
+    assert "11 ms [11 ms, 11 ms]" in pytorch and "2 x 21 |" in pytorch.replace("│", "|")
+    assert "34.6 ms [" in flux and "] †" in flux  # two rounds 10% apart: noisy
+    assert "3.15× [" in flux and "slower" in flux  # flux/pytorch ratio of totals, on the flux row only
     assert "×" not in pytorch
     assert "360 ms" in flux  # first run (compile time): factories puts it at 10x the slowest, 36 ms
     assert any("failed ‡" in line and "Resnet18" in line for line in lines)
@@ -162,8 +174,8 @@ Milliseconds per call; input 1 x 3 x 224 x 224 (Dense: 1 x 1024).
 
 |Layer|Framework|Forward Pass|Backward Pass|Total Time|
 |:---:|:---:|:---:|:---:|:---:|
-|Conv3x3/1|PyTorch 2.14.1|**0.498 ms**|2.64 ms|3.138 ms|
-||Flux 0.16.3|0.612 ms|**1.98 ms**|**2.592 ms**|
+|Conv3x3/1|PyTorch 2.14.1|0.498 ms|2.64 ms|3.138 ms|
+||Flux 0.16.3|0.612 ms|1.98 ms|2.592 ms|
 |Dense 1024->512|PyTorch 2.14.1|0.0762 ms|0.226 ms|0.3022 ms|
 """)
 

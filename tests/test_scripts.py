@@ -20,10 +20,10 @@ sys.path.insert(0, str(SCRIPTS))  # the scripts import their helper beside them,
 import bench_calibration  # noqa: E402
 import bench_fidelity  # noqa: E402
 import bench_first_run  # noqa: E402
-import bench_ratio  # noqa: E402
+import bench_decided  # noqa: E402
 import bench_time_to_result  # noqa: E402
 
-BENCH = ("bench_fidelity", "bench_overhead", "bench_time_to_result", "bench_calibration", "bench_ratio",
+BENCH = ("bench_fidelity", "bench_overhead", "bench_time_to_result", "bench_calibration", "bench_decided", "bench_lockstep",
          "bench_diff_false_positives", "bench_first_run", "bench_jax_cpu_variants")
 
 
@@ -89,20 +89,15 @@ def test_fidelity_runs_one_hand_iteration_right_before_each_harness_sample():
                    ("hand", "inference"), ("harness", "inference")]
 
 
-def test_ratio_per_phase_pairs_rounds_and_needs_two_rounds_for_the_target():
+def test_decided_rows_pair_every_framework_with_the_first():
     base = record("pytorch", "resnet18", rounds=[{"forward": [1.0] * 6}, {"forward": [1.1] * 6},
                                                   {"forward": [0.9] * 6}], device="cpu")
     other = record("jax", "resnet18", rounds=[{"forward": [2.0] * 6}, {"forward": [2.2] * 6},
                                                {"forward": [1.8] * 6}], device="cpu")
-    table = bench_ratio.ratios(base, other)
-    assert table["forward"].value == pytest.approx(2.0)
-    assert bench_ratio.half_width(table["forward"]) == pytest.approx(0.0, abs=1e-9)  # drift cancels
-    assert bench_ratio.within_target(table)
-    one = bench_ratio.ratios(*(record(fw, "resnet18", rounds=[{"forward": [1.0] * 9}], device="cpu")
-                               for fw in ("pytorch", "jax")))
-    assert not bench_ratio.within_target(one)  # one process's interval promises nothing
-    shorter = record("jax", "resnet18", rounds=[{"forward": [2.0] * 6}], device="cpu")
-    assert bench_ratio.ratios(base, shorter) is None
+    ((who, phase, ratio),) = bench_decided.phase_rows([base, other])
+    assert who.startswith("JAX") and phase == "forward"
+    assert ratio.value == pytest.approx(2.0) and ratio.ci_high == pytest.approx(2.0)  # drift cancels
+    assert bench_decided.phase_rows([base]) == []
 
 
 def test_time_to_result_summary_from_estimates_and_qualities():

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats as st
 
 from pybench.statistics import (
-    estimate, holm, judge, paired_ratio, round_test,
+    SEQUENTIAL_LOOK_CONFIDENCE, SEQUENTIAL_MAX_ROUNDS, Ratio, estimate, holm, judge, paired_ratio,
+    ratio_confidence, round_log_ratio, round_test,
 )
 
 
@@ -74,11 +75,16 @@ def test_unknown_stat_is_a_value_error():
         estimate([[1.0]], stat="mean")
 
 
+def _keyed(rounds):
+    """Rounds as a paired ratio takes them: by (run, number), each one block."""
+    return {("run", i + 1): [r] for i, r in enumerate(rounds)}
+
+
 def test_ratio_interval_excludes_one_for_a_clear_difference_despite_drift():
     rng = np.random.default_rng(1)
     drift = np.exp(rng.normal(0, 0.1, 4))  # both frameworks share each round's process factor
-    slow = _run(rng, factors=drift * 1.2)
-    fast = _run(rng, factors=drift)
+    slow = _keyed(_run(rng, factors=drift * 1.2))
+    fast = _keyed(_run(rng, factors=drift))
     r = paired_ratio(slow, fast)
     assert r.excludes_one and r.verdict() == "slower" and r.value == pytest.approx(1.2, rel=0.02)
     assert paired_ratio(fast, slow).verdict() == "faster"
@@ -89,21 +95,59 @@ def test_ratio_of_identical_distributions_is_mostly_a_tie():
     ties = 0
     for _ in range(200):
         drift = np.exp(rng.normal(0, 0.08, 5))
-        ties += paired_ratio(_run(rng, factors=drift), _run(rng, factors=drift)).verdict() == "tie"
+        ties += paired_ratio(_keyed(_run(rng, factors=drift)), _keyed(_run(rng, factors=drift))).verdict() == "tie"
     assert ties / 200 >= 0.9
 
 
-def test_ratio_of_one_round_uses_both_medians_intervals():
-    rng = np.random.default_rng(3)  # one process: its drift is unseen, so none is simulated
-    r = paired_ratio(_run(rng, factors=[1.0], n=50, true=0.12), _run(rng, factors=[1.0], n=50))
-    assert not r.between_rounds and r.ci_low < 1.2 < r.ci_high and r.verdict() == "slower"
-    tiny = paired_ratio([[1.0, 2.0]], [[1.0, 2.0]])
-    assert tiny.ci_low is None and tiny.verdict() == "tie"
+def test_one_round_pair_gives_a_value_but_no_interval_and_no_verdict():
+    rng = np.random.default_rng(3)  # a clear 20% difference, yet one process pair promises nothing
+    r = paired_ratio(_keyed(_run(rng, factors=[1.0], n=50, true=0.12)), _keyed(_run(rng, factors=[1.0], n=50)))
+    assert not r.between_rounds and r.ci_low is None and r.verdict() == "tie"
+    assert r.value == pytest.approx(1.2, rel=0.05) and not r.decided(0.02)
 
 
-def test_ratio_needs_paired_rounds():
-    with pytest.raises(ValueError, match="paired"):
-        paired_ratio([[1.0], [1.0]], [[1.0]])
+def test_rounds_pair_by_number_and_unpaired_rounds_are_dropped_and_counted():
+    a = {("r", 1): [[1.0]], ("r", 2): [[1.1]], ("r", 3): [[1.2]]}
+    b = {("r", 1): [[1.0]], ("r", 3): [[1.0]], ("other", 2): [[5.0]]}
+    r = paired_ratio(a, b)
+    assert r.n_rounds == 2 and r.unpaired == 2 and r.value == pytest.approx(math.sqrt(1.2))
+    assert paired_ratio(a, {("other", 1): [[1.0]]}) is None
+
+
+def test_a_lockstep_round_ratio_is_the_mean_over_block_pairs():
+    # blocks 1/1 and 2/1: log ratios 0 and log 2, so the round's ratio is sqrt 2
+    assert round_log_ratio([[1.0], [2.0, 2.0]], [[1.0], [1.0]]) == pytest.approx(math.log(2) / 2)
+
+
+def test_decided_means_excluding_one_or_lying_within_the_precision():
+    assert Ratio(1.2, 1.1, 1.3, 3, True).decided(0.02)
+    assert Ratio(1.0, 0.99, 1.01, 3, True).decided(0.02)
+    assert not Ratio(1.0, 0.95, 1.05, 3, True).decided(0.02)
+    # what a reader is told: a wide interval around 1 is undecided, not a tie
+    assert Ratio(1.38, 0.93, 2.05, 3, True, precision=0.02).verdict() == "undecided"
+    assert Ratio(1.0, 0.99, 1.01, 3, True, precision=0.02).verdict() == "tie"
+
+
+def test_a_stricter_level_for_rounds_that_stop_when_decided():
+    assert ratio_confidence(0.95, sequential=True) == SEQUENTIAL_LOOK_CONFIDENCE
+    assert ratio_confidence(0.95, sequential=False) == 0.95
+
+
+def test_optional_stopping_keeps_false_decisions_under_five_percent():
+    # A/A: per-round log ratios N(0, sd), a look after every round from 3 on, stop when decided.
+    rng = np.random.default_rng(7)
+    for sd in (0.01, 0.05):
+        false = 0
+        for _ in range(400):
+            logs = rng.normal(0, sd, SEQUENTIAL_MAX_ROUNDS)
+            for r in range(3, SEQUENTIAL_MAX_ROUNDS + 1):
+                rounds = {("run", i): [[math.exp(x)]] for i, x in enumerate(logs[:r])}
+                ratio = paired_ratio(rounds, {k: [[1.0]] for k in rounds},
+                                     ratio_confidence(0.95, sequential=True))
+                if ratio.decided(0.02):
+                    false += ratio.verdict() != "tie"
+                    break
+        assert false / 400 <= 0.05
 
 
 def test_holm_hand_computed():

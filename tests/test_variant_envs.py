@@ -60,7 +60,7 @@ def test_a_variant_runs_under_another_interpreter_without_pybench(other_python, 
     assert python["executable"] == str(other_python)
     assert python["packages"]["torch"] in there.title  # the version it listed is the one it ran
     assert here.framework_env["python"]["executable"] == sys.executable
-    assert "(there: 1 thread)" in p.stdout and "(here: 1 thread)" in p.stdout
+    assert "(there, 1 thread)" in p.stdout and "(here, 1 thread)" in p.stdout
 
 
 def test_an_interpreter_without_the_framework_is_one_line_exit_2(tmp_path):

@@ -90,9 +90,12 @@ def test_cell_identity_tells_every_setting_and_interpreter_apart():
     keys = {base.key, *(o.key for o in others)}
     assert len(keys) == len(others) + 1  # never merged
     assert {k.cell for k in keys} == {base.key.cell}  # one group: measured side by side
-    # Outside variants a cell keeps its dtype and threads: those are different tables, never paired.
-    plain = replace(base, variant_name="")
-    assert replace(plain, dtype="bf16").key.cell != plain.key.cell
+    # Outside --variant (the A/A pair of `compare --framework pytorch pytorch` included) a cell keeps
+    # its dtype and threads: those are different tables, never paired.
+    for plain in (replace(base, variant_name="", named_variant=False),
+                  replace(base, variant_name="pytorch#2", named_variant=False)):
+        assert replace(plain, dtype="bf16").key.cell != plain.key.cell
+        assert replace(plain, threads=plain.threads + 1).key.cell != plain.key.cell
 
 
 def test_the_same_variant_twice_is_the_aa_control():
@@ -151,7 +154,7 @@ def _render(table) -> str:
 def _variant(name, medians, **spec):
     rounds = [{p: [m * f] * 9 for p, m in medians.items()} for f in (1, 1.01, 0.99)]
     r = record("pytorch", "resnet18", rounds=rounds)
-    r.spec = replace(r.spec, variant_name=name, **spec)
+    r.spec = replace(r.spec, variant_name=name, named_variant=True, **spec)
     return r
 
 
@@ -160,11 +163,11 @@ def test_tables_name_the_variants_and_take_ratios_against_the_first():
     first = _variant("z", train(1.0, 2.0), threads=1)
     second = _variant("a", train(0.5, 1.0), threads=2)
     text = _render(ratio_table([first, second]))
-    assert "PyTorch 2.14.1 (a: 2 threads)" in text and "PyTorch 2.14.1 (z: 1 thread)" in text
-    row = next(line for line in text.splitlines() if "(a: 2 threads)" in line)
-    assert row.index("(a: 2 threads)") < row.index("(z: 1 thread)")  # a, vs z
+    assert "PyTorch 2.14.1 (a, 2 threads)" in text and "PyTorch 2.14.1 (z, 1 thread)" in text
+    row = next(line for line in text.splitlines() if "(a, 2 threads)" in line)
+    assert row.index("(a, 2 threads)") < row.index("(z, 1 thread)")  # a, vs z
     assert "0.50×" in row and "faster" in row
-    assert "(z: 1 thread)" in _render(summary_table([first, second]))
+    assert "(z, 1 thread)" in _render(summary_table([first, second]))
 
 
 def test_diff_says_it_is_unpaired_and_points_to_compare():
@@ -195,7 +198,7 @@ def test_markdown_keeps_the_variants_of_a_model_in_one_table():
     second = _variant("a", train(0.5, 1.0), threads=2)
     text = render_tables([results_file([first, second])])
     assert text.count("|Model|") == 1 and "thread" not in text.split("|Model|")[0].split("##")[-1]
-    assert text.index("(z: bf16, 1 thread)") < text.index("(a: 2 threads)")
+    assert text.index("(z, bf16, 1 thread)") < text.index("(a, 2 threads)")
 
 
 def test_a_flux_worker_under_another_interpreter_finds_the_julia_code(tmp_path):

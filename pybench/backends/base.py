@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,6 +123,11 @@ class Framework(ABC):
         n = str(spec.threads)
         env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
         return {**env, "PYBENCH_PRELOAD": ",".join(self.preload)} if self.preload else env
+
+    def cache_env(self, cache_dir: Path) -> dict[str, str]:
+        """Environment that points this framework's compilation caches at the matrix's folder, so the
+        rounds after the first reuse what round 1 compiled (a round's fixed cost, not its samples)."""
+        return {CACHE_ENV: str(cache_dir)}
 
     def unsupported(self, spec: CellSpec) -> str | None:
         """Why this framework cannot run the cell as asked, or None."""

@@ -18,7 +18,7 @@ from pybench.report.selection import Section
 IDENTITY = ("machine", "device_kind", "device_name", "model", "framework", "title", "batch_size",
             "image_size", "dtype", "threads", "tf32", "channels_last", "compile", "status")
 # Identity added with variants, hence at the end: the variant's name, the compiler mode, the interpreter.
-VARIANT = ("variant_name", "compile_mode", "interpreter")
+VARIANT = ("variant_name", "compile_mode", "interpreter", "named_variant")
 STAT_COLUMNS = (*IDENTITY, "phase", "statistic", "seconds", "ci_low", "ci_high", "half_width", "quality",
                 "n_rounds", "n_samples", "round_values", "baseline", "ratio", "ratio_ci_low",
                 "ratio_ci_high", "verdict", "faster", "images_per_s", "gflops", "peak_percent",

@@ -61,7 +61,7 @@ def _settings_line(key: CellKey, default_batch: bool, default_threads: int | Non
     parts = [] if default_batch else [f"batch size {key.batch_size}"]
     if not layers and key.image_size != DEFAULT_IMAGE_SIZE:
         parts.append(f"image 3 x {key.image_size} x {key.image_size}")
-    varies = bool(key.variant_name)  # variants of one model differ in these: each row's label names its own
+    varies = key.named_variant  # variants of one model differ in these: each row's label names its own
     if key.threads != default_threads and not varies:
         parts.append(f"{key.threads} thread{'s' * (key.threads != 1)}")
     if key.tf32 and not varies:

@@ -23,7 +23,9 @@ def _label(row: Row) -> Text:
 def _phase_cell(cell: Cell | None) -> Text:
     if cell is None or cell.value is None:
         return Text("")
-    text = fmt_duration(cell.value, cell.half_width)
+    text = fmt_duration(cell.value)
+    if cell.ci_low is not None and cell.ci_high is not None:  # log intervals are asymmetric: no linear +-
+        text += f" [{fmt_duration(cell.ci_low)}, {fmt_duration(cell.ci_high)}]"
     mark = MARKS.get(cell.quality)
     return Text(f"{text} {mark}", style="yellow") if mark else Text(text)
 
@@ -35,7 +37,7 @@ def _ratio_text(ratio: Ratio | None) -> Text:
     if ratio.ci_low is not None and ratio.ci_high is not None:
         text += f" [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
     verdict = ratio.verdict()
-    style = {"faster": "bold green", "slower": "bold red"}.get(verdict, "dim")
+    style = {"faster": "bold green", "slower": "bold red", "undecided": "yellow"}.get(verdict, "dim")
     return Text(f"{text} {verdict}", style=style)
 
 
@@ -59,7 +61,7 @@ def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
     and the headline ratio to the first framework of the same cell."""
     rows = rows_of(records, stat)
     devices = ", ".join(dict.fromkeys(r.record.spec.device for r in rows))
-    table = Table(title=f"{stat} per batch" + (" ± 95% interval half-width" if stat == "median" else "")
+    table = Table(title=f"{stat} per batch" + (" [95% interval]" if stat == "median" else "")
                   + f" on {devices}")
     for col in ("model", "framework", *MODEL_PHASES, "rounds x n", "first run", "total vs first"):
         table.add_column(col, justify="left" if col in ("model", "framework") else "right")
@@ -87,7 +89,9 @@ def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
 def ratio_table(records: list[CellRecord], stat: str = "median") -> Table:
     """Every framework's time relative to the first framework of its cell, per phase, with the 95%
     interval from rounds paired back to back: 'faster'/'slower' only when it excludes 1."""
-    table = Table(title="time relative to the first framework (95% interval; drift cancels in paired rounds)")
+    table = Table(title="time relative to the first framework [interval: 95%, or 99% per look with --rounds "
+                        "auto; rounds paired within the run]: faster, slower, tie (within the precision) or "
+                        "undecided")
     for col in ("model", "framework", "vs", *MODEL_PHASES):
         table.add_column(col, justify="left" if col in ("model", "framework", "vs") else "right")
     for r in rows_of(records, stat):

@@ -17,7 +17,7 @@ from pybench.errors import UserError
 from pybench.protocol import GROUP_WEIGHTS, HEADLINE, PHASES
 from pybench.records import CellRecord
 from pybench.report.format import with_variant
-from pybench.statistics import STATS, Ratio, paired_ratio, round_values
+from pybench.statistics import STATS, Ratio, round_values
 from pybench.workloads import ALL
 
 MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
@@ -158,18 +158,19 @@ def row_of(record: CellRecord, stat: str) -> Row:
 
 
 def row_order(row: Row) -> tuple:
-    if row.record is not None and row.record.key.variant_name:  # variants keep the order given: the
+    if row.record is not None and row.record.key.named_variant:  # variants keep the order given: the
         return (MODEL_ORDER.get(row.model, len(MODEL_ORDER)), row.model)  # first is every ratio's base
     fw = FRAMEWORK_ORDER.index(row.framework) if row.framework in FRAMEWORK_ORDER else len(FRAMEWORK_ORDER)
     return (MODEL_ORDER.get(row.model, len(MODEL_ORDER)), row.model, fw, row.framework, row.label)
 
 
 def ratio(a: Row, b: Row, phase: str, stat: str) -> Ratio | None:
-    """a's time over b's, from rounds paired back to back (drift cancels); None when not comparable."""
+    """a's time over b's, from the rounds of one run they measured side by side (drift cancels); None
+    when they have none in common."""
     if a.record is None or b.record is None or phase not in a.record.phase_names \
-            or phase not in b.record.phase_names or len(a.record.rounds) != len(b.record.rounds):
+            or phase not in b.record.phase_names:
         return None
-    return paired_ratio(a.record.samples(phase), b.record.samples(phase), a.record.spec.stop.confidence, stat)
+    return a.record.ratio_to(b.record, phase, stat)
 
 
 def faster(a: Row, b: Row, phase: str, stat: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from pybench.backends.base import Availability, Framework, Options
 
@@ -22,6 +23,11 @@ class PyTorch(Framework):
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed: pip install -e .")
         return Availability(True)
+
+    def cache_env(self, cache_dir: Path) -> dict[str, str]:
+        # Inductor's own cache (FX graphs, Triton kernels) in the matrix's folder: `--compile` rounds
+        # after the first reuse round 1's work, and no round reads a global cache from earlier runs.
+        return {**super().cache_env(cache_dir), "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "inductor")}
 
 
 FRAMEWORK = PyTorch()

@@ -1,0 +1,236 @@
+"""Schedules the rounds of a whole matrix: which cells run in round r, how long each round is, and when a
+cell is done.
+
+Every round of a cell is a fresh worker per framework (pyperf's model: between-process variation is
+part of what a number means).  Rounds go round-robin over the matrix; the frameworks of a cell run side
+by side (`pybench.lockstep`) or back to back, in an order that alternates between rounds (A B, B A,
+...), so drift hits every framework alike and largely cancels in their ratio.  Rounds carry their
+number and the run's id, which is what ratios pair.  Round 1 samples a short fixed time; later rounds
+take the samples per group that `planning.plan_round` finds best for the noise measured so far.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from pybench import efficiency, noise, planning
+from pybench.lifetime import signals_deferred
+from pybench.lockstep import INITIAL_GROUP_S, lockstep_round
+from pybench.protocol import MIN_PLANNED, groups_of
+from pybench.records import CellRecord
+from pybench.results import ResultsFile
+from pybench.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
+from pybench.spec import CellKey, CellSpec
+from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
+
+AUTO_MIN_ROUNDS = 3
+CELL_BUDGET_S = 270.0  # --rounds auto: the default budget per cell (a resnet50 compare in 5 minutes)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many rounds, and how they run.  `rounds` None: adaptive (`--rounds auto`): at least
+    AUTO_MIN_ROUNDS, then rounds only for the cells and phases still undecided, until every ratio is
+    decided, SEQUENTIAL_MAX_ROUNDS are reached or `budget` seconds are spent."""
+
+    rounds: int | None = 1
+    lockstep: bool = True
+    budget: float | None = None  # seconds for the whole matrix (auto rounds only)
+    min_rounds: int = 2  # fixed rounds: a cell stops early after this many once every phase is precise
+    timeout: float | None = None
+    stat: str = "median"
+
+    @property
+    def max_rounds(self) -> int:
+        return SEQUENTIAL_MAX_ROUNDS if self.rounds is None else self.rounds
+
+
+@dataclass
+class Cell:
+    """A cell's members (frameworks or variants) and what its rounds cost so far."""
+
+    specs: list[CellSpec]
+    rounds: int = 0
+    wall: float = 0.0  # seconds its rounds took
+    timed: float = 0.0  # seconds of timed iterations in them, every member
+    undecided: list[str] = field(default_factory=list)  # phases, in the last look
+    last_wall: float = 0.0
+
+
+def _first_round(spec: CellSpec) -> CellSpec:
+    """A back-to-back first round has no costs yet: it samples until precise, for at most
+    INITIAL_GROUP_S per group and at least MIN_PLANNED samples."""
+    groups = groups_of(spec.phases)
+    stop = replace(spec.stop, max_time=min(spec.stop.max_time, INITIAL_GROUP_S * len(groups)),
+                   min_samples=max(spec.stop.min_samples, MIN_PLANNED))
+    return replace(spec, stop=stop)
+
+
+def timed_seconds(record: CellRecord) -> float:
+    """Seconds of timed iterations in a record's last round (each group's headline phase)."""
+    if not record.ok or not record.rounds:
+        return 0.0
+    phases = record.rounds[-1].phases
+    return sum(sum(phases[p].samples) for g in groups_of(list(phases))
+               if (p := planning.lead_phase(g)) in phases)
+
+
+class Matrix:
+    def __init__(self, specs: list[CellSpec], store: ResultsFile, schedule: Schedule,
+                 peak_gflops: float | None, events: MatrixEvents, cache: Path,
+                 run_one: Callable[..., CellRecord], run_lockstep: Callable[..., list[CellRecord]]) -> None:
+        self.specs, self.store, self.schedule = specs, store, schedule
+        self.peak_gflops, self.events, self.cache = peak_gflops, events, cache
+        self.run_one, self.run_lockstep = run_one, run_lockstep
+        self.run_id = uuid.uuid4().hex[:12]
+        self.records: dict[CellSpec, CellRecord] = {}
+        self.cells: dict[CellKey, Cell] = {}
+        self.started = time.monotonic()
+
+    def run(self) -> list[CellRecord]:
+        gpus = sorted({s.gpu.uuid for s in self.specs if s.gpu})
+        meter = noise.StealMeter()
+        audit = noise.capture_start(gpus)  # what else ran on the machine: shown when it matters
+        self.store.environment["noise"] = audit.to_json()
+        self.store.environment["run_id"] = self.run_id
+        for spec in self.specs:
+            reason = skip_reason(spec)
+            if reason:
+                self.records[spec] = failed_record(spec, reason, status="skipped")
+                self.store.add(self.records[spec])
+            else:
+                self.cells.setdefault(spec.key.cell, Cell([])).specs.append(spec)
+        if self.schedule.rounds is None and self.schedule.budget is None:
+            self.schedule = replace(self.schedule, budget=CELL_BUDGET_S * len(self.cells))
+        for round_no in range(1, self.schedule.max_rounds + 1):
+            active = [c for c in self.cells.values() if self._wants_round(c, round_no)]
+            if not active:
+                break
+            for cell in active:
+                self._round(cell, round_no)
+        self._account()
+        self.store.environment["noise"] = noise.capture_end(audit, meter, gpus).to_json()
+        self.store.save()
+        return [self.records[s] for s in self.specs]
+
+    def live(self, cell: Cell) -> list[CellRecord]:
+        return [self.records[s] for s in cell.specs if s in self.records and self.records[s].ok]
+
+    def _wants_round(self, cell: Cell, round_no: int) -> bool:
+        members = self.live(cell)
+        if round_no > 1 and not members:
+            return False  # every member failed: their errors stand
+        if self.schedule.rounds is not None:  # fixed rounds; stop early once every phase is precise
+            return not (members and min(len(r.rounds) for r in members) >= self.schedule.min_rounds and all(
+                r.quality(p, self.schedule.stat) == "precise" for r in members for p in r.phase_names))
+        if cell.rounds < AUTO_MIN_ROUNDS:
+            return True
+        cell.undecided = [p for p in members[0].phase_names
+                          if not planning.decided(members, p, self.schedule.stat)]
+        spent = time.monotonic() - self.started
+        return bool(cell.undecided) and spent + cell.last_wall <= self.schedule.budget
+
+    def _round(self, cell: Cell, round_no: int) -> None:
+        members = [s for s in cell.specs if s not in self.records or self.records[s].ok]
+        order = members if round_no % 2 else members[::-1]  # who goes first alternates (A B, B A, ...)
+        phases = self._phases(cell)
+        plan = self._plan(cell, phases)
+        asked = [replace(s, phases=phases) for s in order]
+        started = time.monotonic()
+        if self.schedule.lockstep and len(asked) > 1:
+            for spec in order:
+                self.events.started(spec, round_no)
+            got = self.run_lockstep(asked, plan, self._timeout(asked[0]), self.cache, failed_record)
+        else:
+            got = []
+            for spec in asked:
+                self.events.started(spec, round_no)
+                got.append(self.run_one(spec if plan else _first_round(spec), self._timeout(spec),
+                                        cache_dir=self.cache, plan=plan))
+        cell.last_wall = time.monotonic() - started
+        cell.wall += cell.last_wall
+        cell.timed += sum(timed_seconds(r) for r in got)
+        cell.rounds += 1
+        for spec, record in zip(order, got):
+            self._keep(spec, record, round_no, cell)
+            self.events.finished(self.records[spec], round_no)
+
+    def _phases(self, cell: Cell) -> tuple[str, ...]:
+        """All phases until the first look; then only the groups of the undecided ones."""
+        spec = cell.specs[0]
+        if not cell.undecided:
+            return spec.phases
+        groups = set(groups_of(cell.undecided))
+        return tuple(p for p in spec.phases if groups_of([p])[0] in groups)
+
+    def _plan(self, cell: Cell, phases: tuple[str, ...]) -> dict[str, int] | None:
+        members = self.live(cell)
+        if not cell.rounds or not members:
+            return None
+        fixed = max(0.0, cell.wall - cell.timed) / cell.rounds
+        return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat)
+
+    def _timeout(self, spec: CellSpec) -> float:
+        return self.schedule.timeout or default_timeout(spec)
+
+    def _keep(self, spec: CellSpec, record: CellRecord, round_no: int, cell: Cell) -> None:
+        """Save first; derived figures afterwards are best effort, never a lost cell.  A signal waits
+        until the round is in the file."""
+        record.spec = spec  # the cell's own spec, whichever phases this round measured
+        for r in record.rounds:
+            r.number, r.run = round_no, self.run_id
+        first = self.records.get(spec)
+        with signals_deferred():
+            if first is None:
+                self.records[spec] = record
+                self.store.add(record)
+                if record.ok:
+                    efficiency.annotate(record, self.peak_gflops)
+            elif record.ok:
+                try:
+                    first.add_round(record)
+                except ValueError as exc:  # another version or environment: never pooled, said why
+                    first.warnings.append(f"round {round_no} not pooled: {exc}")
+            else:
+                first.warnings.append(f"round {round_no} failed: {record.error}")
+            self.store.save()
+
+    def _account(self) -> None:
+        """Where the wall time went, per cell and for the run: the share in timed iterations."""
+        wall = sum(c.wall for c in self.cells.values())
+        timed = sum(c.timed for c in self.cells.values())
+        for cell in self.cells.values():
+            members = self.live(cell)
+            undecided = [p for p in members[0].phase_names
+                         if not planning.decided(members, p, self.schedule.stat)] if members else []
+            for r in members:
+                r.timed_share = cell.timed / cell.wall if cell.wall else None
+                r.undecided = undecided
+        self.store.environment["time"] = {"wall_s": wall, "timed_s": timed,
+                                          "timed_share": timed / wall if wall else None}
+
+
+def run_matrix(
+    specs: list[CellSpec],
+    store: ResultsFile,
+    schedule: Schedule = Schedule(),
+    peak_gflops: float | None = None,
+    events: MatrixEvents | None = None,
+    run_one: Callable[..., CellRecord] = run_cell,
+    run_lockstep: Callable[..., list[CellRecord]] = lockstep_round,
+) -> list[CellRecord]:
+    """Measure every cell in rounds, saving after every round, and return the records.
+
+    Cells a framework cannot run (unavailable, option unsupported) become skipped records, never
+    attempted.  A cell whose round fails keeps the rounds it has and a warning.  `run_one` measures
+    one back-to-back round and `run_lockstep` one lockstep round of a cell (tests script them).  Rounds
+    of one matrix share a folder where frameworks may cache compiled code.
+    """
+    with tempfile.TemporaryDirectory(prefix="pybench-cache-") as cache:
+        return Matrix(specs, store, schedule, peak_gflops, events or MatrixEvents(), Path(cache),
+                      run_one, run_lockstep).run()

@@ -1,0 +1,157 @@
+"""How long a round is and how many rounds a cell gets, from the noise measured so far.
+
+A phase's interval over R rounds has the width of sqrt((s_b^2 + s_w^2 / n) / R): s_w is the
+within-round noise of one sample (log scale), s_b what each process (or process pair) adds on top,
+n the samples per round.  A round costs C + n c: C the fixed cost (process start, imports, model
+build, first runs), c one sample.  The width per second of wall time is smallest at the two-stage
+sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference) get more samples, and a noisy
+machine (large s_b) gets more, shorter rounds instead of longer ones.  For a cell of several
+frameworks the noise is that of their ratio, and c the cost of one sample of each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as st
+
+from pybench.protocol import GROUP_WEIGHTS, MIN_PLANNED, PHASES, StopRule
+from pybench.records import CellRecord
+from pybench.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_log_ratio
+
+# Before two rounds exist: a process pair's own effect on this kind of VM (A/A pairs: 0.967, 0.972,
+# 1.048), and a within-round noise of 2%.
+PRIOR_BETWEEN = 0.04
+PRIOR_WITHIN = 0.02
+FLOOR_BETWEEN = 0.003  # never assume processes agree better than this: n stays finite
+MAX_PLANNED = 1000
+
+
+def group_cap(stop: StopRule, group: str, groups: Sequence[str]) -> float:
+    """The most sampling time per member one group may take in a round: its share of --max-time."""
+    return stop.max_time * GROUP_WEIGHTS[group] / sum(GROUP_WEIGHTS[g] for g in groups)
+
+
+def fit_samples(n: float, cost: float, cap: float) -> tuple[int, str]:
+    """`n` samples bounded to [MIN_PLANNED, MAX_PLANNED] and to the cap: fewer than MIN_PLANNED only
+    when one sample costs more than a third of the cap ("capped", which the record then says)."""
+    fits = max(1, int(cap // cost)) if cost > 0 else MAX_PLANNED
+    want = min(MAX_PLANNED, max(MIN_PLANNED, math.ceil(n)))
+    return (want, "planned") if want <= fits else (fits, "capped" if fits < MIN_PLANNED else "planned")
+
+
+def lead_phase(group: str) -> str:
+    """The phase that sizes a group: its last (total for train, which settles last)."""
+    return [p.name for p in PHASES.values() if p.group == group][-1]
+
+
+@dataclass(frozen=True)
+class Noise:
+    within: float  # sd of one sample's log time (of a ratio: the members' added)
+    between: float  # sd a round adds to its log value beyond the within noise
+    cost: float  # seconds of one sample of every member together
+
+
+def noise(records: Sequence[CellRecord], group: str, stat: str = "median") -> Noise:
+    """The group's noise and cost, from the rounds its members have (priors where too few)."""
+    phase = lead_phase(group)
+    within = cost = 0.0
+    counts = []
+    for r in records:
+        rounds = r.samples(phase) if phase in r.phase_names else []
+        logs = [np.log(s) for s in rounds if len(s) >= 2]
+        within += float(np.mean([x.var(ddof=1) for x in logs])) if logs else PRIOR_WITHIN ** 2
+        cost += float(np.mean([np.mean(s) for s in rounds])) if rounds else 0.0
+        counts += [len(s) for s in rounds]
+    if len(records) > 1:
+        values = round_logs(records[1], records[0], phase, stat)
+    else:
+        values = [math.log(block_value(s, stat)) for s in records[0].samples(phase)] if counts else []
+    if len(values) >= 2:
+        between = max(FLOOR_BETWEEN ** 2, float(np.var(values, ddof=1)) - within / float(np.mean(counts)))
+    else:
+        between = PRIOR_BETWEEN ** 2
+    return Noise(math.sqrt(within), math.sqrt(between), cost)
+
+
+def round_logs(record: CellRecord, base: CellRecord, phase: str, stat: str = "median") -> list[float]:
+    """Per round the two ran side by side, the log ratio of `record` to `base`."""
+    num, den = record.blocks(phase), base.blocks(phase)
+    return [round_log_ratio(num[k], den[k], stat) for k in num if k in den]
+
+
+def plan_round(records: Sequence[CellRecord], groups: Sequence[str], fixed_cost: float,
+               stat: str = "median") -> dict[str, int]:
+    """Samples per member for each group of the next round: the two-stage optimum, bounded."""
+    stop = records[0].spec.stop
+    out = {}
+    for g in groups:
+        nz = noise(records, g, stat)
+        n = math.sqrt(fixed_cost * nz.within ** 2 / (max(nz.cost, 1e-9) * nz.between ** 2))
+        out[g] = fit_samples(n, max(nz.cost / len(records), 1e-9), group_cap(stop, g, groups))[0]
+    return out
+
+
+def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
+    """Whether more rounds would change the answer for this phase: every ratio to the first member
+    decided (`Ratio.decided`), or for a lone member its interval within the precision."""
+    base = records[0]
+    precision = base.spec.stop.precision
+    if len(records) == 1:
+        half = base.estimate(phase, stat).half_width_rel
+        return half is not None and half <= precision
+    ratios = [r.ratio_to(base, phase, stat) for r in records[1:]]
+    return all(x is not None and x.decided() for x in ratios)
+
+
+def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:
+    """Roughly how many rounds in all the undecided ratios of a phase need, from their spread so far:
+    the smallest R whose interval would exclude 1 at the observed ratio, or fit the precision."""
+    base = records[0]
+    need = 0
+    for r in records[1:]:
+        logs = np.array(round_logs(r, base, phase, stat))
+        if len(logs) < 2:
+            return None
+        s, m = logs.std(ddof=1), abs(logs.mean())
+        target = max(m, math.log1p(base.spec.stop.precision))
+        for total in range(len(logs), 1000):
+            if st.t.ppf((1 + SEQUENTIAL_LOOK_CONFIDENCE) / 2, total - 1) * s / math.sqrt(total) < target:
+                need = max(need, total)
+                break
+        else:
+            return None
+    return need
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """A cell whose ratios (or estimate) stayed open, and roughly what would close them."""
+
+    cell: CellRecord  # its first member
+    phases: list[str]
+    rounds_needed: int | None  # in all; None: too few rounds to say
+    seconds_needed: float | None  # beyond what the run spent
+
+
+def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
+    """Per cell of a run, the phases left undecided (`CellRecord.undecided`) and an extrapolation."""
+    cells: dict = {}
+    for r in records:
+        if r.ok:
+            cells.setdefault(r.key.cell, []).append(r)
+    out = []
+    for members in cells.values():
+        phases = members[0].undecided
+        if not phases:
+            continue
+        needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
+        need = None if None in needs else max(needs)
+        done = len(members[0].rounds)
+        per_round = max(r.wall_time for r in members) / max(done, 1)
+        seconds = (need - done) * per_round if need is not None and need > done else None
+        out.append(Undecided(members[0], phases, need, seconds))
+    return out

@@ -1,0 +1,184 @@
+"""The matrix scheduler with scripted rounds: order, numbering, planning, adaptive rounds, saving."""
+
+import math
+
+import numpy as np
+
+from pybench.protocol import StopRule
+from pybench.spec import CellSpec
+from pybench import matrix, planning, runner
+from pybench.matrix import Schedule
+from pybench.protocol import PhaseSamples
+from pybench.records import CellRecord, Round, WorkloadFacts
+from pybench.results import ResultsFile, load
+from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
+
+
+class Script:
+    """Measures a round instantly with fixed samples, remembering the order it was asked in."""
+
+    def __init__(self, fail: set = frozenset(), spread: float = 0.0):
+        self.calls, self.fail, self.spread = [], fail, spread
+
+    def __call__(self, spec, timeout, cache_dir, plan=None):
+        assert cache_dir.is_dir()  # one folder for the whole matrix
+        self.calls.append((spec.framework, spec.model))
+        if (spec.framework, spec.model, len([c for c in self.calls if c == self.calls[-1]])) in self.fail:
+            return runner.failed_record(spec, "boom")
+        k = len(self.calls)
+        samples = [0.01 * (1 + self.spread * (k % 3))] * 8
+        return CellRecord(spec=spec, status="ok", title="X 1", workload=WorkloadFacts(params=1),
+                          rounds=[Round(phases={p: PhaseSamples(0.1, [], samples, "converged")
+                                                for p in spec.phases})])
+
+
+def matrix_specs(frameworks=("pytorch", "flux"), models=("resnet18", "resnet34")):
+    return [CellSpec(fw, m, "cpu", 2, 64, threads=1, phases=("forward", "backward", "total"))
+            for m in models for fw in frameworks]
+
+
+def test_rounds_go_round_robin_with_frameworks_alternating(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.get_framework("flux"), "availability",
+                        lambda: runner.get_framework("pytorch").availability())
+    script = Script(spread=0.5)  # never precise: every round runs
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    records = matrix.run_matrix(matrix_specs(), store, Schedule(rounds=3, lockstep=False), run_one=script,
+                                peak_gflops=1.0)
+    assert script.calls == [
+        ("pytorch", "resnet18"), ("flux", "resnet18"), ("pytorch", "resnet34"), ("flux", "resnet34"),
+        ("flux", "resnet18"), ("pytorch", "resnet18"), ("flux", "resnet34"), ("pytorch", "resnet34"),
+        ("pytorch", "resnet18"), ("flux", "resnet18"), ("pytorch", "resnet34"), ("flux", "resnet34"),
+    ]
+    assert [len(r.rounds) for r in records] == [3, 3, 3, 3]
+    saved = load(store.path)
+    assert [len(r.rounds) for r in saved.records] == [3, 3, 3, 3]
+    assert "noise" in saved.environment
+
+
+def test_precise_cells_stop_after_two_rounds(tmp_path):
+    script = Script()  # identical rounds: precise at once
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    records = matrix.run_matrix(matrix_specs(frameworks=("pytorch",)), store, Schedule(rounds=5), run_one=script)
+    assert [len(r.rounds) for r in records] == [2, 2]
+
+
+def test_unavailable_frameworks_are_skipped_and_failed_rounds_keep_the_rest(tmp_path):
+    script = Script(fail={("pytorch", "resnet34", 1), ("pytorch", "resnet18", 2)}, spread=0.5)
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    records = matrix.run_matrix(matrix_specs(), store, Schedule(rounds=3, lockstep=False), run_one=script)
+    by = {(r.spec.framework, r.spec.model): r for r in records}
+    assert by[("flux", "resnet18")].status == "skipped" and "flux unavailable" in by[("flux", "resnet18")].error
+    assert by[("pytorch", "resnet34")].status == "failed"  # failed in round 1: not tried again
+    assert script.calls.count(("pytorch", "resnet34")) == 1
+    kept = by[("pytorch", "resnet18")]
+    assert kept.ok and len(kept.rounds) == 2 and kept.warnings == ["round 2 failed: boom"]
+    assert ("flux", "resnet18") not in script.calls
+
+
+def test_the_record_is_saved_before_anything_derived(tmp_path, monkeypatch):
+    def broken(record, peak):
+        raise AssertionError("annotate must not run before the record is on disk")
+
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    saved = []
+    original = store.add
+    monkeypatch.setattr(store, "add", lambda r: (original(r), saved.append(load(store.path))))
+    monkeypatch.setattr(matrix.efficiency, "forward_flops", lambda m, s: (_ for _ in ()).throw(ValueError("x")))
+    records = matrix.run_matrix(matrix_specs(frameworks=("pytorch",), models=("resnet18",)), store,
+                                Schedule(rounds=1), run_one=Script())
+    assert saved and saved[0].records[0].ok  # on disk before FLOPs were attempted
+    assert records[0].ok and records[0].warnings == ["FLOPs not counted: ValueError: x"]
+    assert load(store.path).records[0].warnings == ["FLOPs not counted: ValueError: x"]
+
+
+# --- lockstep, numbering, adaptive rounds --------------------------------------------------------
+
+class Lockstep:
+    """A scripted lockstep round: member i takes times[i] seconds x a per-round process factor x
+    per-sample noise; remembers which phases and plans each round was asked for."""
+
+    def __init__(self, times, pair_sd=0.0, sample_sd=0.01, seed=0):
+        self.times, self.pair_sd, self.sample_sd = times, pair_sd, sample_sd
+        self.rng = np.random.default_rng(seed)
+        self.calls = []
+
+    def __call__(self, specs, plan, timeout, cache_dir, failed):
+        self.calls.append(([s.framework + s.variant_name for s in specs], specs[0].phases, plan))
+        out = []
+        for spec in specs:
+            factor = math.exp(self.rng.normal(0, self.pair_sd))
+            base = self.times[spec.framework + spec.variant_name] * factor
+            phases = {}
+            for p in spec.phases:
+                n = (plan or {}).get(matrix.groups_of([p])[0], 6)
+                samples = list(base * np.exp(self.rng.normal(0, self.sample_sd, n)))
+                phases[p] = PhaseSamples(0.1, [], samples, "planned", blocks=[1] * n)
+            out.append(CellRecord(spec=spec, status="ok", title="X 1", workload=WorkloadFacts(params=1),
+                                  rounds=[Round(phases=phases)]))
+        return out
+
+
+def pair_specs(second="jax", variant=""):
+    stop = StopRule(precision=0.02, sequential=True, max_time=60)
+    return [CellSpec(fw, "resnet18", "cpu", 2, 64, threads=1, stop=stop, variant_name=v)
+            for fw, v in (("pytorch", ""), (second, variant))]
+
+
+def auto(budget=1e9):
+    return Schedule(rounds=None, lockstep=True, budget=budget)
+
+
+def test_a_clear_difference_is_decided_in_three_lockstep_rounds(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "jax": 1.3}, pair_sd=0.01)
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, other = matrix.run_matrix(pair_specs(), store, auto(), run_lockstep=script)
+    assert len(script.calls) == 3
+    assert [c[0] for c in script.calls] == [["pytorch", "jax"], ["jax", "pytorch"], ["pytorch", "jax"]]
+    assert script.calls[0][2] is None and script.calls[1][2]  # round 1 unplanned, then planned
+    assert [r.number for r in base.rounds] == [1, 2, 3] and len({r.run for r in base.rounds}) == 1
+    ratio = other.ratio_to(base, "total")
+    assert ratio.verdict() == "slower" and ratio.n_rounds == 3
+    assert other.undecided == [] and other.timed_share is not None
+    saved = load(store.path).records
+    assert saved[1].ratio_to(saved[0], "total").verdict() == "slower"
+
+
+def test_undecided_phases_get_more_rounds_until_the_budget_is_spent(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.05, seed=3)
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(), run_lockstep=script)
+    assert 3 < len(script.calls) <= SEQUENTIAL_MAX_ROUNDS
+    later = {p for _, phases, _ in script.calls[3:] for p in phases}
+    assert later and later <= set(base.spec.phases)
+    for p in base.phase_names:  # A/A: never "faster" or "slower"
+        assert twin.ratio_to(base, p).verdict() in ("tie", "undecided")
+
+
+def test_the_budget_stops_adaptive_rounds_after_the_minimum(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.05, seed=4)
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(budget=0.0), run_lockstep=script)
+    assert len(script.calls) == 3  # the minimum always runs
+    assert twin.undecided and set(twin.undecided) <= set(base.phase_names)
+
+
+def test_rounds_of_different_runs_never_pair(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "jax": 1.3})
+    a = matrix.run_matrix(pair_specs(), ResultsFile.create(tmp_path / "a", {"label": "t"}, []), auto(),
+                          run_lockstep=script)
+    b = matrix.run_matrix(pair_specs(), ResultsFile.create(tmp_path / "b", {"label": "t"}, []), auto(),
+                          run_lockstep=script)
+    assert b[1].ratio_to(a[0], "total") is None
+    assert b[1].ratio_to(b[0], "total") is not None
+
+
+def test_plan_gives_cheap_groups_more_samples_and_honours_the_cap():
+    recs = Lockstep({"pytorch": 1.0, "jax": 1.0}, pair_sd=0.02, sample_sd=0.05)(
+        pair_specs(), None, 1, None, None)
+    for r in recs:
+        r.rounds[0].number, r.rounds[0].run = 1, "x"
+    plan = planning.plan_round(recs, ["train", "step", "inference"], fixed_cost=30.0)
+    assert all(n >= 3 for n in plan.values())
+    assert planning.fit_samples(10, cost=30.0, cap=60.0) == (2, "capped")
+    assert planning.fit_samples(1, cost=0.01, cap=60.0) == (3, "planned")
+    assert planning.fit_samples(50, cost=1.0, cap=20.0) == (20, "planned")
