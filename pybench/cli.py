@@ -221,7 +221,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
         console.print(f"rounds auto: at least {AUTO_MIN_ROUNDS}, then until every ratio is decided; budget "
                       f"{schedule.budget:.0f} s (done by {time.strftime('%H:%M:%S', time.localtime(time.time() + schedule.budget))} "
                       "at the latest, plus the round under way)")
-    total = len(specs) * (AUTO_MIN_ROUNDS if auto else args.rounds)
+    total = sum(not r for r in reasons) * (AUTO_MIN_ROUNDS if auto else args.rounds)
     try:
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -25,14 +25,13 @@ from typing import Callable
 
 from pybench.interpreter import worker_command
 from pybench.lifetime import die_with_parent, kill_group
-from pybench.planning import fit_samples, group_cap
-from pybench.protocol import groups_of
+from pybench.planning import fit_samples
+from pybench.protocol import INITIAL_GROUP_S, group_cap, groups_of
 from pybench.records import CellRecord, Malformed
 from pybench.runner import exit_reason, worker_environment
 from pybench.spec import CellSpec
 
 BLOCK_S = 1.0  # a block is about this long (at least one iteration)
-INITIAL_GROUP_S = 2.0  # samples per member and group in a cell's first round, before its noise is known
 
 
 class WorkerGone(Exception):

@@ -20,8 +20,8 @@ from typing import Callable
 
 from pybench import efficiency, noise, planning
 from pybench.lifetime import signals_deferred
-from pybench.lockstep import INITIAL_GROUP_S, lockstep_round
-from pybench.protocol import MIN_PLANNED, groups_of
+from pybench.lockstep import lockstep_round
+from pybench.protocol import INITIAL_GROUP_S, groups_of
 from pybench.records import CellRecord
 from pybench.results import ResultsFile
 from pybench.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
@@ -60,15 +60,6 @@ class Cell:
     timed: float = 0.0  # seconds of timed iterations in them, every member
     undecided: list[str] = field(default_factory=list)  # phases, in the last look
     last_wall: float = 0.0
-
-
-def _first_round(spec: CellSpec) -> CellSpec:
-    """A back-to-back first round has no costs yet: it samples until precise, for at most
-    INITIAL_GROUP_S per group and at least MIN_PLANNED samples."""
-    groups = groups_of(spec.phases)
-    stop = replace(spec.stop, max_time=min(spec.stop.max_time, INITIAL_GROUP_S * len(groups)),
-                   min_samples=max(spec.stop.min_samples, MIN_PLANNED))
-    return replace(spec, stop=stop)
 
 
 def timed_seconds(record: CellRecord) -> float:
@@ -150,8 +141,8 @@ class Matrix:
             got = []
             for spec in asked:
                 self.events.started(spec, round_no)
-                got.append(self.run_one(spec if plan else _first_round(spec), self._timeout(spec),
-                                        cache_dir=self.cache, plan=plan))
+                got.append(self.run_one(spec, self._timeout(spec), cache_dir=self.cache, plan=plan,
+                                        initial=None if plan else INITIAL_GROUP_S))
         cell.last_wall = time.monotonic() - started
         cell.wall += cell.last_wall
         cell.timed += sum(timed_seconds(r) for r in got)

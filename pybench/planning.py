@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
-from pybench.protocol import GROUP_WEIGHTS, MIN_PLANNED, PHASES, StopRule
+from pybench.protocol import MIN_PLANNED, PHASES, group_cap
 from pybench.records import CellRecord
 from pybench.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_log_ratio
 
@@ -28,11 +28,6 @@ PRIOR_BETWEEN = 0.04
 PRIOR_WITHIN = 0.02
 FLOOR_BETWEEN = 0.003  # never assume processes agree better than this: n stays finite
 MAX_PLANNED = 1000
-
-
-def group_cap(stop: StopRule, group: str, groups: Sequence[str]) -> float:
-    """The most sampling time per member one group may take in a round: its share of --max-time."""
-    return stop.max_time * GROUP_WEIGHTS[group] / sum(GROUP_WEIGHTS[g] for g in groups)
 
 
 def fit_samples(n: float, cost: float, cap: float) -> tuple[int, str]:

@@ -194,7 +194,8 @@ def precise(sorted_samples: Sequence[float], stop: StopRule) -> bool:
 # "planned": the runner set the count from the noise of earlier rounds (`RoundPlan`); "capped": the
 # plan asked for MIN_PLANNED samples but one sample costs more than the round's cap allows.
 STOP_REASONS = ("converged", "noisy", "too_few_samples", "max_samples", "planned", "capped")
-MIN_PLANNED = 3  # no planned group gets fewer samples in a round, unless one exceeds the round's cap
+MIN_PLANNED = 3  # no group gets fewer samples in a round, unless one exceeds its cap (`group_cap`)
+INITIAL_GROUP_S = 2.0  # sampling per group in a cell's first round, before its noise is known
 
 
 @dataclass
@@ -342,19 +343,30 @@ class GroupRun:
         return phases, peak, self.clock() - self.started
 
 
-def _measure_group(run: GroupRun, stop: StopRule, budget: float, planned: int | None,
+def group_cap(stop: StopRule, group: str, groups: Sequence[str]) -> float:
+    """The most sampling time one group may take in a round: its share of `stop.max_time` by cost."""
+    return stop.max_time * GROUP_WEIGHTS[group] / sum(GROUP_WEIGHTS[g] for g in groups)
+
+
+def _measure_group(run: GroupRun, stop: StopRule, budget: float, cap: float, planned: int | None,
                    on_sample: Callable[[], None] | None) -> tuple[dict[str, PhaseSamples], dict[str, int], float]:
-    """A whole group in one go: `planned` samples (capped by the budget), or without a plan until
-    every phase is precise (at least `stop.min_samples`) or the budget or `max_samples` runs out."""
+    """A whole group in one go: `planned` samples, or without a plan until every phase is precise or
+    the `budget` is spent.  Either way at least MIN_PLANNED samples unless the group's `cap` is hit
+    first (the record then says "capped")."""
     run.begin(deadline=run.clock() + budget)
-    deadline = run.started + budget
+
+    def past(seconds: float) -> bool:
+        return run.clock() >= run.started + seconds
+
     if planned is not None:
-        run.block(planned, until=lambda: run.clock() >= deadline and run.count >= 1, on_sample=on_sample)
-        limit = "planned" if run.count >= min(planned, MIN_PLANNED) else "capped"
-        return run.end(stop, limit)
-    cap = stop.max_samples
-    run.block(cap, until=lambda: (run.precise(stop) or run.clock() >= deadline), on_sample=on_sample)
-    return run.end(stop, "max_samples" if run.count >= cap and not run.precise(stop) else "max_time")
+        run.block(planned, until=lambda: past(cap), on_sample=on_sample)
+        return run.end(stop, "planned" if run.count >= min(planned, MIN_PLANNED) else "capped")
+    enough = max(MIN_PLANNED, stop.min_samples)
+    run.block(stop.max_samples, on_sample=on_sample, until=lambda: (
+        run.precise(stop) or (past(budget) and run.count >= enough) or past(cap)))
+    if run.count < MIN_PLANNED and not run.precise(stop):
+        return run.end(stop, "capped")
+    return run.end(stop, "max_samples" if run.count >= stop.max_samples and not run.precise(stop) else "max_time")
 
 
 def measure(
@@ -367,14 +379,15 @@ def measure(
     clock: Callable[[], float] = time.monotonic,
     plan: Mapping[str, int] | None = None,
     energy: MemoryProbe | None = None,
+    initial: float | None = None,
 ) -> Measurement:
     """Run the whole protocol for one round of a cell in this process and return the requested phases.
 
-    `plan` gives the samples per group (from the noise of earlier rounds); without one a group samples
-    until precise.  Either way the round's sampling time (`stop.max_time`) is shared between groups by
-    their relative cost (`GROUP_WEIGHTS`); what one group leaves unused goes to the next, so one slow
-    group cannot starve the others.  `clock` is the clock the limits are read from (tests inject a
-    scripted one).
+    `plan` gives the samples per group (from the noise of earlier rounds).  Without one a group
+    samples until precise, for `initial` seconds (a cell's first round) or else for its share of
+    `stop.max_time` by relative cost (`GROUP_WEIGHTS`), what one group leaves unused going to the
+    next.  No group samples longer than its share of `stop.max_time` (`group_cap`).  `clock` is the
+    clock the limits are read from (tests inject a scripted one).
     """
     check_phases(phases)
     groups = groups_of(phases)
@@ -382,9 +395,10 @@ def measure(
     out = Measurement()
     for i, group in enumerate(groups):
         weights = [GROUP_WEIGHTS[g] for g in groups[i:]]
-        budget = remaining * weights[0] / sum(weights)
+        budget = initial if initial is not None else remaining * weights[0] / sum(weights)
         run = GroupRun(sampler, group, gpu, memory, clock, energy)
-        got, peak, used = _measure_group(run, stop, budget, (plan or {}).get(group), on_sample)
+        got, peak, used = _measure_group(run, stop, budget, group_cap(stop, group, groups),
+                                         (plan or {}).get(group), on_sample)
         remaining = max(0.0, remaining - used)
         out.phases.update({p: r for p, r in got.items() if p in phases})
         out.memory[group] = peak

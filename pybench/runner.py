@@ -61,19 +61,22 @@ def worker_environment(spec: CellSpec, cache_dir: Path | None) -> dict[str, str]
 
 
 def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | None = None,
-             cache_dir: Path | None = None, plan: dict[str, int] | None = None) -> CellRecord:
+             cache_dir: Path | None = None, plan: dict[str, int] | None = None,
+             initial: float | None = None) -> CellRecord:
     """Run one round of a cell in a fresh worker process and return its record, failed or not.
 
     `command` replaces the worker command line (a launcher such as `taskset -c 0-3 python -m
     pybench.worker`); it must read the spec on stdin and print the record on stdout.  `cache_dir`
     is where a framework may keep compiled code for the later rounds of the same matrix.  `plan`:
-    samples per phase group (`planning.plan_round`); without one the worker samples until precise.
+    samples per phase group (`planning.plan_round`); without one the worker samples until precise,
+    for `initial` seconds per group if given (a cell's first round).
     """
     timeout = default_timeout(spec) if timeout is None else timeout
     cmd = command or worker_command(spec)
     env = worker_environment(spec, cache_dir)
     try:
-        done = run_bounded(cmd, timeout, json.dumps({"spec": spec.to_json(), "plan": plan}) + "\n", stdin=subprocess.PIPE,
+        request = {"spec": spec.to_json(), "plan": plan, "initial": initial}
+        done = run_bounded(cmd, timeout, json.dumps(request) + "\n", stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     except subprocess.TimeoutExpired as exc:
         return failed_record(spec, f"timed out after {_seconds(timeout)} s (hung?); worker killed",

@@ -2,7 +2,8 @@
 
     python -m pybench.worker < request.json > record.json
 
-The request is one JSON line: {"spec": ..., "plan": {group: samples}} for a round in one go, or
+The request is one JSON line: {"spec": ..., "plan": {group: samples}, "initial": seconds} for a round
+in one go (a plan, or sampling until precise for `initial` seconds per group), or
 {"spec": ..., "serve": true} for a lockstep round, in which further lines on stdin are commands.
 
 Only the framework named in the spec is imported here (the Flux and JAX workers never import torch).
@@ -150,13 +151,13 @@ def _failed(spec: CellSpec, exc: BaseException, started: float) -> CellRecord:
     return record
 
 
-def run_round(spec: CellSpec, plan: dict[str, int] | None = None) -> CellRecord:
+def run_round(spec: CellSpec, plan: dict[str, int] | None = None, initial: float | None = None) -> CellRecord:
     """Prepare, measure and describe one round of a cell; an exception becomes a failed record."""
     started = time.time()
     try:
         one = WorkerRound(spec)
         one.measurement = measure(one.sampler, spec.phases, spec.stop, gpu=spec.device_kind == "cuda",
-                                  memory=one.memory, plan=plan, energy=one.energy)
+                                  memory=one.memory, plan=plan, energy=one.energy, initial=initial)
         return one.finish()
     except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
         return _failed(spec, exc, started)
@@ -206,7 +207,8 @@ def main() -> None:
     if request.get("serve"):
         serve(spec, sys.stdin, record_out)
     else:
-        record_out.write(json.dumps(run_round(spec, request.get("plan")).to_json()) + "\n")
+        record = run_round(spec, request.get("plan"), request.get("initial"))
+        record_out.write(json.dumps(record.to_json()) + "\n")
     record_out.flush()
     sys.stderr.flush()
     # The record is out: skip interpreter teardown, where an embedded runtime's exit hooks (Julia's

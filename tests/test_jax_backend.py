@@ -79,7 +79,7 @@ def test_reduced_precision_computes_in_that_dtype_with_fp32_parameters(dtype, ex
 
 
 PROBE = ("import sys, json; from pybench.spec import CellSpec; from pybench.worker import run_round; "
-         "rec = run_round(CellSpec.from_json(json.load(sys.stdin))); "
+         "rec = run_round(CellSpec.from_json(json.load(sys.stdin)['spec'])); "
          "rec.framework_env['modules'] = sorted(m for m in ('torch', 'jax', 'juliacall') if m in sys.modules); "
          "print(json.dumps(rec.to_json()))")
 

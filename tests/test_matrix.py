@@ -20,7 +20,7 @@ class Script:
     def __init__(self, fail: set = frozenset(), spread: float = 0.0):
         self.calls, self.fail, self.spread = [], fail, spread
 
-    def __call__(self, spec, timeout, cache_dir, plan=None):
+    def __call__(self, spec, timeout, cache_dir, plan=None, initial=None):
         assert cache_dir.is_dir()  # one folder for the whole matrix
         self.calls.append((spec.framework, spec.model))
         if (spec.framework, spec.model, len([c for c in self.calls if c == self.calls[-1]])) in self.fail:

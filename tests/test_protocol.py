@@ -212,3 +212,28 @@ def test_python_loop_runs_untimed_setup_then_phases_in_order():
     assert set(out) == {"forward", "backward"} and all(len(v) == 2 and min(v) >= 0 for v in out.values())
     sampler.finish("train")
     assert calls[-1] == "free"
+
+
+def test_planned_groups_get_their_samples_even_after_a_slow_group():
+    # train overruns its share; inference still gets its planned 12 (its own cap is 60 x 1/7 s)
+    clock = Clock()
+    sampler = Scripted(clock, {"train": {"forward": const(2.0), "backward": const(4.0)},
+                               "inference": {"inference": const(0.05)}})
+    m = measure(sampler, ("forward", "backward", "total", "inference"), StopRule(max_time=60), gpu=False,
+                clock=clock, plan={"train": 3, "inference": 12})
+    assert len(m.phases["total"].samples) == 3 and len(m.phases["inference"].samples) == 12
+    assert {p.stop_reason for p in m.phases.values()} == {"planned"}
+
+
+def test_a_sample_longer_than_the_cap_is_capped_and_says_so():
+    clock = Clock()  # inference's cap: 7 x 1/1 s = 7 s; each sample takes 5 s
+    sampler = Scripted(clock, {"inference": {"inference": const(5.0)}})
+    m = measure(sampler, ("inference",), StopRule(max_time=7), gpu=False, clock=clock, plan={"inference": 3})
+    assert len(m.phases["inference"].samples) == 2 and m.phases["inference"].stop_reason == "capped"
+
+
+def test_a_first_round_samples_its_initial_time_but_at_least_three():
+    clock = Clock()
+    sampler = Scripted(clock, {"inference": {"inference": scattered(1.0)}})
+    m = measure(sampler, ("inference",), StopRule(max_time=60), gpu=False, clock=clock, initial=2.0)
+    assert len(m.phases["inference"].samples) == 5  # min_samples 5 (at least 3): past 2 s by then
