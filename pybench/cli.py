@@ -7,13 +7,12 @@ Exit codes a CI can trust: 0 success; 1 an attempted cell failed (run, compare) 
 from __future__ import annotations
 
 import argparse
-import math
 from collections import Counter
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,16 +21,21 @@ from rich.table import Table
 from rich.text import Text
 
 from pybench import __version__, devices, environment, results
+from pybench.cluster import options as cluster_options
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.backends.base import Framework
 from pybench.errors import UserError
 from pybench.lifetime import Terminated, install_signal_handlers
+from pybench.options import MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number, results_dir
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
-from pybench.spec import DTYPES, CellSpec
+from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
 from pybench.statistics import STATS
 from pybench.variant_cli import add_variant_options, variant_specs
 from pybench.workloads import get_workload, resolve_models
+
+if TYPE_CHECKING:  # imported where used: the matrix pulls in the runner
+    from pybench.matrix import Schedule
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
@@ -40,7 +44,6 @@ out = Console(width=None if sys.stdout.isatty() else 10_000)
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
 DEFAULT_ROUNDS = 3
 DEFAULT_MAX_TIME = 60.0  # the most sampling a round may take; planned rounds are usually far shorter
-MAX_LABEL = 100
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,55 +51,22 @@ class Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def number(cast: type, minimum: float = 0, inclusive: bool = False) -> Callable[[str], int | float]:
-    """An argparse type: a finite number of the given type above `minimum` (or at it, if inclusive)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {cast.__name__}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
-        if value < minimum or (value == minimum and not inclusive):
-            bound = f"at least {minimum:g}" if inclusive else "positive" if minimum == 0 else f"above {minimum:g}"
-            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
-        return value
-
-    return parse
-
-
-positive_int, positive_float, non_negative_int = number(int), number(float), number(int, 0, True)
-
-
-def label_text(text: str) -> str:
-    if not text.strip() or len(text) > MAX_LABEL or not text.isprintable():
-        raise argparse.ArgumentTypeError(
-            f"labels are 1 to {MAX_LABEL} printable characters, got {text[:40]!r}")
-    return text
+def _int(maximum: int, positive: bool = True) -> Callable[[str], int | float]:
+    return number(int, 0, inclusive=not positive, maximum=maximum)
 
 
 def rounds_arg(text: str) -> int | str:
-    return "auto" if text == "auto" else positive_int(text)
-
-
-def results_dir(text: str) -> Path:
-    path = Path(text)
-    if not text:
-        raise argparse.ArgumentTypeError("the results folder must not be empty")
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
-    return path
+    return "auto" if text == "auto" else _int(MAX_ROUNDS)(text)
 
 
 def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=positive_int, help="default: 8 (4 for resnet101/152 on a GPU)")
-    p.add_argument("--image-size", type=positive_int, default=224)
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=_int(MAX_BATCH), help="default: 8 (4 for resnet101/152 on a GPU)")
+    p.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
+    p.add_argument("--threads", type=_int(MAX_THREADS), default=None,
                    help="cores and intra-op threads of every framework (default: all available)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=_int(MAX_SEED, positive=False), default=0)
     p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
@@ -104,24 +74,25 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=rounds_arg, default=None,
                    help="auto (compare's default: at least 3, more until every ratio is decided or the "
                         f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
-    p.add_argument("--budget", type=positive_float, default=None,
+    p.add_argument("--budget", type=number(float, maximum=MAX_BUDGET_S), default=None,
                    help="seconds for --rounds auto (default: 270 per cell)")
     p.add_argument("--no-lockstep", dest="lockstep", action="store_false",
                    help="run a cell's frameworks back to back in each round, not side by side")
-    p.add_argument("--precision", type=positive_float, default=StopRule.precision,
+    p.add_argument("--precision", type=number(float, maximum=1), default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
-    p.add_argument("--min-samples", type=positive_int, default=StopRule.min_samples)
-    p.add_argument("--max-samples", type=positive_int, default=StopRule.max_samples)
-    p.add_argument("--max-time", type=positive_float, default=DEFAULT_MAX_TIME,
+    p.add_argument("--min-samples", type=_int(MAX_SAMPLES), default=StopRule.min_samples)
+    p.add_argument("--max-samples", type=_int(MAX_SAMPLES), default=StopRule.max_samples)
+    p.add_argument("--max-time", type=number(float, maximum=MAX_TIME_S), default=DEFAULT_MAX_TIME,
                    help="the most seconds of sampling per round, after the first runs (default "
                         f"{DEFAULT_MAX_TIME:g}); samples per round follow the measured noise")
-    p.add_argument("--timeout", type=positive_float, default=None,
+    p.add_argument("--timeout", type=number(float, maximum=MAX_TIMEOUT_S), default=None,
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
     p.add_argument("--stat", choices=STATS, default="median")
-    p.add_argument("--peak-gflops", type=positive_float,
+    p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
+    cluster_options.add_executor_options(p)
     add_variant_options(p)
 
 
@@ -156,20 +127,23 @@ def build_parser() -> Parser:
     diff = sub.add_parser("diff", help="compare two runs with a significance test over rounds")
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
-    diff.add_argument("--threshold", type=positive_float, default=0.05)
+    diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
     diff.add_argument("--stat", choices=STATS, default="median")
+    diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
     par.add_argument("--model", required=True)
     par.add_argument("--device", default="cpu")
-    par.add_argument("--batch-size", type=positive_int, default=2)
-    par.add_argument("--image-size", type=positive_int, default=224)
+    par.add_argument("--batch-size", type=_int(MAX_BATCH), default=2)
+    par.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
 
     sub.add_parser("list", help="workloads and frameworks")
     env = sub.add_parser("env", help="the environment as captured")
     env.add_argument("--label", type=label_text)
     env.add_argument("--check", action="store_true", help="say what would make this machine quieter")
+    cluster_options.add_executor_options(env, matrix=False)
+    cluster_options.add_collect_parser(sub)
     sub.add_parser("setup-julia", help="install Julia and the Flux environment (needs network)")
     return parser
 
@@ -194,29 +168,41 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
             device_name=device.name if gpu else env["cpu"], label=env["label"],
             batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
             image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
-            dtype=args.dtype, channels_last=args.channels_last and fw.options.channels_last,
-            compile=args.compile and fw.options.compile, stop=stop,
+            dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, stop=stop,
         )
         for w in models
         for fw, name in zip(frameworks, names)
     ]
 
 
-def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord]:
+def schedule_of(args: argparse.Namespace, cells: int) -> Schedule:
+    """How the rounds of `cells` cells run, from the options (also used on a Slurm node)."""
+    from pybench.matrix import CELL_BUDGET_S, Schedule
+
+    auto = args.rounds == "auto"
+    return Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
+                    budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
+
+
+def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord] | None:
+    """The records of the matrix; None when submitted to Slurm with --detach."""
     from pybench import runner
 
+    if args.executor == "slurm":
+        from pybench.cluster.commands import execute as on_slurm
+
+        return on_slurm(args, frameworks, console)
+    cluster_options.check_local(args)
     env = environment.capture(args.label, args.threads, args.tf32)
     specs = variant_specs(args, env, build_specs) or build_specs(args, frameworks, env)
     reasons = [runner.skip_reason(s) for s in specs]
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
     store = results.ResultsFile.create(args.results, env, sys.argv)
-    from pybench.matrix import AUTO_MIN_ROUNDS, CELL_BUDGET_S, Schedule, run_matrix
+    from pybench.matrix import AUTO_MIN_ROUNDS, run_matrix
 
     auto = args.rounds == "auto"
-    cells = len({s.key.cell for s, reason in zip(specs, reasons) if not reason})
-    schedule = Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
-                        budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
+    schedule = schedule_of(args, len({s.key.cell for s, reason in zip(specs, reasons) if not reason}))
     if auto:
         console.print(f"rounds auto: at least {AUTO_MIN_ROUNDS}, then until every ratio is decided; budget "
                       f"{schedule.budget:.0f} s (done by {time.strftime('%H:%M:%S', time.localtime(time.time() + schedule.budget))} "
@@ -245,7 +231,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
                                  events=runner.MatrixEvents(started, finished))
     except BaseException:
         try:
-            console.print(f"pybench: {len(store.records)} cell(s) kept in {store.path}")
+            console.print(f"pybench: {store.kept()}")
         except OSError:  # the terminal is gone (SIGHUP): the file is what matters
             pass
         raise
@@ -270,6 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     args.rounds = args.rounds or DEFAULT_ROUNDS
     records = execute(args, resolve_frameworks(args.framework))
+    if records is None:
+        return 0
     out.print(summary_table(records, stat=args.stat))
     return _exit_code(records)
 
@@ -280,6 +268,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = args.framework
     args.rounds = args.rounds or "auto"
     records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names])
+    if records is None:
+        return 0
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
@@ -305,7 +295,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold,
                              stat=args.stat)
     out.print(diff.diff_table(rows, args.threshold))
-    return EXIT_FAILED if diff.has_regression(rows) else 0
+    return EXIT_FAILED if diff.has_regression(rows, strict=args.strict) else 0
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -344,12 +334,24 @@ def cmd_env(args: argparse.Namespace) -> int:
         for tip in tips or ["nothing obvious: this machine looks quiet"]:
             out.print(Text(f"- {tip}"))
         return 0
+    from pybench.cluster import commands, node
     from pybench.report.terminal import frameworks_table
 
-    facts = {fw.name: fw.describe() for fw in FRAMEWORKS.values()}
-    out.print_json(json.dumps({**environment.capture(args.label), "frameworks": facts}, default=str))
-    out.print(frameworks_table(facts))
+    if args.executor == "local":
+        cluster_options.check_local(args)
+    facts = commands.node_env(args, console) if args.executor == "slurm" else node.node_facts(args.label)
+    out.print_json(json.dumps(facts, default=str))
+    out.print(frameworks_table(facts["frameworks"]))
     return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from pybench.cluster.commands import cmd_collect as collect
+    from pybench.report.terminal import summary_table
+
+    records = collect(args, console)
+    out.print(summary_table(records, stat=args.stat))
+    return _exit_code(records)
 
 
 def cmd_setup_julia(args: argparse.Namespace) -> int:
@@ -367,6 +369,7 @@ COMMANDS = {
     "list": cmd_list,
     "env": cmd_env,
     "setup-julia": cmd_setup_julia,
+    "collect": cmd_collect,
 }
 
 

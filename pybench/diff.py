@@ -3,7 +3,8 @@
 Rounds are the unit of the test (a fresh process each: the drift between processes is part of the
 noise), every phase of every matched cell is one family corrected by Holm, and a change is called
 only when it is also larger than the threshold: with many samples a 0.5% drift is "significant" and
-still not worth failing a build over.  Too few rounds for any test is "inconclusive", never "same".
+still not worth failing a build over.  "same" needs the change's interval within the threshold; too
+few rounds, or rounds too noisy for either answer, is "inconclusive" (`diff --strict` fails on it).
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float 
     return rows
 
 
-def has_regression(rows: list[DiffRow]) -> bool:
-    return any(r.verdict in REGRESSIONS for r in rows)
+def has_regression(rows: list[DiffRow], strict: bool = False) -> bool:
+    """A slowdown or a broken cell; with `strict`, also a change the rounds could not decide."""
+    return any(r.verdict in REGRESSIONS or (strict and r.verdict == "inconclusive") for r in rows)
 
 
 def diff_table(rows: list[DiffRow], threshold: float = 0.05, alpha: float = 0.05) -> Table:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from pybench.interpreter import worker_command
-from pybench.lifetime import die_with_parent, kill_group
+from pybench.lifetime import die_with_parent, interruptible, kill_group
 from pybench.planning import fit_samples
 from pybench.protocol import INITIAL_GROUP_S, group_cap, groups_of
 from pybench.records import CellRecord, Malformed
@@ -70,7 +70,8 @@ class Member:
     def receive(self, key: str, timeout: float) -> object:
         """The reply's `key`.  A record where something else was expected is the worker's failure."""
         try:
-            line = self.lines.get(timeout=timeout)
+            with interruptible():  # a signal stops a round under way; the caller saves a finished one
+                line = self.lines.get(timeout=timeout)
         except queue.Empty:
             raise WorkerGone(f"no answer within {timeout:.0f} s (hung?); worker killed") from None
         if line is None:

@@ -11,7 +11,6 @@ take the samples per group that `planning.plan_round` finds best for the noise m
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from pybench import efficiency, noise, planning
-from pybench.lifetime import signals_deferred
+from pybench.lifetime import scratch_dir, signals_deferred
 from pybench.lockstep import lockstep_round
 from pybench.protocol import INITIAL_GROUP_S, groups_of
 from pybench.records import CellRecord
@@ -30,6 +29,7 @@ from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
 
 AUTO_MIN_ROUNDS = 3
 CELL_BUDGET_S = 270.0  # --rounds auto: the default budget per cell (a resnet50 compare in 5 minutes)
+CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp folder, named with our pid
 
 
 @dataclass(frozen=True)
@@ -133,22 +133,32 @@ class Matrix:
         plan = self._plan(cell, phases)
         asked = [replace(s, phases=phases) for s in order]
         started = time.monotonic()
-        if self.schedule.lockstep and len(asked) > 1:
-            for spec in order:
-                self.events.started(spec, round_no)
-            got = self.run_lockstep(asked, plan, self._timeout(asked[0]), self.cache, failed_record)
-        else:
-            got = []
-            for spec in asked:
-                self.events.started(spec, round_no)
-                got.append(self.run_one(spec, self._timeout(spec), cache_dir=self.cache, plan=plan,
-                                        initial=None if plan else INITIAL_GROUP_S))
+        got: list[CellRecord] = []
+        # From a worker's exit until its round is in the file a signal waits (a round in hand is never
+        # lost); waiting on a running worker stays interruptible (lifetime.interruptible).
+        with signals_deferred():
+            if self.schedule.lockstep and len(asked) > 1:
+                for spec in order:
+                    self.events.started(spec, round_no)
+                got = self.run_lockstep(asked, plan, self._timeout(asked[0]), self.cache, failed_record)
+                firsts = [self._keep(spec, record, round_no) for spec, record in zip(order, got)]
+            else:
+                firsts = []
+                for spec, ask in zip(order, asked):  # each kept as it comes: a later one may be cut short
+                    self.events.started(spec, round_no)
+                    got.append(self.run_one(ask, self._timeout(ask), cache_dir=self.cache, plan=plan,
+                                            initial=None if plan else INITIAL_GROUP_S))
+                    firsts.append(self._keep(spec, got[-1], round_no))
+        for record, first in zip(got, firsts):
+            if first and record.ok:  # derived figures, after the save: best effort
+                efficiency.annotate(record, self.peak_gflops)
+        if any(firsts):
+            self.store.save()
         cell.last_wall = time.monotonic() - started
         cell.wall += cell.last_wall
         cell.timed += sum(timed_seconds(r) for r in got)
         cell.rounds += 1
-        for spec, record in zip(order, got):
-            self._keep(spec, record, round_no, cell)
+        for spec in order:
             self.events.finished(self.records[spec], round_no)
 
     def _phases(self, cell: Cell) -> tuple[str, ...]:
@@ -169,27 +179,25 @@ class Matrix:
     def _timeout(self, spec: CellSpec) -> float:
         return self.schedule.timeout or default_timeout(spec)
 
-    def _keep(self, spec: CellSpec, record: CellRecord, round_no: int, cell: Cell) -> None:
-        """Save first; derived figures afterwards are best effort, never a lost cell.  A signal waits
-        until the round is in the file."""
+    def _keep(self, spec: CellSpec, record: CellRecord, round_no: int) -> bool:
+        """Save a round into its cell's record (the caller defers signals); True for a cell's first."""
         record.spec = spec  # the cell's own spec, whichever phases this round measured
         for r in record.rounds:
             r.number, r.run = round_no, self.run_id
         first = self.records.get(spec)
-        with signals_deferred():
-            if first is None:
-                self.records[spec] = record
-                self.store.add(record)
-                if record.ok:
-                    efficiency.annotate(record, self.peak_gflops)
-            elif record.ok:
-                try:
-                    first.add_round(record)
-                except ValueError as exc:  # another version or environment: never pooled, said why
-                    first.warnings.append(f"round {round_no} not pooled: {exc}")
-            else:
-                first.warnings.append(f"round {round_no} failed: {record.error}")
-            self.store.save()
+        if first is None:
+            self.records[spec] = record
+            self.store.add(record)
+            return True
+        if record.ok:
+            try:
+                first.add_round(record)
+            except ValueError as exc:  # another version or environment: never pooled, said why
+                first.warnings.append(f"round {round_no} not pooled: {exc}")
+        else:
+            first.warnings.append(f"round {round_no} failed: {record.error}")
+        self.store.save()
+        return False
 
     def _account(self) -> None:
         """Where the wall time went, per cell and for the run: the share in timed iterations."""
@@ -222,6 +230,6 @@ def run_matrix(
     one back-to-back round and `run_lockstep` one lockstep round of a cell (tests script them).  Rounds
     of one matrix share a folder where frameworks may cache compiled code.
     """
-    with tempfile.TemporaryDirectory(prefix="pybench-cache-") as cache:
-        return Matrix(specs, store, schedule, peak_gflops, events or MatrixEvents(), Path(cache),
+    with scratch_dir(CACHE_PREFIX) as cache:
+        return Matrix(specs, store, schedule, peak_gflops, events or MatrixEvents(), cache,
                       run_one, run_lockstep).run()

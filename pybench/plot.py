@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from pybench.errors import UserError
 from pybench.protocol import PHASES
 from pybench.report.format import model_title
-from pybench.report.selection import measured_sections
+from pybench.report.selection import Section, measured_sections
 from pybench.results import ResultsDoc, atomic_write
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -31,6 +32,14 @@ def plot(files: list[ResultsDoc], out: Path, stat: str = "median") -> None:
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot
     import matplotlib.pyplot as plt
+
+    # Labels come from results files: plain text, never mathtext ("$...$") nor LaTeX.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        image = _draw(plt, sections, fmt, stat)
+    atomic_write(out, image)  # readers never see half an image
+
+
+def _draw(plt: Any, sections: list[Section], fmt: str, stat: str) -> bytes:
     from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(len(sections), 1, figsize=(14, 4.5 * len(sections)), squeeze=False)
@@ -71,4 +80,4 @@ def plot(files: list[ResultsDoc], out: Path, stat: str = "median") -> None:
         fig.savefig(image, format=fmt)
     finally:
         plt.close(fig)
-    atomic_write(out, image.getvalue())  # readers never see half an image
+    return image.getvalue()

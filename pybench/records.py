@@ -8,11 +8,13 @@ documents (one process per cell, statistics stored per phase) load through `migr
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from pybench.errors import UserError
 from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples, StopRule
+from pybench.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, field_of, list_of, number_in, seconds, text
 from pybench.spec import CellKey, CellSpec
 from pybench.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
 
@@ -25,41 +27,20 @@ T = TypeVar("T")
 VARYING_ENV = frozenset({"cores", "gpu_identity", "traces"})
 
 
-class Malformed(ValueError):
-    """A record or document that does not have the shape of this schema; the message says where."""
-
-
-def field_of(data: Any, key: str, kind: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
-    """data[key], checked to be of `kind`; a Malformed error naming the path otherwise."""
-    if not isinstance(data, dict):
-        raise Malformed(f"{where}: expected an object, got {type(data).__name__}")
-    if key not in data or (data[key] is None and optional):
-        if optional:
-            return None
-        raise Malformed(f"{where}.{key} is missing")
-    value = data[key]
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _kinds(kind))
-    if not ok:
-        raise Malformed(f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
-    return value
-
-
-def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in _kinds(kind))
-
-
 def _positive_seconds(values: Any, where: str) -> list[float]:
     if not isinstance(values, list):
         raise Malformed(f"{where}: expected a list, got {type(values).__name__}")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise Malformed(f"{where}: every time must be a positive finite number, got {v!r}")
-        out.append(float(v))
+    return [seconds(v, f"{where}[{i}]") for i, v in enumerate(values)]
+
+
+def _per_group(data: Any, key: str, where: str, optional: bool = False) -> dict[str, dict[str, int]]:
+    """data[key] as group -> kind -> a count (bytes of memory, energy totals), each checked."""
+    out = {}
+    for group, values in (field_of(data, key, dict, where, optional=optional) or {}).items():
+        at = f"{where}.{key}.{group}"
+        if not isinstance(values, dict):
+            raise Malformed(f"{at}: expected an object, got {type(values).__name__}")
+        out[group] = {text(k, at): count(v, f"{at}.{k}") for k, v in values.items()}
     return out
 
 
@@ -69,7 +50,7 @@ def _parse(where: str, build: Callable[[], T]) -> T:
         return build()
     except Malformed:
         raise
-    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+    except (UserError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise Malformed(f"{where}: {exc}") from None
 
 
@@ -118,22 +99,14 @@ class Round:
                     blocks and sum(blocks) != len(samples)):
                 raise Malformed(f"{at}.blocks: positive sample counts that add up to the samples")
             phases[name] = PhaseSamples(
-                first_run=_positive_seconds([field_of(p, "first_run", (int, float), at)], f"{at}.first_run")[0],
+                first_run=seconds(field_of(p, "first_run", (int, float), at), f"{at}.first_run"),
                 warmup=_positive_seconds(field_of(p, "warmup", list, at), f"{at}.warmup"),
                 samples=samples, stop_reason=reason, blocks=blocks)
-        memory = {}
-        for group, peaks in field_of(data, "memory", dict, where).items():
-            at = f"{where}.memory.{group}"
-            memory[group] = {k: int(field_of(peaks, k, (int, float), at)) for k in field_of(data["memory"], group, dict, f"{where}.memory")}
         number = field_of(data, "number", int, where, optional=True) or 0
-        if number < 0:
-            raise Malformed(f"{where}.number: a round number is 0 or more, got {number}")
         run = field_of(data, "run", str, where, optional=True) or ""
-        energy = {}
-        for group, totals in (field_of(data, "energy", dict, where, optional=True) or {}).items():
-            at = f"{where}.energy.{group}"
-            energy[group] = {k: int(field_of(totals, k, (int, float), at)) for k in field_of(data["energy"], group, dict, f"{where}.energy")}
-        return cls(phases=phases, memory=memory, energy=energy, number=number, run=run)
+        return cls(phases=phases, memory=_per_group(data, "memory", where),
+                   energy=_per_group(data, "energy", where, optional=True),
+                   number=int(number_in(number, 0, MAX_COUNT, f"{where}.number", integer=True)), run=run)
 
 
 @dataclass
@@ -147,9 +120,10 @@ class WorkloadFacts:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "WorkloadFacts":
-        return cls(params=field_of(data, "params", int, where),
-                   flops_forward=field_of(data, "flops_forward", int, where, optional=True),
-                   notes=[str(n) for n in field_of(data, "notes", list, where)])
+        flops = field_of(data, "flops_forward", int, where, optional=True)
+        return cls(params=count(field_of(data, "params", int, where), f"{where}.params"),
+                   flops_forward=None if flops is None else count(flops, f"{where}.flops_forward"),
+                   notes=list_of(data, "notes", where, text))
 
 
 @dataclass(frozen=True)
@@ -162,7 +136,8 @@ class Peak:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "Peak":
-        return cls(gflops=field_of(data, "gflops", (int, float), where, optional=True),
+        gflops = field_of(data, "gflops", (int, float), where, optional=True)
+        return cls(gflops=None if gflops is None else float(number_in(gflops, 1e-6, 1e12, f"{where}.gflops")),
                    source=field_of(data, "source", str, where))
 
 
@@ -295,9 +270,11 @@ class CellRecord:
         status = field_of(data, "status", str, where)
         if status not in STATUSES:
             raise Malformed(f"{where}.status: unknown status {status!r}")
-        spec = _parse(f"{where}.spec", lambda: CellSpec.from_json(field_of(data, "spec", dict, where)))
+        spec = _parse(f"{where}.spec", lambda: CellSpec.from_json(field_of(data, "spec", dict, where),
+                                                                  f"{where}.spec"))
         workload = field_of(data, "workload", dict, where, optional=True)
         peak = field_of(data, "peak", dict, where, optional=True)
+        share = field_of(data, "timed_share", (int, float), where, optional=True)
         rounds = [Round.from_json(r, f"{where}.rounds[{i}]")
                   for i, r in enumerate(field_of(data, "rounds", list, where))]
         record = cls(
@@ -309,11 +286,12 @@ class CellRecord:
             framework_env=field_of(data, "framework_env", dict, where),
             rounds=rounds,
             peak=Peak.from_json(peak, f"{where}.peak") if peak else None,
-            warnings=[str(w) for w in field_of(data, "warnings", list, where)],
-            stderr_tail=[str(s) for s in field_of(data, "stderr_tail", list, where)],
-            wall_time=float(field_of(data, "wall_time", (int, float), where)),
-            timed_share=field_of(data, "timed_share", (int, float), where, optional=True),
-            undecided=[str(p) for p in field_of(data, "undecided", list, where, optional=True) or []],
+            warnings=list_of(data, "warnings", where, text),
+            stderr_tail=list_of(data, "stderr_tail", where, text),
+            wall_time=float(number_in(field_of(data, "wall_time", (int, float), where), 0, MAX_SECONDS,
+                                      f"{where}.wall_time")),
+            timed_share=None if share is None else float(number_in(share, 0, MAX_SECONDS, f"{where}.timed_share")),
+            undecided=list_of(data, "undecided", where, text) if data.get("undecided") is not None else [],
         )
         if status == "ok" and not rounds:
             raise Malformed(f"{where}: an ok record without rounds")
@@ -335,53 +313,60 @@ def migrate_v1(doc: dict) -> dict:
     which version 1 kept only in the file's environment, move into the spec."""
     env = field_of(doc, "environment", dict, "environment")
     label = str(env.get("label") or env.get("hostname") or "unknown")
-    records = []
-    for i, rec in enumerate(field_of(doc, "records", list, "file")):
-        where = f"record #{i + 1}"
-        spec = dict(field_of(rec, "spec", dict, where))
-        device = field_of(spec, "device", str, f"{where}.spec")
-        spec.setdefault("label", label)
-        spec.setdefault("device_name", _v1_device_name(device, env))
-        spec.setdefault("stop", {})
-        spec["stop"] = {k: v for k, v in spec["stop"].items() if k in StopRule.__dataclass_fields__}
-        spec.setdefault("phases", list(field_of(rec, "phases", dict, where, optional=True) or ()))
-        for stale in ("variant",):
-            spec.pop(stale, None)
-        status = field_of(rec, "status", str, where)
-        status = "skipped" if rec.get("skipped") else status
-        fw_env = rec.get("framework_env") or {}
-        title = f"{fw_env.get('framework') or spec.get('framework')} {fw_env.get('version') or ''}".strip()
-        rounds = []
-        if status == "ok":
-            phases = field_of(rec, "phases", dict, where)
-            memory = {}
-            for name, p in phases.items():
-                memory.setdefault(PHASES[name].group if name in PHASES else name,
-                                  {k: v for k, v in (p.get("memory") or {}).items() if v is not None})
-            rounds.append({
-                "phases": {name: {"first_run": p.get("first_run"), "warmup": p.get("warmup", []),
-                                  "samples": p.get("samples"),
-                                  "stop_reason": _V1_REASONS.get(p.get("stop_reason"), "noisy")}
-                           for name, p in phases.items()},
-                "memory": memory,
-            })
-        workload = rec.get("workload")
-        if isinstance(workload, dict):
-            note = workload.get("architecture_note")
-            workload = {"params": workload.get("params"), "flops_forward": workload.get("flops_forward"),
-                        "notes": [note] if note else []}
-        records.append({
-            "spec": spec, "status": status, "title": title, "error": rec.get("error"),
-            "workload": workload, "framework_env": fw_env, "rounds": rounds, "peak": rec.get("peak"),
-            "warnings": [], "stderr_tail": rec.get("stderr_tail") or [],
-            "wall_time": rec.get("wall_time") or 0.0,
-        })
+    records = [_parse(f"record #{i + 1}", lambda: _migrate_record(rec, f"record #{i + 1}", label, env))
+               for i, rec in enumerate(field_of(doc, "records", list, "file"))]
     return {**doc, "schema_version": SCHEMA_VERSION, "records": records}
+
+
+def _migrate_record(rec: Any, where: str, label: str, env: dict) -> dict:
+    spec = dict(field_of(rec, "spec", dict, where))
+    device = field_of(spec, "device", str, f"{where}.spec")
+    spec.setdefault("label", label)
+    spec.setdefault("device_name", _v1_device_name(device, env))
+    stop = field_of(spec, "stop", dict, f"{where}.spec", optional=True) or {}
+    spec["stop"] = {k: v for k, v in stop.items() if k in StopRule.__dataclass_fields__}
+    spec.setdefault("phases", list(field_of(rec, "phases", dict, where, optional=True) or ()))
+    for stale in ("variant",):
+        spec.pop(stale, None)
+    status = field_of(rec, "status", str, where)
+    status = "skipped" if rec.get("skipped") else status
+    fw_env = field_of(rec, "framework_env", dict, where, optional=True) or {}
+    title = f"{fw_env.get('framework') or spec.get('framework')} {fw_env.get('version') or ''}".strip()
+    rounds = []
+    if status == "ok":
+        phases = {name: field_of(field_of(rec, "phases", dict, where), name, dict, f"{where}.phases")
+                  for name in rec["phases"]}
+        memory = {}
+        for name, p in phases.items():
+            peaks = field_of(p, "memory", dict, f"{where}.phases.{name}", optional=True) or {}
+            memory.setdefault(PHASES[name].group if name in PHASES else name,
+                              {k: v for k, v in peaks.items() if v is not None})
+        rounds.append({
+            "phases": {name: {"first_run": p.get("first_run"), "warmup": p.get("warmup", []),
+                              "samples": p.get("samples"),
+                              "stop_reason": _V1_REASONS.get(p.get("stop_reason"), "noisy")}
+                       for name, p in phases.items()},
+            "memory": memory,
+        })
+    workload = rec.get("workload")
+    if isinstance(workload, dict):
+        note = workload.get("architecture_note")
+        workload = {"params": workload.get("params"), "flops_forward": workload.get("flops_forward"),
+                    "notes": [note] if note else []}
+    return {
+        "spec": spec, "status": status, "title": title, "error": rec.get("error"),
+        "workload": workload, "framework_env": fw_env, "rounds": rounds, "peak": rec.get("peak"),
+        "warnings": [], "stderr_tail": rec.get("stderr_tail") or [],
+        "wall_time": rec.get("wall_time") or 0.0,
+    }
 
 
 def _v1_device_name(device: str, env: dict) -> str:
     if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
+        found = re.fullmatch(r"cuda(?::([0-9]{1,3}))?", device)
+        if not found:
+            return device  # the spec's own check names the bad device
+        index = int(found.group(1) or 0)
         for gpu in env.get("gpus") or []:
             if isinstance(gpu, dict) and gpu.get("index") == index:
                 return str(gpu.get("name"))

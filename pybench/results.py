@@ -158,6 +158,7 @@ class ResultsFile:
         self.command = command
         self.environment = environment
         self.records: list[CellRecord] = []
+        self._saved = 0  # records in the file as last written
 
     @classmethod
     def create(cls, directory: Path, environment: dict, command: list[str]) -> "ResultsFile":
@@ -199,7 +200,16 @@ class ResultsFile:
         }
 
     def save(self) -> None:
+        count = len(self.records)
         atomic_write(self.path, json.dumps(self.to_json(), indent=1) + "\n")
+        self._saved = count
+
+    def kept(self) -> str:
+        """What the file holds as last written, as a sentence: after a failed save, or with the file
+        deleted, what is true rather than what is in memory."""
+        if not self.path.is_file():
+            return f"nothing kept: {self.path} no longer exists"
+        return f"{self._saved} cell(s) kept in {self.path}"
 
 
 @dataclass
@@ -222,6 +232,8 @@ def load(path: Path) -> ResultsDoc:
         raise UserError(f"{path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}): corrupt results file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{path}: cannot read a number: {exc}"[:300]) from None
     except RecursionError:
         raise UserError(f"{path}: malformed results file: nested too deeply") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:

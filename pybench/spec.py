@@ -4,15 +4,53 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 from pybench.devices import Device
 from pybench.environment import available_cores
 from pybench.errors import UserError
 from pybench.protocol import StopRule, check_phases
+from pybench.shape import Malformed, field_of, finite_within, shown, text
 from pybench.workloads import get_workload
 
 DTYPES = ("fp32", "bf16", "fp16")
+DEVICE = re.compile(r"cpu|cuda:[0-9]{1,3}")
+# What the code can honour: a batch and an image a model can be built for, a seed numpy and JAX take,
+# sampling limits whose products and time-outs stay far from overflow.
+MAX_BATCH, MAX_IMAGE, MAX_THREADS, MAX_SEED = 2**16, 2**14, 2**12, 2**32 - 1
+MAX_SAMPLES = 10**7
+MAX_TIME_S = 86_400.0  # of sampling per round
+_KINDS: dict[str, type | tuple[type, ...]] = {
+    "framework": str, "model": str, "device": str, "batch_size": int, "image_size": int,
+    "device_name": str, "label": str, "dtype": str, "channels_last": bool, "compile": bool,
+    "threads": int, "tf32": bool, "seed": int, "variant_name": str, "compile_mode": str,
+    "interpreter": str, "named_variant": bool,
+}
+_STOP_KINDS: dict[str, type | tuple[type, ...]] = {
+    "precision": (int, float), "min_samples": int, "max_samples": int, "max_time": (int, float),
+    "confidence": (int, float), "sequential": bool,
+}
+
+
+def _within(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    if not finite_within(value, low, high) or (low_open and value == low):
+        side = f"above {shown(low)}" if low_open else f"at least {shown(low)}"
+        raise UserError(f"{name} must be {side} and at most {shown(high)}, got {shown(value)}")
+
+
+def check_stop(stop: StopRule) -> None:
+    """Sampling limits the protocol can honour (a precision of 1e308 or 10**30 samples cannot be)."""
+    _within("precision", stop.precision, 0, 1, low_open=True)
+    _within("min samples", stop.min_samples, 1, MAX_SAMPLES)
+    _within("max samples", stop.max_samples, 1, MAX_SAMPLES)
+    _within("max time", stop.max_time, 0, MAX_TIME_S, low_open=True)
+    _within("confidence", stop.confidence, 0.5, 1, low_open=True)
+    if stop.confidence == 1:
+        raise UserError("confidence must be below 1")
+    if stop.min_samples > stop.max_samples:
+        raise UserError(f"min samples {stop.min_samples} is above max samples {stop.max_samples}")
 
 
 @dataclass(frozen=True, order=True)
@@ -97,10 +135,10 @@ class CellSpec:
             check_phases(self.phases)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        if self.batch_size <= 0:
-            raise UserError(f"batch size must be positive, got {self.batch_size}")
-        if self.image_size <= 0:
-            raise UserError(f"image size must be positive, got {self.image_size}")
+        if not DEVICE.fullmatch(self.device):
+            raise UserError(f"device {self.device[:40]!r} is neither cpu nor cuda:N")
+        _within("batch size", self.batch_size, 1, MAX_BATCH)
+        _within("image size", self.image_size, 1, MAX_IMAGE)
         if self.image_size < workload.min_image_size:
             raise UserError(
                 f"image size {self.image_size} is too small for {self.model}: "
@@ -108,10 +146,9 @@ class CellSpec:
             )
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
-        if self.threads <= 0:
-            raise UserError(f"threads must be positive, got {self.threads}")
-        if self.seed < 0:
-            raise UserError(f"seed must be 0 or more, got {self.seed}")
+        _within("threads", self.threads, 1, MAX_THREADS)
+        _within("seed", self.seed, 0, MAX_SEED)
+        check_stop(self.stop)
         if self.compile_mode and not self.compile:
             raise UserError(f"compile mode {self.compile_mode!r} without compile")
         if self.interpreter and not os.path.isabs(self.interpreter):
@@ -143,9 +180,18 @@ class CellSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "CellSpec":
-        kwargs = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        kwargs["stop"] = StopRule(**data["stop"])
-        kwargs["phases"] = tuple(data["phases"])
-        kwargs["gpu"] = Device.from_json(data["gpu"]) if data.get("gpu") else None
+    def from_json(cls, data: Any, where: str = "spec") -> "CellSpec":
+        """Types checked here with the path of a bad field; values by the constructor (UserError)."""
+        kwargs = {name: field_of(data, name, kind, where) for name, kind in _KINDS.items()
+                  if name in data or name in ("framework", "model", "device")}
+        stop = field_of(data, "stop", dict, where)
+        unknown = sorted(set(stop) - set(_STOP_KINDS))
+        if unknown:
+            raise Malformed(f"{where}.stop.{unknown[0]}: unknown setting")
+        kwargs["stop"] = StopRule(**{k: field_of(stop, k, kind, f"{where}.stop")
+                                     for k, kind in _STOP_KINDS.items() if k in stop})
+        kwargs["phases"] = tuple(text(p, f"{where}.phases[{i}]")
+                                 for i, p in enumerate(field_of(data, "phases", list, where)))
+        gpu = field_of(data, "gpu", dict, where, optional=True)
+        kwargs["gpu"] = Device.from_json(gpu) if gpu else None
         return cls(**kwargs)

@@ -33,7 +33,8 @@ interval and no verdict: one process pair says nothing about the next.
 
 Run-to-run changes (`round_test`, `judge`): rounds of two runs are not paired, so Welch's t-test on log
 round numbers (it allows the runs to differ in noise), Holm-Bonferroni over every phase and cell
-compared, and a relative threshold so a real but tiny change is still "same".  With few rounds the
+compared, and a relative threshold so a real but tiny change is still "same"; "same" also needs the
+change's interval to lie within the threshold, so a noisy comparison is never called "same".  With few rounds the
 test is weak by design: a 5-13% process factor cannot be told from a change of that size with three
 rounds a side.
 """
@@ -111,6 +112,8 @@ class Change:
     p_value: float | None  # None: too few rounds for a test
     significant: bool  # rejected by Holm over the whole family compared
     verdict: str  # one of CHANGE_VERDICTS
+    ci_low: float | None = None  # Welch interval of new / old at 1 - alpha; None with a p-value
+    ci_high: float | None = None
 
 
 def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
@@ -131,6 +134,15 @@ def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
     return np.asarray(values), n
 
 
+# exp() of a log beyond this overflows a float; an interval reaching it is clamped to the largest
+# finite bound (records refuse times outside [1 ns, 1 year], so only a hostile caller gets there).
+_LOG_MAX = math.log(np.finfo(float).max)
+
+
+def _exp(x: float) -> float:
+    return math.exp(min(max(x, -_LOG_MAX), _LOG_MAX))
+
+
 def round_values(rounds: Rounds, stat: str = "median") -> list[float]:
     """The one number of each round that every estimate and ratio is computed from."""
     return [float(v) for v in _round_values(rounds, stat)[0]]
@@ -143,7 +155,7 @@ def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[floa
     r = len(logs)
     half = st.t.ppf((1 + confidence) / 2, r - 1) * logs.std(ddof=1) * scale
     m = logs.mean()
-    return math.exp(m - half), math.exp(m + half)
+    return _exp(m - half), _exp(m + half)
 
 
 def _median_interval(samples: Sequence[float], confidence: float) -> tuple[float, float] | None:
@@ -162,7 +174,7 @@ def estimate(rounds: Rounds, confidence: float = 0.95, stat: str = "median") -> 
         return Estimate(float(values[0]), lo, hi, 1, n, between_rounds=False)
     logs = np.log(values)
     lo, hi = _t_interval(logs, confidence, math.sqrt(2 / r))
-    return Estimate(math.exp(logs.mean()), lo, hi, r, n, between_rounds=True)
+    return Estimate(_exp(logs.mean()), lo, hi, r, n, between_rounds=True)
 
 
 Blocks = Sequence[Sequence[float]]  # one round's samples, in the blocks they were taken
@@ -180,7 +192,8 @@ def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
     if k == 0:
         raise ValueError("a round without blocks")
     _round_values([list(b) for b in (*num[:k], *den[:k])], stat)  # every block checked
-    return float(np.mean([math.log(block_value(num[i], stat) / block_value(den[i], stat)) for i in range(k)]))
+    return float(np.mean([math.log(block_value(num[i], stat)) - math.log(block_value(den[i], stat))
+                          for i in range(k)]))  # a difference of logs: the quotient may overflow
 
 
 SEQUENTIAL_LOOK_CONFIDENCE = 0.99
@@ -206,24 +219,38 @@ def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hash
     if not keys:
         return None
     logs = np.array([round_log_ratio(num_rounds[k], den_rounds[k], stat) for k in keys])
-    value = math.exp(logs.mean())
+    value = _exp(logs.mean())
     if len(keys) < 2:  # one process pair says nothing about the next: no interval, no verdict
         return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired, precision=precision)
     lo, hi = _t_interval(logs, confidence, math.sqrt(1 / len(keys)))
     return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired, precision=precision)
 
 
+def _welch(old: np.ndarray, new: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """Welch's test on log round numbers: (p-value, interval of log(new / old) at `confidence`).
+
+    Computed here rather than by scipy so that rounds without any variation are a clean answer
+    (p 1 or 0, an interval of one point) instead of a NaN and a RuntimeWarning."""
+    from scipy import stats as st  # imported here: the worker's interpreter may lack scipy
+
+    a, b = np.log(old), np.log(new)
+    d = float(b.mean() - a.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0 or se < 1e-12 * max(1.0, abs(d)):  # no variation on either side
+        return (1.0 if d == 0 else 0.0), d, d
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(st.t.ppf((1 + confidence) / 2, df)) * se
+    return float(2 * st.t.sf(abs(d) / se, df)), d - half, d + half
+
+
 def round_test(old_rounds: Rounds, new_rounds: Rounds, stat: str = "median") -> float | None:
-    """Two-sided Welch t-test p-value on log round numbers; None with fewer than two rounds on a side,
-    or when neither run varies at all (the test is undefined)."""
+    """Two-sided Welch t-test p-value on log round numbers; None with fewer than two rounds on a side."""
     old, _ = _round_values(old_rounds, stat)
     new, _ = _round_values(new_rounds, stat)
     if len(old) < 2 or len(new) < 2:
         return None
-    from scipy import stats as st
-
-    p = float(st.ttest_ind(np.log(old), np.log(new), equal_var=False).pvalue)
-    return None if math.isnan(p) else p
+    return _welch(old, new, 0.95)[0]
 
 
 def holm(p_values: Sequence[float | None], alpha: float = 0.05) -> list[bool]:
@@ -245,23 +272,29 @@ def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha
           stat: str = "median") -> list[Change]:
     """Verdicts for a family of (old_rounds, new_rounds), e.g. every phase of every cell compared.
 
-    A change is called only when Holm rejects it across the family and |new/old - 1| > threshold;
-    'inconclusive' when a side has too few rounds for the test, or when the estimates differ by more
-    than the threshold and the rounds cannot confirm it (calling that 'same' would hide it).
+    A change is called only when Holm rejects it across the family and |new/old - 1| > threshold.
+    'same' needs evidence too: the (1 - alpha) interval of new/old lies within [1 - threshold,
+    1 + threshold].  Anything else is 'inconclusive': too few rounds for a test, or rounds too
+    noisy to confirm either a change or its absence.
     """
-    p_values = [round_test(old, new, stat) for old, new in pairs]
-    rejected = holm(p_values, alpha)
+    tests: list[tuple[float, float, float] | None] = []
+    for old_rounds, new_rounds in pairs:
+        old, _ = _round_values(old_rounds, stat)
+        new, _ = _round_values(new_rounds, stat)
+        tests.append(_welch(old, new, 1 - alpha) if len(old) >= 2 and len(new) >= 2 else None)
+    rejected = holm([t[0] if t else None for t in tests], alpha)
     out = []
-    for (old, new), p, rej in zip(pairs, p_values, rejected):
+    for (old, new), test, rej in zip(pairs, tests, rejected):
         ratio = estimate(new, stat=stat).value / estimate(old, stat=stat).value
-        if p is None:
-            verdict = "inconclusive"
-        elif abs(ratio - 1) <= threshold:
-            verdict = "same"
-        elif rej:
+        if test is None:
+            out.append(Change(ratio, None, False, "inconclusive"))
+            continue
+        p, lo, hi = test[0], _exp(test[1]), _exp(test[2])
+        if rej and abs(ratio - 1) > threshold:
             verdict = "slower" if ratio > 1 else "faster"
+        elif 1 - threshold <= lo and hi <= 1 + threshold:
+            verdict = "same"
         else:
             verdict = "inconclusive"
-        out.append(Change(ratio, p, rej, verdict))
+        out.append(Change(ratio, p, rej, verdict, lo, hi))
     return out
-

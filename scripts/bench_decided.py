@@ -17,7 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from pybench.cli import non_negative_int, positive_float, positive_int, results_dir
+from pybench.options import non_negative_int, positive_float, positive_int, results_dir
 from pybench.records import CellRecord
 from pybench.results import load
 from pybench.statistics import Ratio

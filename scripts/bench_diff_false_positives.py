@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from pybench import diff, results
-from pybench.cli import non_negative_int, positive_float, positive_int, results_dir
+from pybench.options import non_negative_int, positive_float, positive_int, results_dir
 from pybench.workloads import WORKLOADS
 
 from cli_run import busy, pybench_run  # beside this script

@@ -25,7 +25,7 @@ import statistics
 import time
 from typing import Any, Callable, Protocol
 
-from pybench.cli import positive_float, positive_int
+from pybench.options import positive_float, positive_int
 from pybench.environment import available_cores
 from pybench.errors import UserError
 from pybench.protocol import PHASES, Sampler, StopRule, measure

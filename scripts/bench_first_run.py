@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from pybench.backends import FRAMEWORKS
-from pybench.cli import positive_float, positive_int, results_dir
+from pybench.options import positive_float, positive_int, results_dir
 from pybench.records import CellRecord
 from pybench.report.format import fmt_duration
 

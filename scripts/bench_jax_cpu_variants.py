@@ -30,7 +30,7 @@ from contextlib import nullcontext
 from typing import Any, Callable
 from unittest import mock
 
-from pybench.cli import positive_int
+from pybench.options import positive_int
 from pybench.environment import available_cores
 from pybench.workloads import WORKLOADS
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.cli import positive_int, results_dir
+from pybench.options import positive_int, results_dir
 from pybench.planning import round_logs
 from pybench.results import load
 from pybench.workloads import WORKLOADS

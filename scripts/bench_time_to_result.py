@@ -18,7 +18,8 @@ from collections import Counter
 
 from pybench import results
 from pybench.backends import FRAMEWORKS
-from pybench.cli import DEFAULT_ROUNDS, label_text, positive_int, results_dir
+from pybench.cli import DEFAULT_ROUNDS
+from pybench.options import label_text, positive_int, results_dir
 from pybench.records import CellRecord
 
 from cli_run import pybench_run  # beside this script

@@ -83,8 +83,9 @@ def test_stat_min_uses_the_fastest_sample():
     text = report.render_tables([NEWER], stat="min")
     assert "minimum of the timed iterations" in text
     # factories.spread puts the minimum 1% under the median: 0.0259 * 0.99 = 0.025641.  The minimum
-    # of one round has no interval, so no ratio can exclude 1: nothing is bold.
-    assert "|VGG16|PyTorch 2.14.1|0.02564 s|0.05485 s|0.08049 s|0.02426 s|" in text
+    # of one round has no interval, so no ratio can exclude 1: nothing is bold, and every cell is
+    # marked as having too few samples for an interval of the minimum.
+    assert "|VGG16|PyTorch 2.14.1|0.02564 s °|0.05485 s °|0.08049 s °|0.02426 s °|" in text
     with pytest.raises(UserError, match="unknown statistic 'mean'"):
         report.render_tables([NEWER], stat="mean")
 

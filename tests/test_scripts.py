@@ -24,7 +24,8 @@ import bench_decided  # noqa: E402
 import bench_time_to_result  # noqa: E402
 
 BENCH = ("bench_fidelity", "bench_overhead", "bench_time_to_result", "bench_calibration", "bench_decided", "bench_lockstep",
-         "bench_diff_false_positives", "bench_first_run", "bench_jax_cpu_variants")
+         "bench_diff_false_positives", "bench_first_run", "bench_jax_cpu_variants",
+         "bench_slurm_dispatch")
 
 
 @pytest.mark.parametrize("name", BENCH)

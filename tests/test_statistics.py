@@ -161,8 +161,36 @@ def test_holm_hand_computed():
 
 def test_round_test_needs_two_rounds_a_side():
     assert round_test([[1.0]], [[1.0], [1.1]]) is None
-    assert round_test([[1.0], [1.0]], [[1.0], [1.0]]) is None  # no variation: undefined
+    assert round_test([[1.0], [1.0]], [[1.0], [1.0]]) == 1.0  # no variation, no difference
+    assert round_test([[1.0], [1.0]], [[2.0], [2.0]]) == 0.0  # no variation, a difference
     assert 0 <= round_test([[1.0], [1.1]], [[1.05], [1.2]]) <= 1
+
+
+@pytest.mark.filterwarnings("error")  # scipy's "precision loss" RuntimeWarning would fail it
+def test_constant_rounds_on_both_sides_are_same_without_warnings():
+    (same,) = judge([([[0.5, 0.5], [0.5]], [[0.5], [0.5, 0.5, 0.5]])])
+    assert same.verdict == "same" and same.ci_low == same.ci_high == 1.0
+    (slower,) = judge([([[0.5], [0.5]], [[1.0], [1.0]])])
+    assert slower.verdict == "slower"
+
+
+def test_same_needs_the_interval_within_the_threshold():
+    # Equal estimates, but rounds scattering +-10%: no evidence of a change, none of its absence.
+    (noisy,) = judge([([[0.9], [1.1], [1.0]], [[1.1], [0.9], [1.0]])], threshold=0.05)
+    assert noisy.ratio == pytest.approx(1) and noisy.verdict == "inconclusive"
+    assert noisy.ci_low < 0.95 and noisy.ci_high > 1.05
+    (tight,) = judge([([[0.999], [1.001], [1.0]], [[1.001], [0.999], [1.0]])], threshold=0.05)
+    assert tight.verdict == "same" and 0.95 <= tight.ci_low <= tight.ci_high <= 1.05
+
+
+def test_extreme_but_valid_times_never_overflow():
+    tiny, huge = [[1e-9], [1.1e-9]], [[3e7], [3.1e7]]
+    est = estimate(huge)
+    assert np.isfinite([est.value, est.ci_low, est.ci_high]).all()
+    ratio = paired_ratio(_keyed(huge), _keyed(tiny))
+    assert np.isfinite([ratio.value, ratio.ci_low, ratio.ci_high]).all() and ratio.value > 1e15
+    # Even outside what records accept, the interval is clamped, never an OverflowError.
+    assert np.isfinite(estimate([[5e-324], [1e308]]).ci_high)
 
 
 def test_judge_identical_code_is_same_and_a_slowdown_is_slower():

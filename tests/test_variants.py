@@ -224,3 +224,10 @@ def test_exports_carry_the_variant_identity():
     assert {(r["variant_name"], r["interpreter"]) for r in rows} == {("old", ""), ("new", "/opt/venv/bin/python")}
     raw = next(iter(export.raw_rows(sections)))
     assert set(raw) == set(export.RAW_COLUMNS) and raw["variant_name"] == "old"
+
+
+def test_a_variant_spec_survives_json():
+    (spec,) = specs("--variant", "n=pytorch,compile=max-autotune")
+    spec = replace(spec, interpreter="/opt/venv/bin/python")  # no probe: this path need not exist
+    back = type(spec).from_json(spec.to_json())
+    assert back == spec and back.key == spec.key and back.named_variant and back.interpreter

@@ -4,6 +4,7 @@ the terminal."""
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
 from pybench.workloads import ALL
@@ -13,6 +14,19 @@ if TYPE_CHECKING:  # the view imports this module for names
 
 NOISY, FEW, FAILED = "†", "°", "‡"  # the quality marks every table uses
 MARKS = {"noisy": NOISY, "too_few_samples": FEW}
+# Markdown's inline markers, and "$" (GitHub renders $...$ as math).  "<" and "&" become HTML
+# entities instead: a backslash does not stop "<!--" from opening a comment (or being a README
+# marker), and with no "<" at all no tag, comment or marker can be made of any text.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|$~#])")
+_HTML = {"&": "&amp;", "<": "&lt;"}
+
+
+def md_text(text: object) -> str:
+    """Untrusted text (from a results file) as literal markdown on one line: control characters and
+    line breaks become spaces, markdown markers are escaped, and "<" and "&" are entities, so that
+    no HTML comment, tag or README marker can appear in generated text."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return re.sub(r"[&<]", lambda m: _HTML[m.group()], _MD_SPECIAL.sub(r"\\\1", flat))
 
 
 def fmt_seconds(seconds: float, unit: str = "s") -> str:

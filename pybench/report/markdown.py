@@ -7,12 +7,13 @@ no file can inject markup or the table markers into a README.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pybench.errors import UserError
 from pybench.protocol import PHASES
-from pybench.report.format import DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_seconds, model_title
+from pybench.report.format import (
+    DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_seconds, md_text, model_title,
+)
 from pybench.report.selection import Section, measured_sections, reference_sections
 from pybench.report.view import Cell, Row, check_stat
 from pybench.results import ResultsDoc, atomic_write, read_regular_file
@@ -21,14 +22,6 @@ from pybench.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
 BEGIN_MARKER = "<!-- pybench:tables:begin -->"
 END_MARKER = "<!-- pybench:tables:end -->"
 PARAMS, NOTE = "§", "Note:"
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<])")  # "<" breaks HTML, comments and the markers
-
-
-def md_text(text: str) -> str:
-    """Untrusted text as literal markdown in a table cell: one line, special characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
 
 def _cell_md(cell: Cell | None, unit: str) -> str:
     if cell is None:

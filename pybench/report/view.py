@@ -141,7 +141,7 @@ def row_of(record: CellRecord, stat: str) -> Row:
         elif p in record.phase_names:
             e = record.estimate(p, stat)
             rel = e.half_width_rel
-            cells[p] = Cell(value=e.value, quality=record.quality(p), ci_low=e.ci_low, ci_high=e.ci_high,
+            cells[p] = Cell(value=e.value, quality=record.quality(p, stat), ci_low=e.ci_low, ci_high=e.ci_high,
                             half_width=None if rel is None else rel * e.value,
                             rounds=round_values(record.samples(p), stat), samples=record.samples(p))
     return Row(

@@ -1,0 +1,194 @@
+"""`run`/`compare --executor slurm`, `collect` and `env --executor slurm`: submit, watch, gather.
+
+The submitter polls Slurm (one scontrol call per array) and collects each job as it ends, with a
+progress bar over jobs.  Ctrl-C or SIGTERM cancels what is still queued or running and keeps every
+job already gathered; `collect` later turns the cancelled ones into failed records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from pybench import environment
+from pybench.backends.base import Framework
+from pybench.cluster import slurm
+from pybench.cluster.node import CellJob, node_facts, run_cell_job
+from pybench.cluster.options import SlurmConfig
+from pybench.cluster.submission import (JobEntry, Submission, collect_job, collected,
+                                        mark_cancelled)
+from pybench.errors import UserError
+from pybench.records import CellRecord
+from pybench.spec import CellSpec
+from pybench.workloads import resolve_models
+
+POLL_S = 1.0
+NOT_CELL_OPTIONS = {"command", "framework", "model", "results", "executor", "partition", "slurm_time",
+                    "slurm_opt", "python", "slurm_gpus_per_cell", "max_parallel", "detach"}
+
+
+def executor(folder: Path, config: SlurmConfig, partition: str | None):  # -> submitit.SlurmExecutor
+    import submitit
+
+    try:
+        ex = submitit.SlurmExecutor(folder=folder / "%j", python=config.python)
+    except RuntimeError as exc:  # submitit found no srun
+        raise UserError(f"--executor slurm needs Slurm's commands here ({exc})") from None
+    ex.update_parameters(**config.parameters(partition))
+    return ex
+
+
+def _submit_error(exc: Exception) -> UserError:
+    return UserError("sbatch refused the job: " + " ".join(str(exc).split())[:500])
+
+
+def submit(args: argparse.Namespace, frameworks: list[Framework], config: SlurmConfig) -> Submission:
+    """Validate every cell as a local run would, then one job array per partition."""
+    import submitit
+
+    from pybench.cli import build_specs  # the CLI's own validation (cli imports this module late)
+
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_CELL_OPTIONS}
+    # Validated here with this machine's CPU; each node builds its own specs for its own device.
+    check = argparse.Namespace(**{**options, "device": "cpu", "threads": None})
+    env = environment.capture(args.label)
+    sub = Submission.new(args.results, sys.argv)
+    names = tuple(fw.name for fw in frameworks)
+    try:
+        for partition in config.partitions:
+            jobs = []
+            for w in resolve_models(args.model):
+                index = len(sub.jobs) + len(jobs)
+                specs = build_specs(argparse.Namespace(**{**vars(check), "model": [w.name]}), frameworks, env)
+                where = f"partition {partition}" if partition else "the default partition"
+                specs = [_unrun(s, config, where) for s in specs]
+                sub.cell_folder(index).mkdir(parents=True)
+                jobs.append((CellJob(index, w.name, names, options, tuple(sys.argv),
+                                     str(sub.cell_folder(index))), partition, specs))
+            try:
+                submitted = executor(sub.executor_folder, config, partition).map_array(
+                    run_cell_job, [j for j, _, _ in jobs])
+            except (submitit.core.utils.FailedJobError, OSError) as exc:
+                raise _submit_error(exc) from None
+            sub.jobs += [JobEntry(j, s.job_id, p, specs) for (j, p, specs), s in zip(jobs, submitted)]
+            sub.save()
+    except BaseException:  # all or nothing: no orphans of a half submission, no folder of nothing
+        slurm.cancel([e.job_id for e in sub.jobs])
+        shutil.rmtree(sub.folder, ignore_errors=True)
+        raise
+    return sub
+
+
+def _unrun(spec: CellSpec, config: SlurmConfig, where: str) -> CellSpec:
+    """The spec a job that never reached its node is recorded under: no machine's name."""
+    return replace(spec, device="cuda:0" if config.gpus else "cpu", gpu=None, device_name=f"not run ({where})")
+
+
+def execute(args: argparse.Namespace, frameworks: list[Framework], console: Console) -> list[CellRecord] | None:
+    """Submit the matrix; unless detached, watch it and return every record (None when detached)."""
+    sub = submit(args, frameworks, SlurmConfig.from_args(args))
+    console.print(f"submitted {len(sub.jobs)} Slurm job(s); submission folder {sub.folder}")
+    if args.detach:
+        console.print(f"gather the results with: pybench collect {sub.folder}")
+        return None
+    try:
+        records = watch(sub, console)
+    except BaseException as exc:
+        left = [e for e in sub.jobs if collected(sub, e) is None]
+        mark_cancelled(sub, left, f"cancelled by pybench when the submitter got {type(exc).__name__}")
+        slurm.cancel([e.job_id for e in left])
+        try:
+            console.print(f"pybench: cancelled {len(left)} Slurm job(s); {len(sub.jobs) - len(left)} "
+                          f"collected into {sub.results}; `pybench collect {sub.folder}` records the rest")
+        except OSError:
+            pass
+        raise
+    console.print(f"results saved to {sub.results}")
+    return records
+
+
+def watch(sub: Submission, console: Console, wait: bool = True) -> list[CellRecord]:
+    """Collect every job as it ends (all of them, or with `wait` off, those ended now)."""
+    out: dict[int, list[CellRecord]] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("jobs", total=len(sub.jobs))
+        while True:
+            pending = [e for e in sub.jobs if e.job.index not in out]
+            for e in pending:  # gathered by an earlier run of collect: no Slurm call
+                records = collected(sub, e)
+                if records is not None:
+                    out[e.job.index] = records
+            pending = [e for e in pending if e.job.index not in out]
+            states = slurm.states([e.job_id for e in pending]) if pending else {}
+            for e in pending:
+                state = states[e.job_id]
+                if state.active:  # a job that left its result may still end TIMEOUT: wait for Slurm's word
+                    continue
+                out[e.job.index] = collect_job(sub, e, state)
+                for r in out[e.job.index]:
+                    if r.status == "failed":
+                        progress.console.print(Text.assemble(
+                            ("failed ", "red"), f"{r.spec.model} {r.spec.framework}: {r.error}"))
+            failed = sum(any(r.status == "failed" for r in rs) for rs in out.values())
+            live = [states[e.job_id] for e in pending if e.job.index not in out]
+            queued = sum(s.queued for s in live)
+            progress.update(task, completed=len(out), description=(
+                f"queued {queued}, running {len(live) - queued}, done {len(out) - failed}, failed {failed}"))
+            if not live or not wait:
+                break
+            time.sleep(POLL_S)
+    return [r for i in sorted(out) for r in out[i]]
+
+
+def cmd_collect(args: argparse.Namespace, console: Console) -> list[CellRecord]:
+    sub = Submission.load(args.folder)
+    records = watch(sub, console, wait=args.wait)
+    left = sum(collected(sub, e) is None for e in sub.jobs)
+    console.print(f"{len(sub.jobs) - left} of {len(sub.jobs)} job(s) collected into {sub.results}"
+                  + (f"; {left} still queued or running: collect again later" if left else ""))
+    return records
+
+
+def node_env(args: argparse.Namespace, console: Console) -> dict:
+    """`pybench env` run as a Slurm job on a node of the partition; waits for it."""
+    config = SlurmConfig.from_args(args)
+    if len(config.partitions) > 1:
+        raise UserError("env --executor slurm takes one --partition")
+    import submitit
+
+    # submitit's pickles and logs, on a path the node sees too (the home folder is shared on clusters)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench" / "slurm-env"
+    folder = Submission.new(cache, sys.argv).folder
+    try:
+        job = executor(folder, config, config.partitions[0]).submit(node_facts, args.label)
+    except submitit.core.utils.FailedJobError as exc:
+        raise _submit_error(exc) from None
+    console.print(f"Slurm job {job.job_id} submitted; waiting for a node")
+    try:
+        while True:
+            state = slurm.states([job.job_id])[job.job_id]
+            if job.paths.result_pickle.exists() or not state.active:
+                break
+            time.sleep(POLL_S)
+        if not job.paths.result_pickle.exists():
+            raise UserError(f"{state.describe(job.job_id)}; its log: {job.paths.stderr}")
+        try:
+            facts = job.result()
+        except Exception as exc:  # noqa: BLE001 - the node's error, for the user
+            raise UserError(f"pybench env failed on the node: {str(exc).splitlines()[0]}; its log: "
+                            f"{job.paths.stderr}") from None
+        shutil.rmtree(folder, ignore_errors=True)  # kept only when something went wrong
+        return facts
+    except BaseException:
+        slurm.cancel([job.job_id])
+        raise

@@ -1,0 +1,87 @@
+"""What a Slurm job runs on its node: one cell, all its frameworks and rounds, through pybench's own
+runner, exactly as a local run does (the node's cores and GPU, the same worker processes).
+
+A job leaves, in its own folder of the submission: `plan.json`, the cell's specs as built on the
+node (so a job that dies later still names the machine it ran on), and a results file under
+`records/` that the runner rewrites after every worker, so a job killed half-way keeps what it
+measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from pybench import environment
+from pybench.backends import FRAMEWORKS, get_framework
+from pybench.lifetime import install_signal_handlers
+from pybench.results import ResultsFile, atomic_write
+from pybench.spec import CellSpec
+
+PLAN = "plan.json"
+RECORDS = "records"
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One job: a cell (one model) of the matrix, all the given frameworks, the command's options."""
+
+    index: int
+    model: str
+    frameworks: tuple[str, ...]
+    options: dict  # the cell options as argparse named them (batch_size, device, rounds, ...)
+    command: tuple[str, ...]
+    folder: str  # this job's folder in the submission (a shared filesystem)
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "model": self.model, "frameworks": list(self.frameworks),
+                "options": self.options, "command": list(self.command), "folder": self.folder}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CellJob":
+        return cls(index=int(data["index"]), model=str(data["model"]), frameworks=tuple(data["frameworks"]),
+                   options=dict(data["options"]), command=tuple(data["command"]), folder=str(data["folder"]))
+
+
+def run_cell_job(job: CellJob) -> str:
+    """Measure the job's cell on this node; returns the path of its results file."""
+    # submitit turns its early time-out signal into an error that ends the job before Slurm's limit;
+    # a cell has no checkpoint to resume from, so let Slurm's own limit end it (state TIMEOUT).
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    # Slurm's SIGTERM (time limit, scancel, preemption) stops the matrix as it stops a local run: the
+    # worker is killed, what finished stays in the file, and the job ends at once.
+    install_signal_handlers()
+    from pybench.cli import build_specs  # the CLI's own validation; imported late (cli imports us)
+
+    args = argparse.Namespace(**job.options, model=[job.model])
+    env = environment.capture(args.label, args.threads, args.tf32)
+    specs = build_specs(args, [get_framework(n) for n in job.frameworks], env)
+    folder = Path(job.folder)
+    atomic_write(folder / PLAN, json.dumps([s.to_json() for s in specs]))
+    store = ResultsFile.create(folder / RECORDS, env, list(job.command))
+    measure(specs, store, args)
+    return str(store.path)
+
+
+def measure(specs: list[CellSpec], store: ResultsFile, args: argparse.Namespace) -> None:
+    """The one call into the runner: the cell's specs, the file, and the schedule the CLI would use."""
+    from pybench.cli import schedule_of
+    from pybench.matrix import run_matrix
+
+    run_matrix(specs, store, schedule_of(args, cells=1), peak_gflops=args.peak_gflops)
+
+
+def read_plan(folder: Path) -> list[CellSpec] | None:
+    """The specs a job built on its node, or None when it never got that far."""
+    try:
+        return [CellSpec.from_json(s) for s in json.loads((folder / PLAN).read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def node_facts(label: str | None) -> dict:
+    """What `pybench env` shows, captured on the node."""
+    return {**environment.capture(label), "frameworks": {fw.name: fw.describe() for fw in FRAMEWORKS.values()}}
