@@ -31,7 +31,7 @@ from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
 from pybench.statistics import STATS
-from pybench.variant_cli import add_variant_options, variant_specs
+from pybench.variant_cli import add_variant_options, check_executor, variant_specs
 from pybench.workloads import get_workload, resolve_models
 
 if TYPE_CHECKING:  # imported where used: the matrix pulls in the runner
@@ -188,6 +188,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
     """The records of the matrix; None when submitted to Slurm with --detach."""
     from pybench import runner
 
+    check_executor(args)
     if args.executor == "slurm":
         from pybench.cluster.commands import execute as on_slurm
 

@@ -28,6 +28,12 @@ def add_variant_options(p: argparse.ArgumentParser) -> None:
                         + " (of the first --framework)")
 
 
+def check_executor(args: argparse.Namespace) -> None:
+    """Variants run through this machine's scheduler; a Slurm job builds its cells from frameworks."""
+    if (args.variant or args.variants) and args.executor != "local":
+        raise UserError(f"--variant and --variants run on this machine only, not with --executor {args.executor}")
+
+
 def variant_specs(args: argparse.Namespace, env: dict, build: BuildSpecs) -> list[CellSpec] | None:
     """Every cell of every variant, ordered by variant so the first is the baseline of every ratio;
     None when no variant was asked for.  Interpreters are probed here, before anything runs."""

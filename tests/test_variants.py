@@ -15,7 +15,7 @@ from pybench.environment import available_cores
 from pybench.errors import UserError
 from pybench.interpreter import staged_source, worker_command, worker_environ
 from pybench.report.terminal import ratio_table, summary_table
-from pybench.variant_cli import variant_specs
+from pybench.variant_cli import check_executor, variant_specs
 from pybench.variants import PRESETS, Variant, parse_variant
 
 ENV = {"cpu": "Test CPU", "label": "box"}
@@ -231,3 +231,11 @@ def test_a_variant_spec_survives_json():
     spec = replace(spec, interpreter="/opt/venv/bin/python")  # no probe: this path need not exist
     back = type(spec).from_json(spec.to_json())
     assert back == spec and back.key == spec.key and back.named_variant and back.interpreter
+
+
+def test_variants_are_refused_on_slurm():
+    args = build_parser().parse_args(["compare", "--model", "resnet18", "--executor", "slurm",
+                                      "--variants", "aa"])
+    with pytest.raises(UserError, match="not with --executor slurm"):
+        check_executor(args)
+    check_executor(build_parser().parse_args(["compare", "--model", "resnet18", "--variants", "aa"]))
