@@ -31,7 +31,8 @@ def add_variant_options(p: argparse.ArgumentParser) -> None:
 def check_executor(args: argparse.Namespace) -> None:
     """Variants run through this machine's scheduler; a Slurm job builds its cells from frameworks."""
     if (args.variant or args.variants) and args.executor != "local":
-        raise UserError(f"--variant and --variants run on this machine only, not with --executor {args.executor}")
+        raise UserError("--variant and --variants run on this machine only, not with --executor "
+                        f"{args.executor}")
 
 
 def variant_specs(args: argparse.Namespace, env: dict, build: BuildSpecs) -> list[CellSpec] | None:

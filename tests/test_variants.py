@@ -221,7 +221,8 @@ def test_exports_carry_the_variant_identity():
     other = _variant("new", train(0.5, 1.0), interpreter="/opt/venv/bin/python")
     sections = measured_sections([results_file([_variant("old", train(1.0, 2.0)), other])])
     rows = list(export.stat_rows({"median": sections}))
-    assert {(r["variant_name"], r["interpreter"]) for r in rows} == {("old", ""), ("new", "/opt/venv/bin/python")}
+    assert {(r["variant_name"], r["interpreter"]) for r in rows} == {("old", ""),
+                                                                    ("new", "/opt/venv/bin/python")}
     raw = next(iter(export.raw_rows(sections)))
     assert set(raw) == set(export.RAW_COLUMNS) and raw["variant_name"] == "old"
 
