@@ -32,6 +32,7 @@ from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
 from pybench.statistics import STATS
+from pybench.variant_cli import add_variant_options, check_executor, variant_specs
 from pybench.workloads import get_workload, resolve_models
 
 if TYPE_CHECKING:  # imported where used: the matrix pulls in the runner
@@ -93,6 +94,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
     cluster_options.add_executor_options(p)
+    add_variant_options(p)
 
 
 def build_parser() -> Parser:
@@ -151,11 +153,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
     """Every cell of the matrix, validated before any cell runs or anything is written."""
     if args.min_samples > args.max_samples:
         raise UserError(f"--min-samples {args.min_samples} is above --max-samples {args.max_samples}")
-    cores = environment.available_cores()
-    threads = args.threads or cores
-    if threads > cores:
-        raise UserError(f"--threads {threads} is more than the {cores} cores available: more threads "
-                        "than cores measures oversubscription, not the framework")
+    threads = environment.checked_threads(args.threads)
     models = resolve_models(args.model)
     device = devices.resolve_device(args.device)
     gpu = device if device.kind == "cuda" else None
@@ -191,15 +189,16 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
     """The records of the matrix; None when submitted to Slurm with --detach."""
     from pybench import runner
 
+    check_executor(args)
     if args.executor == "slurm":
         from pybench.cluster.commands import execute as on_slurm
 
         return on_slurm(args, frameworks, console)
     cluster_options.check_local(args)
     env = environment.capture(args.label, args.threads, args.tf32)
-    specs = build_specs(args, frameworks, env)
+    specs = variant_specs(args, env, build_specs) or build_specs(args, frameworks, env)
     for spec in specs:  # what the user must install first: one line, exit 2, nothing run yet
-        next(fw for fw in frameworks if fw.name == spec.framework).preflight(spec)
+        get_framework(spec.framework).preflight(spec)
     reasons = [runner.skip_reason(s) for s in specs]
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
@@ -223,7 +222,8 @@ def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellR
             def started(spec: CellSpec, round_no: int) -> None:
                 if round_no > (AUTO_MIN_ROUNDS if auto else args.rounds):
                     progress.update(task, total=progress.tasks[0].total + 1)
-                progress.update(task, description=f"round {round_no}: {spec.framework} {spec.model} on {spec.device}")
+                progress.update(task, description=f"round {round_no}: {spec.variant_name or spec.framework} "
+                                                  f"{spec.model} on {spec.device}")
 
             def finished(record: CellRecord, round_no: int) -> None:
                 if not record.ok and round_no == 1:

@@ -22,6 +22,9 @@ from pybench.results import ResultsDoc
 from pybench.spec import CellKey
 from pybench.statistics import judge
 
+UNPAIRED = ("Runs made at different times are unpaired: drift of the machine between them cannot be told "
+            "from a change. For a decision, measure both setups side by side in the same rounds: "
+            "pybench compare --variant old=... --variant new=... (e.g. new=pytorch@/path/to/other/venv/bin/python)")
 REGRESSIONS = ("slower", "broken")  # broken: ran before, fails now
 STYLES = {"slower": "red", "broken": "red", "faster": "green", "fixed": "green", "same": "dim"}
 
@@ -106,4 +109,5 @@ def diff_table(rows: list[DiffRow], threshold: float = 0.05, alpha: float = 0.05
             f"{r.p_value:.2g}" if r.p_value is not None else "",
             Text(r.verdict, style=STYLES.get(r.verdict, "yellow")),
         )
+    table.caption = Text(UNPAIRED, justify="left")
     return table

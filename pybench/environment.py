@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pybench import __version__
 from pybench.devices import gpus
+from pybench.errors import UserError
 
 
 def available_cores() -> int:
@@ -20,6 +21,16 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS has no affinity API
         return os.cpu_count() or 1
+
+
+def checked_threads(threads: int | None, what: str = "--threads") -> int:
+    """Threads asked for (default: every available core), refused beyond the cores available."""
+    cores = available_cores()
+    threads = threads or cores
+    if threads > cores:
+        raise UserError(f"{what} {threads} is more than the {cores} cores available: more threads "
+                        "than cores measures oversubscription, not the framework")
+    return threads
 
 
 def cpu_model() -> str:

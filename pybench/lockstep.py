@@ -17,13 +17,13 @@ import math
 import os
 import queue
 import subprocess
-import sys
 import tempfile
 import threading
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from pybench.interpreter import worker_command
 from pybench.lifetime import die_with_parent, interruptible, kill_group
 from pybench.planning import fit_samples
 from pybench.protocol import INITIAL_GROUP_S, group_cap, groups_of
@@ -46,7 +46,7 @@ class Member:
         env = worker_environment(spec, cache_dir)
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file: chatter can never fill a pipe
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pybench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            worker_command(spec), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.stderr, text=True, env=env, start_new_session=True,
             preexec_fn=partial(die_with_parent, os.getpid()))
         self.lines: queue.Queue[str | None] = queue.Queue()

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
-from scipy.stats import binom
 
 
 @dataclass(frozen=True)
@@ -158,12 +157,16 @@ def _lower_ranks(n_max: int, confidence: float) -> np.ndarray:
 
     The rank of the true median among n samples is Binomial(n, 1/2); j is the largest rank with
     P(B <= j-1) <= alpha/2, so [x_(j), x_(n-j+1)] covers the median with at least `confidence`.
-    Computed for all n in one vectorised call: the stopping rule asks for it after every sample.
+    The binomial CDF comes from log-factorials in numpy (no scipy: the worker runs under
+    interpreters that have only numpy and their framework); only its lower half is ever needed.
     """
     alpha = (1.0 - confidence) / 2.0
-    n = np.arange(n_max + 1)
-    j = binom.ppf(alpha, n, 0.5).astype(int)  # smallest j with P(B <= j) >= alpha
-    j += binom.cdf(j, n, 0.5) <= alpha
+    log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n_max + 1)))))
+    j = np.zeros(n_max + 1, dtype=int)
+    for n in range(1, n_max + 1):
+        k = np.arange(n // 2 + 1)
+        cdf = np.cumsum(np.exp(log_fact[n] - log_fact[k] - log_fact[n - k] - n * np.log(2.0)))
+        j[n] = np.count_nonzero(cdf <= alpha)
     return j
 
 

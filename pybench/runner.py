@@ -14,12 +14,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from pybench.backends import get_framework
+from pybench.interpreter import worker_command, worker_environ
 from pybench.lifetime import run_bounded
 from pybench.records import CellRecord, Malformed
 from pybench.spec import CellSpec
@@ -52,7 +52,7 @@ def worker_environment(spec: CellSpec, cache_dir: Path | None) -> dict[str, str]
     """The environment a worker of this cell starts with: the framework's settings, the one GPU the
     cell names (as its device 0), and where it may cache compiled code for later rounds."""
     framework = get_framework(spec.framework)
-    env = {**os.environ, **framework.worker_env(spec)}
+    env = {**worker_environ(spec, os.environ), **framework.worker_env(spec)}
     if spec.gpu:
         env.update(spec.gpu.visible_env)
     if cache_dir is not None:
@@ -72,7 +72,7 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     for `initial` seconds per group if given (a cell's first round).
     """
     timeout = default_timeout(spec) if timeout is None else timeout
-    cmd = command or [sys.executable, "-m", "pybench.worker"]
+    cmd = command or worker_command(spec)
     env = worker_environment(spec, cache_dir)
     try:
         request = {"spec": spec.to_json(), "plan": plan, "initial": initial}
@@ -110,4 +110,6 @@ def skip_reason(spec: CellSpec) -> str | None:
     """Why a cell will not be attempted here (framework unavailable, option unsupported), or None."""
     framework = get_framework(spec.framework)
     status = framework.availability()
-    return f"{framework.name} unavailable: {status.reason}" if not status.ok else framework.unsupported(spec)
+    if not status.ok and not spec.interpreter:  # another interpreter is probed before the run
+        return f"{framework.name} unavailable: {status.reason}"
+    return framework.unsupported(spec)

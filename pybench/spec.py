@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -24,7 +25,8 @@ MAX_TIME_S = 86_400.0  # of sampling per round
 _KINDS: dict[str, type | tuple[type, ...]] = {
     "framework": str, "model": str, "device": str, "batch_size": int, "image_size": int,
     "device_name": str, "label": str, "dtype": str, "channels_last": bool, "compile": bool,
-    "threads": int, "tf32": bool, "seed": int, "variant_name": str,
+    "threads": int, "tf32": bool, "seed": int, "variant_name": str, "compile_mode": str,
+    "interpreter": str, "named_variant": bool,
 }
 _STOP_KINDS: dict[str, type | tuple[type, ...]] = {
     "precision": (int, float), "min_samples": int, "max_samples": int, "max_time": (int, float),
@@ -77,17 +79,28 @@ class CellKey:
     channels_last: bool = False
     compile: bool = False
     variant_name: str = ""  # a row's own name in its cell: the second of an A/A pair, a named variant
+    compile_mode: str = ""  # the framework's compiler mode; '' its default
+    interpreter: str = ""  # another Python a variant runs under; '' the one pybench runs in
+    named_variant: bool = False  # one of `--variant`'s setups: they may differ in dtype, threads, TF32
 
     @property
     def cell(self) -> "CellKey":
-        return replace(self, framework="", channels_last=False, compile=False, variant_name="")
+        out = replace(self, framework="", channels_last=False, compile=False, compile_mode="", interpreter="",
+                      variant_name="")
+        if self.named_variant:  # the variants of a model are measured side by side whatever they set
+            out = replace(out, dtype="", threads=0, tf32=False)
+        return out
 
     @property
     def variant(self) -> str:
-        """What makes this row not a plain fp32 row; '' for the plain one."""
+        """What makes this row not a plain fp32 row; '' for the plain one.  A named variant also
+        shows what else varies between the variants of its cell (TF32, threads)."""
         tags = [self.variant_name] if self.variant_name else []
         tags += [] if self.dtype == "fp32" else [self.dtype]
-        tags += ["channels-last"] * self.channels_last + ["compiled"] * self.compile
+        compiled = f"compiled {self.compile_mode}" if self.compile_mode else "compiled"
+        tags += ["channels-last"] * self.channels_last + [compiled] * self.compile
+        if self.named_variant:
+            tags += ["TF32"] * self.tf32 + [f"{self.threads} thread{'s' * (self.threads != 1)}"]
         return ", ".join(tags)
 
     def to_json(self) -> dict:
@@ -117,6 +130,9 @@ class CellSpec:
     phases: tuple[str, ...] = ()  # default: the workload's phases
     gpu: Device | None = None  # the GPU, by UUID, that the worker is pinned to
     variant_name: str = ""  # see CellKey.variant_name
+    compile_mode: str = ""  # the framework's compiler mode (torch.compile's mode); '' its default
+    interpreter: str = ""  # absolute path of another Python to run the worker under; '' pybench's own
+    named_variant: bool = False  # see CellKey.named_variant
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -140,6 +156,10 @@ class CellSpec:
         _within("threads", self.threads, 1, MAX_THREADS)
         _within("seed", self.seed, 0, MAX_SEED)
         check_stop(self.stop)
+        if self.compile_mode and not self.compile:
+            raise UserError(f"compile mode {self.compile_mode!r} without compile")
+        if self.interpreter and not os.path.isabs(self.interpreter):
+            raise UserError(f"the interpreter must be an absolute path, got {self.interpreter!r}")
 
     @property
     def device_kind(self) -> str:
@@ -157,6 +177,7 @@ class CellSpec:
             label=self.label, batch_size=self.batch_size, image_size=self.image_size,
             dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
             channels_last=self.channels_last, compile=self.compile, variant_name=self.variant_name,
+            compile_mode=self.compile_mode, interpreter=self.interpreter, named_variant=self.named_variant,
         )
 
     def to_json(self) -> dict:

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats as st
 
 from pybench.protocol import median_ci_ranks
 
@@ -151,6 +150,8 @@ def round_values(rounds: Rounds, stat: str = "median") -> list[float]:
 
 def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
     """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
+    from scipy import stats as st  # imported here: the worker's interpreter may lack scipy
+
     r = len(logs)
     half = st.t.ppf((1 + confidence) / 2, r - 1) * logs.std(ddof=1) * scale
     m = logs.mean()
@@ -230,6 +231,8 @@ def _welch(old: np.ndarray, new: np.ndarray, confidence: float) -> tuple[float, 
 
     Computed here rather than by scipy so that rounds without any variation are a clean answer
     (p 1 or 0, an interval of one point) instead of a NaN and a RuntimeWarning."""
+    from scipy import stats as st  # imported here: the worker's interpreter may lack scipy
+
     a, b = np.log(old), np.log(new)
     d = float(b.mean() - a.mean())
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)

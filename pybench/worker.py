@@ -30,6 +30,7 @@ from pybench.backends.base import Backend
 from pybench.devices import gpu_identity, gpu_memory_used
 from pybench.energy import EnergyMeter
 from pybench.gpu_probe import ClockProbe, clock_warnings, local_cores, process_identity
+from pybench.interpreter import interpreter_facts
 from pybench.lifetime import watch_parent
 from pybench.protocol import GroupRun, Measurement, measure
 from pybench.records import CellRecord, Round
@@ -143,7 +144,8 @@ class WorkerRound:
 
     def finish(self) -> CellRecord:
         record = self.record
-        record.framework_env = {**self.backend.environment(), "cores": self.cores}
+        record.framework_env = {**self.backend.environment(), "cores": self.cores,
+                                "python": interpreter_facts(self.spec)}
         if self.spec.gpu:
             check_gpu(self.spec, record.framework_env)
         order = [p for p in self.spec.phases if p in self.measurement.phases]

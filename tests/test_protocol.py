@@ -22,6 +22,21 @@ def test_median_ci_ranks_match_binomial_tables():
     assert median_ci_ranks(20) == (5, 14)
 
 
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.95 ** 0.5, 0.99])
+def test_rank_table_equals_scipys_binomial(confidence):
+    # The numpy table (the worker may run without scipy) against the scipy formula it replaced.
+    import numpy as np
+    from scipy.stats import binom
+
+    from pybench.protocol import _lower_ranks
+
+    alpha = (1 - confidence) / 2
+    n = np.arange(2049)
+    j = binom.ppf(alpha, n, 0.5).astype(int)
+    j += binom.cdf(j, n, 0.5) <= alpha
+    assert np.array_equal(_lower_ranks(2048, confidence), j)
+
+
 def test_one_round_estimate_hand_computed():
     samples = [5.0, 1.0, 4.0, 2.0, 3.0, 6.0]
     s = estimate([samples])

@@ -36,6 +36,7 @@ class Options:
     dtypes: dict[str, tuple[str, ...]]  # device kind -> dtypes it computes in
     channels_last: bool = False
     compile: bool = False
+    compile_modes: tuple[str, ...] = ()  # modes its compiler takes besides its default
 
 
 def make_input(spec: CellSpec) -> np.ndarray:
@@ -138,11 +139,20 @@ class Framework(ABC):
             return f"--channels-last is not a {self.title} option"
         if spec.compile and not self.options.compile:
             return f"--compile is not a {self.title} option"
+        if spec.compile_mode and spec.compile_mode not in self.options.compile_modes:
+            modes = ", ".join(self.options.compile_modes) or "none"
+            return f"{self.title} has no compile mode {spec.compile_mode!r} (modes: {modes})"
         return None
 
     def preflight(self, spec: CellSpec) -> None:
         """Raise a UserError naming what to install when this machine lacks something the cell needs
         and only the user can add (checked for every cell before any runs)."""
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """What its worker imports besides numpy: checked in another interpreter before a variant
+        runs there (each framework's packages are importable under their own names)."""
+        return self.packages
 
     def versions(self) -> dict[str, str | None]:
         return {p: package_version(p) for p in self.packages}

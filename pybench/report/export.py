@@ -17,17 +17,19 @@ from pybench.report.selection import Section
 
 IDENTITY = ("machine", "device_kind", "device_name", "model", "framework", "title", "batch_size",
             "image_size", "dtype", "threads", "tf32", "channels_last", "compile", "status")
+# Identity added with variants, hence at the end: the variant's name, the compiler mode, the interpreter.
+VARIANT = ("variant_name", "compile_mode", "interpreter", "named_variant")
 STAT_COLUMNS = (*IDENTITY, "phase", "statistic", "seconds", "ci_low", "ci_high", "half_width", "quality",
                 "n_rounds", "n_samples", "round_values", "baseline", "ratio", "ratio_ci_low",
                 "ratio_ci_high", "verdict", "faster", "images_per_s", "gflops", "peak_percent",
                 "first_run", "peak_rss_bytes", "cuda_max_allocated_bytes", "energy_j", "energy_source",
-                "cpu_seconds")
-RAW_COLUMNS = (*IDENTITY, "phase", "round", "kind", "index", "seconds")
+                "cpu_seconds", *VARIANT)
+RAW_COLUMNS = (*IDENTITY, "phase", "round", "kind", "index", "seconds", *VARIANT)
 
 
 def _identity(row) -> dict[str, Any]:
     key = row.identity
-    return {"machine": key.get("label"), **{c: key.get(c) for c in IDENTITY if c != "machine"},
+    return {"machine": key.get("label"), **{c: key.get(c) for c in (*IDENTITY, *VARIANT) if c != "machine"},
             "title": row.label}
 
 

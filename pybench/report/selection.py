@@ -61,11 +61,12 @@ def _settings_line(key: CellKey, default_batch: bool, default_threads: int | Non
     parts = [] if default_batch else [f"batch size {key.batch_size}"]
     if not layers and key.image_size != DEFAULT_IMAGE_SIZE:
         parts.append(f"image 3 x {key.image_size} x {key.image_size}")
-    if key.threads != default_threads:
+    varies = key.named_variant  # variants of one model differ in these: each row's label names its own
+    if key.threads != default_threads and not varies:
         parts.append(f"{key.threads} thread{'s' * (key.threads != 1)}")
-    if key.tf32:
+    if key.tf32 and not varies:
         parts.append("TF32 allowed")
-    if key.dtype != "fp32":
+    if key.dtype != "fp32" and not varies:
         parts.append(f"dtype {key.dtype}")
     return f"Non-default settings: {', '.join(parts)}." if parts else ""
 

@@ -168,6 +168,8 @@ def row_of(record: CellRecord, stat: str) -> Row:
 
 
 def row_order(row: Row) -> tuple:
+    if row.record is not None and row.record.key.named_variant:  # variants keep the order given: the
+        return (MODEL_ORDER.get(row.model, len(MODEL_ORDER)), row.model)  # first is every ratio's base
     fw = FRAMEWORK_ORDER.index(row.framework) if row.framework in FRAMEWORK_ORDER else len(FRAMEWORK_ORDER)
     return (MODEL_ORDER.get(row.model, len(MODEL_ORDER)), row.model, fw, row.framework, row.label)
 

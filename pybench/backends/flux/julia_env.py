@@ -43,7 +43,10 @@ from pathlib import Path
 from pybench.backends.base import Availability
 from pybench.lifetime import run_bounded
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository: pybench/backends/flux/ is three down
+# The repository: pybench/backends/flux/ is three down.  A worker under another interpreter runs a
+# staged copy of the package, away from it, so the orchestrator names it (juliacall_env).
+ROOT_ENV = "PYBENCH_REPO_ROOT"
+ROOT = Path(os.environ.get(ROOT_ENV) or Path(__file__).resolve().parents[3])
 PROJECT = ROOT  # holds Project.toml (tracked) and Manifest.toml (written by setup-julia)
 JULIA_DIR = ROOT / "julia"
 JULIA_COMPAT = "1.10.3 - 1.11"  # juliacall 0.9.37's own requirement, capped by Project.toml's OpenSSL_jll
@@ -169,6 +172,7 @@ def juliacall_env(threads: int, cuda: bool = False, tf32: bool = False) -> dict[
         "PYTHON_JULIACALL_STARTUP_FILE": "no",
         "OPENBLAS_NUM_THREADS": str(threads),
         "JULIA_CONDAPKG_BACKEND": "Null",
+        ROOT_ENV: str(ROOT),
     }
     if cuda and not tf32:
         env["NVIDIA_TF32_OVERRIDE"] = "0"

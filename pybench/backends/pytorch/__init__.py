@@ -33,7 +33,9 @@ class PyTorch(Framework):
     title = "PyTorch"
     backend = "pybench.backends.pytorch.backend:PyTorchBackend"
     options = Options(dtypes={"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "bf16", "fp16")},
-                      channels_last=True, compile=True)
+                      channels_last=True, compile=True,
+                      compile_modes=("default", "reduce-overhead", "max-autotune",
+                                     "max-autotune-no-cudagraphs"))
     packages = ("torch", "torchvision")
 
     def availability(self) -> Availability:

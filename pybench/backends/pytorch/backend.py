@@ -102,7 +102,7 @@ class PyTorchBackend(Backend):
         self.x = x
         self.labels = torch.from_numpy(make_labels(spec)).to(self.device)
         self.module = model  # train()/eval() act on the module; calls may go through torch.compile
-        self.model = torch.compile(model) if spec.compile else model
+        self.model = torch.compile(model, mode=spec.compile_mode or None) if spec.compile else model
         self.grad_out: torch.Tensor | None = None  # all ones, shaped and typed by the first forward
         self.y: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
