@@ -7,36 +7,29 @@ Exit codes a CI can trust: 0 success; 1 an attempted cell failed (run, compare) 
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import sys
-import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.progress import TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from pybench import __version__, devices, environment, results
+from pybench import __version__, devices, results
 from pybench.cluster import options as cluster_options
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
-from pybench.backends.base import Framework
 from pybench.errors import UserError
 from pybench.gpu_probe import driver_advice
 from pybench.lifetime import Terminated, install_signal_handlers
 from pybench.options import MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number, results_dir
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
-from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S, CellSpec
+from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
+from pybench.matrix_run import execute
 from pybench.statistics import STATS
-from pybench.variant_cli import add_variant_options, check_executor, variant_specs
-from pybench.workloads import get_workload, resolve_models
-
-if TYPE_CHECKING:  # imported where used: the matrix pulls in the runner
-    from pybench.matrix import Schedule
+from pybench.variant_cli import add_variant_options
+from pybench.workloads import get_workload
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
@@ -149,107 +142,6 @@ def build_parser() -> Parser:
     return parser
 
 
-def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict) -> list[CellSpec]:
-    """Every cell of the matrix, validated before any cell runs or anything is written."""
-    if args.min_samples > args.max_samples:
-        raise UserError(f"--min-samples {args.min_samples} is above --max-samples {args.max_samples}")
-    threads = environment.checked_threads(args.threads)
-    models = resolve_models(args.model)
-    device = devices.resolve_device(args.device)
-    gpu = device if device.kind == "cuda" else None
-    stop = StopRule(precision=args.precision, min_samples=args.min_samples,
-                    max_samples=args.max_samples, max_time=args.max_time, sequential=args.rounds == "auto")
-    names, seen = [], Counter()
-    for fw in frameworks:  # a framework's second row (the A/A control) needs a name of its own
-        seen[fw.name] += 1
-        names.append(f"{fw.name}#{seen[fw.name]}" if seen[fw.name] > 1 else "")
-    return [
-        CellSpec(
-            framework=fw.name, model=w.name, device=device.label, gpu=gpu, variant_name=name,
-            device_name=device.name if gpu else env["cpu"], label=env["label"],
-            batch_size=args.batch_size if args.batch_size is not None else w.default_batch(device.label),
-            image_size=args.image_size, threads=threads, tf32=args.tf32, seed=args.seed,
-            dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, stop=stop,
-        )
-        for w in models
-        for fw, name in zip(frameworks, names)
-    ]
-
-
-def schedule_of(args: argparse.Namespace, cells: int) -> Schedule:
-    """How the rounds of `cells` cells run, from the options (also used on a Slurm node)."""
-    from pybench.matrix import CELL_BUDGET_S, Schedule
-
-    auto = args.rounds == "auto"
-    return Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
-                    budget=(args.budget or CELL_BUDGET_S * cells) if auto else None, stat=args.stat)
-
-
-def execute(args: argparse.Namespace, frameworks: list[Framework]) -> list[CellRecord] | None:
-    """The records of the matrix; None when submitted to Slurm with --detach."""
-    from pybench import runner
-
-    check_executor(args)
-    if args.executor == "slurm":
-        from pybench.cluster.commands import execute as on_slurm
-
-        return on_slurm(args, frameworks, console)
-    cluster_options.check_local(args)
-    env = environment.capture(args.label, args.threads, args.tf32)
-    specs = variant_specs(args, env, build_specs) or build_specs(args, frameworks, env)
-    for spec in specs:  # what the user must install first: one line, exit 2, nothing run yet
-        get_framework(spec.framework).preflight(spec)
-    reasons = [runner.skip_reason(s) for s in specs]
-    if all(reasons):
-        raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
-    store = results.ResultsFile.create(args.results, env, sys.argv)
-    from pybench.matrix import AUTO_MIN_ROUNDS, run_matrix
-
-    auto = args.rounds == "auto"
-    schedule = schedule_of(args, len({s.key.cell for s, reason in zip(specs, reasons) if not reason}))
-    if auto:
-        console.print(f"rounds auto: at least {AUTO_MIN_ROUNDS}, then until every ratio is decided; budget "
-                      f"{schedule.budget:.0f} s (done by {time.strftime('%H:%M:%S', time.localtime(time.time() + schedule.budget))} "
-                      "at the latest, plus the round under way)")
-    total = sum(not r for r in reasons) * (AUTO_MIN_ROUNDS if auto else args.rounds)
-    try:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-        ) as progress:
-            task = progress.add_task("starting", total=total)
-
-            def started(spec: CellSpec, round_no: int) -> None:
-                if round_no > (AUTO_MIN_ROUNDS if auto else args.rounds):
-                    progress.update(task, total=progress.tasks[0].total + 1)
-                progress.update(task, description=f"round {round_no}: {spec.variant_name or spec.framework} "
-                                                  f"{spec.model} on {spec.device}")
-
-            def finished(record: CellRecord, round_no: int) -> None:
-                if not record.ok and round_no == 1:
-                    progress.console.print(Text.assemble(
-                        ("failed ", "red"), f"{record.spec.model} {record.spec.framework}: {record.error}"))
-                progress.advance(task)
-
-            records = run_matrix(specs, store, schedule, peak_gflops=args.peak_gflops,
-                                 events=runner.MatrixEvents(started, finished))
-    except BaseException:
-        try:
-            console.print(f"pybench: {store.kept()}")
-        except OSError:  # the terminal is gone (SIGHUP): the file is what matters
-            pass
-        raise
-    console.print(f"results saved to {store.path}")
-    share = store.environment.get("time", {}).get("timed_share")
-    if share is not None:
-        console.print(f"{share:.0%} of the rounds' wall time went to timed iterations")
-    from pybench.noise import NoiseAudit, advice
-
-    for tip in advice(NoiseAudit.from_json(store.environment["noise"])):  # only when it matters
-        console.print(Text(f"noise: {tip}", style="yellow"))
-    return records
-
-
 def _exit_code(records: list[CellRecord]) -> int:
     """1 when any attempted cell failed (a skipped one is a row saying why, not a failure)."""
     return EXIT_FAILED if any(r.status == "failed" for r in records) else 0
@@ -259,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pybench.report.terminal import summary_table
 
     args.rounds = args.rounds or DEFAULT_ROUNDS
-    records = execute(args, resolve_frameworks(args.framework))
+    records = execute(args, resolve_frameworks(args.framework), console)
     if records is None:
         return 0
     out.print(summary_table(records, stat=args.stat))
@@ -271,7 +163,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     names = args.framework
     args.rounds = args.rounds or "auto"
-    records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names])
+    records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names],
+                      console)
     if records is None:
         return 0
     out.print(summary_table(records, stat=args.stat))

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
-import numpy as np
+from pybench.ranks import median_ci_ranks
+from pybench.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -108,83 +109,7 @@ class ClockProbe(Protocol):
     def mark(self, group: str, when: str) -> None: ...
 
 
-class Sampler(Protocol):
-    """Runs `n` iterations of a group and returns raw ns per iteration, keyed by measured phase."""
-
-    def sample(self, group: str, n: int) -> dict[str, list[int]]: ...
-    def finish(self, group: str) -> None: ...  # untimed: release what the group held (gradients)
-
-
-@dataclass(frozen=True)
-class Loop:
-    """One iteration of a group as a backend runs it from Python: untimed set-up, then timed phases."""
-
-    phases: tuple[tuple[str, Callable[[], None]], ...]
-    before: Callable[[], None] = lambda: None
-    finish: Callable[[], None] = lambda: None
-
-
-class PythonLoopSampler:
-    """Times a backend's loops from Python with a monotonic ns clock."""
-
-    def __init__(self, loops: Mapping[str, Loop], synchronize: Callable[[], None]) -> None:
-        self.loops = loops
-        self.synchronize = synchronize
-
-    def sample(self, group: str, n: int) -> dict[str, list[int]]:
-        loop, sync, clock = self.loops[group], self.synchronize, time.perf_counter_ns
-        out: dict[str, list[int]] = {name: [] for name, _ in loop.phases}
-        for _ in range(n):
-            loop.before()  # untimed: e.g. gradients cleared so nothing accumulates
-            sync()
-            t0 = clock()
-            for name, run in loop.phases:
-                run()
-                sync()
-                t1 = clock()
-                out[name].append(t1 - t0)
-                t0 = t1
-        return out
-
-    def finish(self, group: str) -> None:
-        self.loops[group].finish()
-
-
-# --- statistics of one process's samples ----------------------------------------------------------
-
-def _lower_ranks(n_max: int, confidence: float) -> np.ndarray:
-    """For every n in 0..n_max, the 1-based rank j of the lower CI bound (0: no valid interval).
-
-    The rank of the true median among n samples is Binomial(n, 1/2); j is the largest rank with
-    P(B <= j-1) <= alpha/2, so [x_(j), x_(n-j+1)] covers the median with at least `confidence`.
-    The binomial CDF comes from log-factorials in numpy (no scipy: the worker runs under
-    interpreters that have only numpy and their framework); only its lower half is ever needed.
-    """
-    alpha = (1.0 - confidence) / 2.0
-    log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n_max + 1)))))
-    j = np.zeros(n_max + 1, dtype=int)
-    for n in range(1, n_max + 1):
-        k = np.arange(n // 2 + 1)
-        cdf = np.cumsum(np.exp(log_fact[n] - log_fact[k] - log_fact[n - k] - n * np.log(2.0)))
-        j[n] = np.count_nonzero(cdf <= alpha)
-    return j
-
-
-_RANK_TABLES: dict[float, np.ndarray] = {}
-
-
-def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
-    """0-based order-statistic indices bounding a distribution-free CI of the median.
-
-    None when n is too small for any interval to reach the confidence (n < 6 at 95%), so a tiny
-    sample never counts as precise.
-    """
-    table = _RANK_TABLES.get(confidence)
-    if table is None or len(table) <= n:
-        table = _RANK_TABLES[confidence] = _lower_ranks(max(2 * n, 1024), confidence)
-    j = int(table[n])
-    return (j - 1, n - j) if j >= 1 else None
-
+# --- one process's stopping test -------------------------------------------------------------------
 
 def precise(sorted_samples: Sequence[float], stop: StopRule) -> bool:
     """The stopping test on an already sorted sample: cheap enough to run after every sample."""

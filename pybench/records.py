@@ -3,17 +3,16 @@ diff and plots read.  Each type owns its JSON; nothing else in pybench reads a r
 
 Raw samples are the source of truth: statistics are computed from them on demand (`estimate`), and
 the summary written beside them in a file is for human readers only.  Schema version 2; version-1
-documents (one process per cell, statistics stored per phase) load through `migrate_v1`.
+documents (one process per cell, statistics stored per phase) load through `migrate.migrate_v1`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from pybench.errors import UserError
-from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples, StopRule
+from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples
 from pybench.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, field_of, list_of, number_in, seconds, text
 from pybench.spec import CellKey, CellSpec
 from pybench.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
@@ -59,7 +58,7 @@ def _gc_seconds(phase: Any, samples: list[float], where: str) -> list[float] | N
     return out
 
 
-def _parse(where: str, build: Callable[[], T]) -> T:
+def parse(where: str, build: Callable[[], T]) -> T:
     """Turn the TypeErrors and KeyErrors of a constructor into a Malformed naming `where`."""
     try:
         return build()
@@ -289,7 +288,7 @@ class CellRecord:
         status = field_of(data, "status", str, where)
         if status not in STATUSES:
             raise Malformed(f"{where}.status: unknown status {status!r}")
-        spec = _parse(f"{where}.spec", lambda: CellSpec.from_json(field_of(data, "spec", dict, where),
+        spec = parse(f"{where}.spec", lambda: CellSpec.from_json(field_of(data, "spec", dict, where),
                                                                   f"{where}.spec"))
         workload = field_of(data, "workload", dict, where, optional=True)
         peak = field_of(data, "peak", dict, where, optional=True)
@@ -320,74 +319,3 @@ class CellRecord:
             if name not in spec.phases:
                 raise Malformed(f"{where}: phase {name!r} was not asked for")
         return record
-
-
-# --- version 1 ---------------------------------------------------------------------------------
-
-_V1_REASONS = {"converged": "converged", "max_samples": "max_samples", "max_time": "noisy"}
-
-
-def migrate_v1(doc: dict) -> dict:
-    """A version-1 document as version 2: each record becomes one round; the label and device name,
-    which version 1 kept only in the file's environment, move into the spec."""
-    env = field_of(doc, "environment", dict, "environment")
-    label = str(env.get("label") or env.get("hostname") or "unknown")
-    records = [_parse(f"record #{i + 1}", lambda: _migrate_record(rec, f"record #{i + 1}", label, env))
-               for i, rec in enumerate(field_of(doc, "records", list, "file"))]
-    return {**doc, "schema_version": SCHEMA_VERSION, "records": records}
-
-
-def _migrate_record(rec: Any, where: str, label: str, env: dict) -> dict:
-    spec = dict(field_of(rec, "spec", dict, where))
-    device = field_of(spec, "device", str, f"{where}.spec")
-    spec.setdefault("label", label)
-    spec.setdefault("device_name", _v1_device_name(device, env))
-    stop = field_of(spec, "stop", dict, f"{where}.spec", optional=True) or {}
-    spec["stop"] = {k: v for k, v in stop.items() if k in StopRule.__dataclass_fields__}
-    spec.setdefault("phases", list(field_of(rec, "phases", dict, where, optional=True) or ()))
-    for stale in ("variant",):
-        spec.pop(stale, None)
-    status = field_of(rec, "status", str, where)
-    status = "skipped" if rec.get("skipped") else status
-    fw_env = field_of(rec, "framework_env", dict, where, optional=True) or {}
-    title = f"{fw_env.get('framework') or spec.get('framework')} {fw_env.get('version') or ''}".strip()
-    rounds = []
-    if status == "ok":
-        phases = {name: field_of(field_of(rec, "phases", dict, where), name, dict, f"{where}.phases")
-                  for name in rec["phases"]}
-        memory = {}
-        for name, p in phases.items():
-            peaks = field_of(p, "memory", dict, f"{where}.phases.{name}", optional=True) or {}
-            memory.setdefault(PHASES[name].group if name in PHASES else name,
-                              {k: v for k, v in peaks.items() if v is not None})
-        rounds.append({
-            "phases": {name: {"first_run": p.get("first_run"), "warmup": p.get("warmup", []),
-                              "samples": p.get("samples"),
-                              "stop_reason": _V1_REASONS.get(p.get("stop_reason"), "noisy")}
-                       for name, p in phases.items()},
-            "memory": memory,
-        })
-    workload = rec.get("workload")
-    if isinstance(workload, dict):
-        note = workload.get("architecture_note")
-        workload = {"params": workload.get("params"), "flops_forward": workload.get("flops_forward"),
-                    "notes": [note] if note else []}
-    return {
-        "spec": spec, "status": status, "title": title, "error": rec.get("error"),
-        "workload": workload, "framework_env": fw_env, "rounds": rounds, "peak": rec.get("peak"),
-        "warnings": [], "stderr_tail": rec.get("stderr_tail") or [],
-        "wall_time": rec.get("wall_time") or 0.0,
-    }
-
-
-def _v1_device_name(device: str, env: dict) -> str:
-    if device.startswith("cuda"):
-        found = re.fullmatch(r"cuda(?::([0-9]{1,3}))?", device)
-        if not found:
-            return device  # the spec's own check names the bad device
-        index = int(found.group(1) or 0)
-        for gpu in env.get("gpus") or []:
-            if isinstance(gpu, dict) and gpu.get("index") == index:
-                return str(gpu.get("name"))
-        return device
-    return str(env.get("cpu") or "CPU")

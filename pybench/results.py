@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pybench.errors import UserError
 from pybench.lifetime import signals_deferred
-from pybench.records import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed, migrate_v1
+from pybench.migrate import migrate_v1
+from pybench.records import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed
 
 DEFAULT_DIR = Path("results")
 MAX_FILE_BYTES = 512 * 2**20  # a results file or README larger than this is not one

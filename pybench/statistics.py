@@ -20,7 +20,7 @@ distinct resamples and the percentile interval lacks t's tails (simulated with 8
 another run's estimate 62% of the time at R=3, 71% at R=5).
 
 One round: the distribution-free interval of the median from order statistics
-(`protocol.median_ci_ranks`).  It describes only that process, so `between_rounds` is False and a
+(`ranks.median_ci_ranks`).  It describes only that process, so `between_rounds` is False and a
 reader must not take it as a promise about the next run.  The minimum of one round has no such
 interval: None.
 
@@ -47,7 +47,7 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from pybench.protocol import median_ci_ranks
+from pybench.ranks import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 STATS = ("median", "min")

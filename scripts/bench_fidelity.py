@@ -28,7 +28,8 @@ from typing import Any, Callable, Protocol
 from pybench.options import positive_float, positive_int
 from pybench.environment import available_cores
 from pybench.errors import UserError
-from pybench.protocol import PHASES, Sampler, StopRule, measure
+from pybench.protocol import PHASES, StopRule, measure
+from pybench.sampling import Sampler
 from pybench.spec import CellSpec
 from pybench.workloads import WORKLOADS
 

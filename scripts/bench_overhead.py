@@ -13,7 +13,8 @@ import argparse
 import statistics
 import time
 
-from pybench.protocol import Loop, PythonLoopSampler, StopRule, measure
+from pybench.protocol import StopRule, measure
+from pybench.sampling import Loop, PythonLoopSampler
 
 
 def noop() -> None: ...

@@ -20,7 +20,7 @@ import pytest
 
 from factories import record, results_file, train
 from processes import running, wait_for
-from pybench import cli, lifetime, results, runner
+from pybench import cli, lifetime, matrix_run, results, runner
 from pybench.diff import compare_runs
 from pybench.errors import UserError
 from pybench.report.format import md_text
@@ -214,7 +214,7 @@ def test_options_the_code_cannot_honour_are_refused_up_front(tmp_path, args):
 def test_in_a_mixed_matrix_an_unsupported_option_is_a_skipped_row_with_its_reason():
     args = cli.build_parser().parse_args(["run", "--framework", "pytorch", "jax", "--model", "resnet18",
                                           "--device", "cpu", "--compile", "--threads", "1"])
-    specs = cli.build_specs(args, [runner.get_framework(n) for n in ("pytorch", "jax")],
+    specs = matrix_run.build_specs(args, [runner.get_framework(n) for n in ("pytorch", "jax")],
                             {"cpu": "CPU", "label": "box"})
     assert all(s.compile for s in specs)  # asked for every row: never silently dropped
     reasons = {s.framework: runner.skip_reason(s) for s in specs}

@@ -5,9 +5,9 @@ import statistics
 
 import pytest
 
-from pybench.protocol import (
-    Loop, PythonLoopSampler, StopRule, measure, median_ci_ranks, precise,
-)
+from pybench.protocol import StopRule, measure, precise
+from pybench.ranks import median_ci_ranks
+from pybench.sampling import Loop, PythonLoopSampler
 from pybench.statistics import estimate
 
 
@@ -28,7 +28,7 @@ def test_rank_table_equals_scipys_binomial(confidence):
     import numpy as np
     from scipy.stats import binom
 
-    from pybench.protocol import _lower_ranks
+    from pybench.ranks import _lower_ranks
 
     alpha = (1 - confidence) / 2
     n = np.arange(2049)

@@ -11,7 +11,7 @@ import pytest
 
 from factories import record, train
 from pybench import results
-from pybench.protocol import Loop, PythonLoopSampler
+from pybench.sampling import Loop, PythonLoopSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from factories import record, results_file, train
 from pybench import diff
-from pybench.cli import build_parser, build_specs
+from pybench.cli import build_parser
+from pybench.matrix_run import build_specs
 from pybench.environment import available_cores
 from pybench.errors import UserError
 from pybench.interpreter import staged_source, worker_command, worker_environ

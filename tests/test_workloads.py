@@ -57,13 +57,13 @@ def test_spec_round_trips_through_json_and_has_one_identity():
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"batch_size": 0}, "batch size must be positive"),
-    ({"image_size": 0}, "image size must be positive"),
+    ({"batch_size": 0}, "batch size must be at least 1 and at most 65536, got 0"),
+    ({"image_size": 0}, "image size must be at least 1 and at most 16384, got 0"),
     ({"image_size": 31}, "too small for resnet18"),
     ({"dtype": "int8"}, "unknown dtype"),
-    ({"threads": 0}, "threads must be positive"),
+    ({"threads": 0}, "threads must be at least 1 and at most 4096, got 0"),
     ({"model": "lenet"}, "unknown model 'lenet'"),
-    ({"seed": -1}, "seed must be 0 or more"),
+    ({"seed": -1}, "seed must be at least 0 and at most 4294967295, got -1"),
     ({"phases": ("forward", "warp")}, "unknown phase 'warp'"),
 ])
 def test_spec_validation(kw, message):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pybench.protocol import Sampler
+from pybench.sampling import Sampler
 from pybench.records import WorkloadFacts
 from pybench.spec import CellSpec
 from pybench.workloads import NUM_CLASSES, get_workload

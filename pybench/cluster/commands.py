@@ -55,7 +55,7 @@ def submit(args: argparse.Namespace, frameworks: list[Framework], config: SlurmC
     """Validate every cell as a local run would, then one job array per partition."""
     import submitit
 
-    from pybench.cli import build_specs  # the CLI's own validation (cli imports this module late)
+    from pybench.matrix_run import build_specs  # the CLI's own validation (imported late: it imports us)
 
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_CELL_OPTIONS}
     # Validated here with this machine's CPU; each node builds its own specs for its own device.

@@ -54,7 +54,7 @@ def run_cell_job(job: CellJob) -> str:
     # Slurm's SIGTERM (time limit, scancel, preemption) stops the matrix as it stops a local run: the
     # worker is killed, what finished stays in the file, and the job ends at once.
     install_signal_handlers()
-    from pybench.cli import build_specs  # the CLI's own validation; imported late (cli imports us)
+    from pybench.matrix_run import build_specs  # the CLI's own validation; imported late (it imports us)
 
     args = argparse.Namespace(**job.options, model=[job.model])
     env = environment.capture(args.label, args.threads, args.tf32)
@@ -68,7 +68,7 @@ def run_cell_job(job: CellJob) -> str:
 
 def measure(specs: list[CellSpec], store: ResultsFile, args: argparse.Namespace) -> None:
     """The one call into the runner: the cell's specs, the file, and the schedule the CLI would use."""
-    from pybench.cli import schedule_of
+    from pybench.matrix_run import schedule_of
     from pybench.matrix import run_matrix
 
     run_matrix(specs, store, schedule_of(args, cells=1), peak_gflops=args.peak_gflops)

@@ -14,7 +14,7 @@ from typing import Any
 from pybench.backends.base import Backend, make_input, make_labels
 from pybench.backends.flux.convert import architecture_note, to_julia_layout
 from pybench.backends.flux.julia_env import JULIA_DIR, juliacall_env
-from pybench.protocol import Sampler
+from pybench.sampling import Sampler
 from pybench.records import WorkloadFacts
 from pybench.workloads import Workload, get_workload
 

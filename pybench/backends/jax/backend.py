@@ -25,7 +25,7 @@ from pybench.backends.base import (
     CACHE_ENV, SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels, package_version,
 )
 from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
-from pybench.protocol import Loop, PythonLoopSampler, Sampler
+from pybench.sampling import Loop, PythonLoopSampler, Sampler
 from pybench.records import WorkloadFacts
 from pybench.workloads import NUM_CLASSES, get_workload
 

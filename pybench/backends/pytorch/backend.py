@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels
-from pybench.protocol import Loop, PythonLoopSampler, Sampler
+from pybench.sampling import Loop, PythonLoopSampler, Sampler
 from pybench.records import WorkloadFacts
 from pybench.workloads import NUM_CLASSES, get_workload
 
