@@ -57,8 +57,8 @@ def noise(records: Sequence[CellRecord], group: str, stat: str = "median") -> No
     counts = []
     for r in records:
         rounds = r.samples(phase) if phase in r.phase_names else []
-        logs = [np.log(s) for s in rounds if len(s) >= 2]
-        within += float(np.mean([x.var(ddof=1) for x in logs])) if logs else PRIOR_WITHIN ** 2
+        logs = [np.log(s) for s in rounds if len(s) >= 3]
+        within += float(np.mean([robust_var(x) for x in logs])) if logs else PRIOR_WITHIN ** 2
         cost += float(np.mean([np.mean(s) for s in rounds])) if rounds else 0.0
         counts += [len(s) for s in rounds]
     if len(records) > 1:
@@ -70,6 +70,12 @@ def noise(records: Sequence[CellRecord], group: str, stat: str = "median") -> No
     else:
         between = PRIOR_BETWEEN ** 2
     return Noise(math.sqrt(within), math.sqrt(between), cost)
+
+
+def robust_var(logs: np.ndarray) -> float:
+    """The variance of one sample from the median absolute deviation (1.4826 MAD is the sd of a normal):
+    a slow first sample or two after a first run must not pass for the round's noise."""
+    return float((1.4826 * np.median(np.abs(logs - np.median(logs)))) ** 2)
 
 
 def round_logs(record: CellRecord, base: CellRecord, phase: str, stat: str = "median") -> list[float]:

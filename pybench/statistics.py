@@ -186,14 +186,18 @@ def block_value(samples: Sequence[float], stat: str) -> float:
 
 
 def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
-    """One round's log ratio: the mean over block pairs (block i of each side ran next to the other's
-    block i in a lockstep round; a back-to-back round is one block a side)."""
+    """One round's log ratio, from its block pairs (block i of each side ran next to the other's block
+    i in a lockstep round; a back-to-back round is one block a side): the median over the pairs of
+    their log ratios, so one disturbed pair (a late warm-up, another process) does not move the round;
+    with `stat="min"` the ratio of the two sides' fastest samples."""
     k = min(len(num), len(den))
     if k == 0:
         raise ValueError("a round without blocks")
     _round_values([list(b) for b in (*num[:k], *den[:k])], stat)  # every block checked
-    return float(np.mean([math.log(block_value(num[i], stat)) - math.log(block_value(den[i], stat))
-                          for i in range(k)]))  # a difference of logs: the quotient may overflow
+    if stat == "min":
+        return math.log(min(map(min, num[:k]))) - math.log(min(map(min, den[:k])))
+    return float(np.median([math.log(block_value(num[i], stat)) - math.log(block_value(den[i], stat))
+                            for i in range(k)]))  # a difference of logs: the quotient may overflow
 
 
 SEQUENTIAL_LOOK_CONFIDENCE = 0.99

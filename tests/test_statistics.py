@@ -114,9 +114,11 @@ def test_rounds_pair_by_number_and_unpaired_rounds_are_dropped_and_counted():
     assert paired_ratio(a, {("other", 1): [[1.0]]}) is None
 
 
-def test_a_lockstep_round_ratio_is_the_mean_over_block_pairs():
-    # blocks 1/1 and 2/1: log ratios 0 and log 2, so the round's ratio is sqrt 2
+def test_a_lockstep_round_ratio_is_the_median_over_block_pairs():
+    # block pairs 2/1, 2/1, 20/1 (one disturbed): the median, log 2, ignores the disturbed pair
+    assert round_log_ratio([[2.0], [2.0, 2.0], [20.0]], [[1.0], [1.0], [1.0]]) == pytest.approx(math.log(2))
     assert round_log_ratio([[1.0], [2.0, 2.0]], [[1.0], [1.0]]) == pytest.approx(math.log(2) / 2)
+    assert round_log_ratio([[3.0, 2.0], [4.0]], [[1.0], [1.5]], stat="min") == pytest.approx(math.log(2))
 
 
 def test_decided_means_excluding_one_or_lying_within_the_precision():
