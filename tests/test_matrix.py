@@ -179,6 +179,8 @@ def test_plan_gives_cheap_groups_more_samples_and_honours_the_cap():
         r.rounds[0].number, r.rounds[0].run = 1, "x"
     plan = planning.plan_round(recs, ["train", "step", "inference"], fixed_cost=30.0)
     assert all(n >= 3 for n in plan.values())
+    # every sample of the pair costs 2 s: a round samples at most twice its 30 s fixed cost
+    assert sum(plan.values()) * 2.0 <= 2 * 30.0 + 3 * 2.0
     assert planning.fit_samples(10, cost=30.0, cap=60.0) == (2, "capped")
     assert planning.fit_samples(1, cost=0.01, cap=60.0) == (3, "planned")
     assert planning.fit_samples(50, cost=1.0, cap=20.0) == (20, "planned")
