@@ -189,9 +189,14 @@ class CellRecord:
         still undecided)."""
         return [p for p in self.spec.phases if self.rounds and p in self.rounds[0].phases]
 
+    def runs(self, phase: str) -> list[PhaseSamples]:
+        """The phase in every round that measured it (later rounds may measure only the groups
+        still undecided)."""
+        return [r.phases[phase] for r in self.rounds if phase in r.phases]
+
     def samples(self, phase: str) -> list[list[float]]:
         """Raw samples per round that measured the phase."""
-        return [r.phases[phase].samples for r in self.rounds if phase in r.phases]
+        return [run.samples for run in self.runs(phase)]
 
     def blocks(self, phase: str) -> dict[tuple[str, int], list[list[float]]]:
         """Per numbered round, the phase's samples in blocks: what ratios pair."""
@@ -225,7 +230,7 @@ class CellRecord:
         return self.rounds[0].phases[phase].first_run
 
     def stop_reasons(self, phase: str) -> list[str]:
-        return [r.phases[phase].stop_reason for r in self.rounds if phase in r.phases]
+        return [run.stop_reason for run in self.runs(phase)]
 
     def memory(self, group: str) -> dict[str, int]:
         """Largest peak of each kind over the rounds, for one phase group."""

@@ -10,6 +10,8 @@ from pybench import matrix, planning, runner
 from pybench.matrix import Schedule
 from pybench.protocol import PhaseSamples
 from pybench.records import CellRecord, Round, WorkloadFacts
+from pybench.report.markdown import render_tables
+from pybench.report.view import details_of, rows_of
 from pybench.results import ResultsFile, load
 from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
 
@@ -150,6 +152,10 @@ def test_undecided_phases_get_more_rounds_until_the_budget_is_spent(tmp_path):
     assert 3 < len(script.calls) <= SEQUENTIAL_MAX_ROUNDS
     later = {p for _, phases, _ in script.calls[3:] for p in phases}
     assert later and later <= set(base.spec.phases)
+    # rounds that measured only the undecided groups: every report still reads the record
+    doc = load(store.path)
+    assert "Resnet18" in render_tables([doc]) and rows_of(doc.records, "median")
+    assert all(details_of(r, "median") for r in doc.records)
     for p in base.phase_names:  # A/A: never "faster" or "slower"
         assert twin.ratio_to(base, p).verdict() in ("tie", "undecided")
 
@@ -184,3 +190,17 @@ def test_plan_gives_cheap_groups_more_samples_and_honours_the_cap():
     assert planning.fit_samples(10, cost=30.0, cap=60.0) == (2, "capped")
     assert planning.fit_samples(1, cost=0.01, cap=60.0) == (3, "planned")
     assert planning.fit_samples(50, cost=1.0, cap=20.0) == (20, "planned")
+
+
+def test_reports_read_records_whose_later_rounds_measured_only_some_groups(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "jax": 1.3})
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, other = matrix.run_matrix(pair_specs(), store, Schedule(rounds=3, lockstep=True), run_lockstep=script)
+    for rec in (base, other):  # a fourth round of the train group alone, as --rounds auto runs them
+        rec.rounds.append(Round(phases={p: PhaseSamples(0.1, [], [1.0] * 3, "planned") for p in
+                                        ("forward", "backward", "total")}, number=4, run=rec.rounds[0].run))
+    assert len(base.samples("total")) == 4 and len(base.samples("step")) == 3
+    doc = load(store.path)
+    doc.records = [base, other]
+    assert "Resnet18" in render_tables([doc])
+    assert all(details_of(r, "median") for r in (base, other)) and rows_of([base, other], "median")

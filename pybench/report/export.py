@@ -65,7 +65,8 @@ def raw_rows(sections: list[Section]) -> Iterable[dict[str, Any]]:
             if row.record is None or not row.record.ok:
                 continue
             ident = _identity(row)
-            for number, rnd in enumerate(row.record.rounds, start=1):
+            for i, rnd in enumerate(row.record.rounds, start=1):
+                number = rnd.number or i  # the run's own round number (unnumbered: its position)
                 for phase, ps in rnd.phases.items():
                     values = [("first_run", [ps.first_run]), ("warmup", ps.warmup), ("sample", ps.samples)]
                     for kind, seconds in values:

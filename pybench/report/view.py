@@ -109,7 +109,7 @@ def _energy(record: CellRecord, group: str, phase: str, detail: GroupDetails) ->
 def _gc_share(record: CellRecord, phase: str) -> float | None:
     """The share of every round's sampled time that the framework's garbage collector took; None
     where it reports none (Python's collector is off while PyTorch and JAX sample)."""
-    runs = [r.phases[phase] for r in record.rounds]
+    runs = record.runs(phase)
     if not runs or any(p.gc is None for p in runs):
         return None
     return sum(sum(p.gc) for p in runs) / sum(sum(p.samples) for p in runs)
