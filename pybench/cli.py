@@ -170,12 +170,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
-    from pybench.planning import undecided
+    from pybench.planning import DECIDED_WIDTH, undecided
 
     for u in undecided(records):
         more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
                 "decide it" if u.seconds_needed else "")
-        console.print(Text(f"undecided: {u.cell.spec.model} {', '.join(u.phases)} after "
+        console.print(Text(f"undecided (or wider than +-{DECIDED_WIDTH:.0%}): {u.cell.spec.model} "
+                           f"{', '.join(u.phases)} after "
                            f"{len(u.cell.rounds)} rounds{more}", style="yellow"))
     return _exit_code(records)
 

@@ -32,6 +32,7 @@ FLOOR_BETWEEN = 0.015
 # Short rounds give the t interval its degrees of freedom: a round samples at most this many times
 # its fixed cost (at most 2/3 of a round's wall time in timed iterations, by design).
 MAX_SAMPLING_PER_FIXED = 2.0
+DECIDED_WIDTH = 0.10  # a ratio that excludes 1 gets more rounds (within the budget) until this narrow
 MAX_PLANNED = 1000
 
 
@@ -104,19 +105,23 @@ def plan_round(records: Sequence[CellRecord], groups: Sequence[str], fixed_cost:
 
 def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
     """Whether more rounds would change the answer for this phase: every ratio to the first member
-    decided (`Ratio.decided`), or for a lone member its interval within the precision."""
+    decided (`Ratio.decided`) and, where it excludes 1, known within +-DECIDED_WIDTH (a decided
+    "slower" of 1.5 [1.1, 2.0] still says too little of how much); for a lone member its interval
+    within the precision."""
     base = records[0]
     precision = base.spec.stop.precision
     if len(records) == 1:
         half = base.estimate(phase, stat).half_width_rel
         return half is not None and half <= precision
     ratios = [r.ratio_to(base, phase, stat) for r in records[1:]]
-    return all(x is not None and x.decided() for x in ratios)
+    return all(x is not None and x.decided() and (not x.excludes_one or x.half_width_rel <= DECIDED_WIDTH)
+               for x in ratios)
 
 
 def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:
     """Roughly how many rounds in all the undecided ratios of a phase need, from their spread so far:
-    the smallest R whose interval would exclude 1 at the observed ratio, or fit the precision."""
+    the smallest R whose interval would exclude 1 at the observed ratio within +-DECIDED_WIDTH, or fit
+    the precision."""
     base = records[0]
     need = 0
     for r in records[1:]:
@@ -124,7 +129,7 @@ def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "med
         if len(logs) < 2:
             return None
         s, m = logs.std(ddof=1), abs(logs.mean())
-        target = max(m, math.log1p(base.spec.stop.precision))
+        target = min(max(m, math.log1p(base.spec.stop.precision)), math.log1p(DECIDED_WIDTH))
         for total in range(len(logs), 1000):
             if st.t.ppf((1 + SEQUENTIAL_LOOK_CONFIDENCE) / 2, total - 1) * s / math.sqrt(total) < target:
                 need = max(need, total)

@@ -69,10 +69,15 @@ class Estimate:
 
     @property
     def half_width_rel(self) -> float | None:
-        """The interval's larger distance from the value, relative (log intervals are asymmetric)."""
-        if self.ci_low is None or self.ci_high is None:
-            return None
-        return max(self.ci_high / self.value - 1, 1 - self.ci_low / self.value)
+        return half_width(self.value, self.ci_low, self.ci_high)
+
+
+def half_width(value: float, low: float | None, high: float | None) -> float | None:
+    """An interval's larger distance from its value, relative (log intervals are asymmetric): the one
+    definition of an interval's width, for estimates and ratios alike."""
+    if low is None or high is None:
+        return None
+    return max(high / value - 1, 1 - low / value)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,10 @@ class Ratio:
     between_rounds: bool
     unpaired: int = 0  # rounds of one side without a partner (a failed round), left out
     precision: float | None = None  # the run's target: a tie is a ratio within +-precision of 1
+
+    @property
+    def half_width_rel(self) -> float | None:
+        return half_width(self.value, self.ci_low, self.ci_high)
 
     @property
     def excludes_one(self) -> bool:

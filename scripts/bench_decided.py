@@ -63,7 +63,7 @@ def main() -> None:
                     print(f"  {who} {phase}: no interval")
                     all_decided = False
                     continue
-                half = max(ratio.ci_high / ratio.value - 1, 1 - ratio.ci_low / ratio.value)
+                half = ratio.half_width_rel
                 decided = ratio.decided(doc.records[0].spec.stop.precision)
                 all_decided &= decided and ratio.excludes_one and half <= TARGET
                 intervals += 1

@@ -131,7 +131,7 @@ def auto(budget=1e9):
 
 
 def test_a_clear_difference_is_decided_in_three_lockstep_rounds(tmp_path):
-    script = Lockstep({"pytorch": 1.0, "jax": 1.3}, pair_sd=0.01)
+    script = Lockstep({"pytorch": 1.0, "jax": 1.3}, pair_sd=0.002, sample_sd=0.002)
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])
     base, other = matrix.run_matrix(pair_specs(), store, auto(), run_lockstep=script)
     assert len(script.calls) == 3
@@ -204,3 +204,12 @@ def test_reports_read_records_whose_later_rounds_measured_only_some_groups(tmp_p
     doc.records = [base, other]
     assert "Resnet18" in render_tables([doc])
     assert all(details_of(r, "median") for r in (base, other)) and rows_of([base, other], "median")
+
+
+def test_a_decided_but_wide_ratio_gets_more_rounds_to_say_by_how_much(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "jax": 1.5}, pair_sd=0.05, sample_sd=0.002, seed=1)
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, other = matrix.run_matrix(pair_specs(), store, auto(), run_lockstep=script)
+    assert len(script.calls) > 3  # "slower" after 3 rounds, but not yet within +-10%
+    assert all(other.ratio_to(base, p).half_width_rel <= planning.DECIDED_WIDTH or p in other.undecided
+               for p in base.phase_names)
