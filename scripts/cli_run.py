@@ -49,7 +49,7 @@ BUSY_LOOP = "while True: pass"
 @contextmanager
 def busy(n: int, after: float = 0.0) -> Iterator[None]:
     """n processes spinning on the CPU while the block runs, starting `after` seconds into it."""
-    code = f"import time; time.sleep({after}); " + BUSY_LOOP
+    code = f"import time\ntime.sleep({after})\n{BUSY_LOOP}"
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
     try:
         yield
