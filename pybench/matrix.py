@@ -20,7 +20,7 @@ from typing import Callable
 from pybench import efficiency, noise, planning
 from pybench.lifetime import scratch_dir, signals_deferred
 from pybench.lockstep import lockstep_round
-from pybench.protocol import INITIAL_GROUP_S, groups_of
+from pybench.protocol import HEADLINE, INITIAL_GROUP_S, groups_of
 from pybench.records import CellRecord
 from pybench.results import ResultsFile
 from pybench.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
@@ -68,7 +68,7 @@ def timed_seconds(record: CellRecord) -> float:
         return 0.0
     phases = record.rounds[-1].phases
     return sum(sum(phases[p].samples) for g in groups_of(list(phases))
-               if (p := planning.lead_phase(g)) in phases)
+               if (p := HEADLINE[g]) in phases)
 
 
 class Matrix:

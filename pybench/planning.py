@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
-from pybench.protocol import MIN_PLANNED, PHASES, group_cap
+from pybench.protocol import HEADLINE, MIN_PLANNED, group_cap
 from pybench.records import CellRecord
 from pybench.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_log_ratio
 
@@ -44,11 +44,6 @@ def fit_samples(n: float, cost: float, cap: float) -> tuple[int, str]:
     return (want, "planned") if want <= fits else (fits, "capped" if fits < MIN_PLANNED else "planned")
 
 
-def lead_phase(group: str) -> str:
-    """The phase that sizes a group: its last (total for train, which settles last)."""
-    return [p.name for p in PHASES.values() if p.group == group][-1]
-
-
 @dataclass(frozen=True)
 class Noise:
     within: float  # sd of one sample's log time (of a ratio: the members' added)
@@ -58,7 +53,7 @@ class Noise:
 
 def noise(records: Sequence[CellRecord], group: str, stat: str = "median") -> Noise:
     """The group's noise and cost, from the rounds its members have (priors where too few)."""
-    phase = lead_phase(group)
+    phase = HEADLINE[group]  # the phase that sizes a group
     within = cost = 0.0
     counts = []
     for r in records:
