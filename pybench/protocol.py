@@ -61,6 +61,11 @@ GPU_WARMUP_MAX = 50
 # 345 MHz, boosts to 1980), so a short workload could settle at a low clock.  The iteration cap
 # yields to it: a 5 ms iteration needs 200.
 GPU_WARMUP_MIN_TIME = 1.0
+# CPU warm-up, by the same rule: on the reference VM JAX's second and third iterations after its
+# first run are often 2-3x slow (fresh allocations), which in a round of 3 samples moved the round's
+# median by up to 60%.  The cap keeps it cheap: a ResNet-50 iteration is 0.2-2 s here.
+CPU_WARMUP_MIN = 1
+CPU_WARMUP_MAX = 3
 # A sampler may add, per measured phase, "<phase>" + GC_SUFFIX: ns of garbage collection inside each
 # of those samples (a runtime whose collector runs inside the timed region, as Julia's does).
 GC_SUFFIX = ".gc"
@@ -90,7 +95,7 @@ class StopRule:
     precision: float = 0.02  # CI half-width of the median, relative
     min_samples: int = 5
     max_samples: int = 1000
-    max_time: float = 60.0  # seconds of sampling per cell (first runs excluded, warm-up included)
+    max_time: float = 60.0  # seconds of sampling per cell (first runs and warm-up excluded)
     confidence: float = 0.95
     sequential: bool = False  # rounds stop once every ratio is decided: ratios use the stricter level
 
@@ -199,7 +204,7 @@ class GroupRun:
     samples, `end`.  A back-to-back round calls them in one go (`measure`); a lockstep round calls
     them as the orchestrator commands, with other frameworks' blocks in between.
 
-    The first run is never a sample and the sampling clock starts after it, so compilation
+    The first run is never a sample and the sampling clock starts after it and the warm-up, so compilation
     (Inductor, XLA, Julia) never eats the sampling time.  The memory window opens after warm-up, so
     autotuning workspaces are not counted.  Python's collector is paused inside blocks: a collector
     pause inside a timed region is noise, not the framework's cost.
@@ -221,25 +226,25 @@ class GroupRun:
         self.blocks: list[int] = []
         self.started = 0.0
 
-    def begin(self, deadline: float = math.inf) -> dict[str, float]:
-        """First run, then on a GPU warm-up until two iterations agree and GPU_WARMUP_MIN_TIME of
-        work has run (within its bounds)."""
+    def begin(self, budget: float = math.inf) -> dict[str, float]:
+        """First run, then warm-up until two iterations agree (and on a GPU GPU_WARMUP_MIN_TIME of
+        work has run), within the device's bounds and `budget` seconds after the first run."""
         first = _derive(self.sampler.sample(self.group, 1), self.names)
         self.first = {n: first[n][0] for n in self.names}
-        self.started = self.clock()
-        if self.gpu:
-            prev, i = self.first[self.lead], 0
-            while True:
-                cur = _derive(self.sampler.sample(self.group, 1), self.names)
-                for n in self.names:
-                    self.warmup[n].extend(cur[n])
-                now = cur[self.lead][0]
-                settled = abs(now - prev) <= WARMUP_SETTLED * min(now, prev)
-                prev, i = now, i + 1
-                warm = sum(self.warmup[self.lead]) >= GPU_WARMUP_MIN_TIME
-                if (warm and (i >= GPU_WARMUP_MAX or (i >= GPU_WARMUP_MIN and settled))) \
-                        or self.clock() >= deadline:
-                    break
+        warm_from = self.clock()
+        least, most, min_time = ((GPU_WARMUP_MIN, GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME) if self.gpu
+                                 else (CPU_WARMUP_MIN, CPU_WARMUP_MAX, 0.0))
+        prev, i = self.first[self.lead], 0
+        while self.clock() < warm_from + budget:
+            cur = _derive(self.sampler.sample(self.group, 1), self.names)
+            for n in self.names:
+                self.warmup[n].extend(cur[n])
+            now = cur[self.lead][0]
+            settled = abs(now - prev) <= WARMUP_SETTLED * min(now, prev)
+            prev, i = now, i + 1
+            if sum(self.warmup[self.lead]) >= min_time and (i >= most or (i >= least and settled)):
+                break
+        self.started = self.clock()  # the sampling clock: caps and budgets count samples only
         if self.memory:
             self.memory.reset()
         if self.clocks:
@@ -309,7 +314,7 @@ def _measure_group(run: GroupRun, stop: StopRule, budget: float, cap: float, pla
     """A whole group in one go: `planned` samples, or without a plan until every phase is precise or
     the `budget` is spent.  Either way at least MIN_PLANNED samples unless the group's `cap` is hit
     first (the record then says "capped")."""
-    run.begin(deadline=run.clock() + budget)
+    run.begin(budget)
 
     def past(seconds: float) -> bool:
         return run.clock() >= run.started + seconds

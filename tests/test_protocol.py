@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from pybench.protocol import StopRule, measure, precise
+from pybench.protocol import CPU_WARMUP_MAX, StopRule, measure, precise
 from pybench.ranks import median_ci_ranks
 from pybench.sampling import Loop, PythonLoopSampler
 from pybench.statistics import estimate
@@ -149,7 +149,7 @@ def test_time_limit_separates_noisy_from_too_few_samples():
     m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
     assert m.phases["inference"].stop_reason == "noisy" and len(m.phases["inference"].samples) > 6
     clock = Clock()
-    stop = StopRule(precision=0.001, max_time=0.5)  # three samples: no 95% interval exists
+    stop = StopRule(precision=0.001, max_time=0.5)  # three samples: no 95% interval exists: no 95% interval exists
     m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
     assert m.phases["inference"].stop_reason == "too_few_samples"
     assert 1 <= len(m.phases["inference"].samples) < 6
@@ -182,6 +182,15 @@ def test_gpu_warmup_runs_until_settled_and_stays_out_of_samples():
                   clock=clock).phases["inference"]
     assert len(res.warmup) >= 3
     assert max(res.samples) == pytest.approx(0.002)  # no autotuning iteration in the statistics
+
+
+def test_cpu_warmup_keeps_slow_iterations_after_the_first_run_out_and_is_capped():
+    clock = Clock()  # JAX on the CPU: slow iterations after the first run, then steady
+    slow_start = {"inference": lambda i: {0: 5.0, 1: 0.03, 2: 0.05, 3: 0.02}.get(i, 0.01)}
+    res = measure(Scripted(clock, {"inference": slow_start}), ("inference",),
+                  StopRule(precision=0.5, max_time=1), gpu=False, clock=clock).phases["inference"]
+    assert res.warmup == pytest.approx([0.03, 0.05, 0.02][:CPU_WARMUP_MAX])
+    assert max(res.samples) == pytest.approx(0.01)
 
 
 def test_memory_window_opens_after_warmup_and_groups_are_finished_in_order():
