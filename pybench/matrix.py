@@ -74,10 +74,11 @@ def timed_seconds(record: CellRecord) -> float:
 class Matrix:
     def __init__(self, specs: list[CellSpec], store: ResultsFile, schedule: Schedule,
                  peak_gflops: float | None, events: MatrixEvents, cache: Path,
-                 run_one: Callable[..., CellRecord], run_lockstep: Callable[..., list[CellRecord]]) -> None:
+                 run_one: Callable[..., CellRecord], run_lockstep: Callable[..., list[CellRecord]],
+                 meter: Callable[[], noise.StealMeter] = noise.StealMeter) -> None:
         self.specs, self.store, self.schedule = specs, store, schedule
         self.peak_gflops, self.events, self.cache = peak_gflops, events, cache
-        self.run_one, self.run_lockstep = run_one, run_lockstep
+        self.run_one, self.run_lockstep, self.meter = run_one, run_lockstep, meter
         self.run_id = uuid.uuid4().hex[:12]
         self.records: dict[CellSpec, CellRecord] = {}
         self.cells: dict[CellKey, Cell] = {}
@@ -140,15 +141,18 @@ class Matrix:
             if self.schedule.lockstep and len(asked) > 1:
                 for spec in order:
                     self.events.started(spec, round_no)
+                meter = self.meter()
                 got = self.run_lockstep(asked, plan, self._timeout(asked[0]), self.cache, failed_record)
-                firsts = [self._keep(spec, record, round_no) for spec, record in zip(order, got)]
+                busy = noise.other_busy(meter)
+                firsts = [self._keep(spec, record, round_no, busy) for spec, record in zip(order, got)]
             else:
                 firsts = []
                 for spec, ask in zip(order, asked):  # each kept as it comes: a later one may be cut short
                     self.events.started(spec, round_no)
+                    meter = self.meter()
                     got.append(self.run_one(ask, self._timeout(ask), cache_dir=self.cache, plan=plan,
                                             initial=None if plan else INITIAL_GROUP_S))
-                    firsts.append(self._keep(spec, got[-1], round_no))
+                    firsts.append(self._keep(spec, got[-1], round_no, noise.other_busy(meter)))
         for record, first in zip(got, firsts):
             if first and record.ok:  # derived figures, after the save: best effort
                 efficiency.annotate(record, self.peak_gflops)
@@ -179,11 +183,15 @@ class Matrix:
     def _timeout(self, spec: CellSpec) -> float:
         return self.schedule.timeout or default_timeout(spec)
 
-    def _keep(self, spec: CellSpec, record: CellRecord, round_no: int) -> bool:
-        """Save a round into its cell's record (the caller defers signals); True for a cell's first."""
+    def _keep(self, spec: CellSpec, record: CellRecord, round_no: int, busy: float | None) -> bool:
+        """Save a round into its cell's record (the caller defers signals); True for a cell's first.
+        `busy`: the share of the CPUs other work used while it ran."""
         record.spec = spec  # the cell's own spec, whichever phases this round measured
         for r in record.rounds:
-            r.number, r.run = round_no, self.run_id
+            r.number, r.run, r.other_busy = round_no, self.run_id, busy
+            if r.disturbed:
+                record.warnings.append(f"round {round_no} set aside: other work used {busy:.0%} of the "
+                                       "CPUs while it ran")
         first = self.records.get(spec)
         if first is None:
             self.records[spec] = record
@@ -222,14 +230,16 @@ def run_matrix(
     events: MatrixEvents | None = None,
     run_one: Callable[..., CellRecord] = run_cell,
     run_lockstep: Callable[..., list[CellRecord]] = lockstep_round,
+    meter: Callable[[], noise.StealMeter] = noise.StealMeter,
 ) -> list[CellRecord]:
     """Measure every cell in rounds, saving after every round, and return the records.
 
     Cells a framework cannot run (unavailable, option unsupported) become skipped records, never
     attempted.  A cell whose round fails keeps the rounds it has and a warning.  `run_one` measures
-    one back-to-back round and `run_lockstep` one lockstep round of a cell (tests script them).  Rounds
-    of one matrix share a folder where frameworks may cache compiled code.
+    one back-to-back round and `run_lockstep` one lockstep round of a cell (tests script them);
+    `meter` measures the other work on the machine during each round.  Rounds of one matrix share a
+    folder where frameworks may cache compiled code.
     """
     with scratch_dir(CACHE_PREFIX) as cache:
         return Matrix(specs, store, schedule, peak_gflops, events or MatrixEvents(), cache,
-                      run_one, run_lockstep).run()
+                      run_one, run_lockstep, meter).run()

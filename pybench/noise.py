@@ -222,6 +222,16 @@ class StealMeter:
                         seconds=time.monotonic() - self._t0)
 
 
+MIN_ROUND_WINDOW_S = 1.0  # a shorter window holds a few clock ticks: too coarse to judge a round by
+
+
+def other_busy(meter: StealMeter) -> float | None:
+    """The share of all CPUs' time other work used since `meter` was made (read it once the round's
+    workers are joined); None when unreadable or shorter than MIN_ROUND_WINDOW_S."""
+    share = meter.read()
+    return share.other_busy if share is not None and share.seconds >= MIN_ROUND_WINDOW_S else None
+
+
 # --- /sys --------------------------------------------------------------------------------------
 
 def cpu_frequency(sys_root: str | Path = "/sys") -> tuple[float | None, str | None, bool | None]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from pybench.errors import UserError
+from pybench.noise import OTHER_BUSY_LIMIT
 from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples
 from pybench.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, field_of, list_of, number_in, seconds, text
 from pybench.spec import CellKey, CellSpec
@@ -73,7 +74,10 @@ class Round:
     """One worker process's measurement of a cell (pyperf's 'run').
 
     `run` names the matrix run (one results file) and `number` the round within it: the frameworks of
-    a cell measured in the same run and round ran side by side, so only they are paired."""
+    a cell measured in the same run and round ran side by side, so only they are paired.  A round
+    during which other work used more than OTHER_BUSY_LIMIT of the CPUs is `disturbed`: kept in the
+    file, left out of every estimate and ratio while the cell has quiet rounds (a competing process
+    slows PyTorch's thread pool far more than XLA's, so pairing cannot cancel it)."""
 
     phases: dict[str, PhaseSamples]
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
@@ -82,6 +86,11 @@ class Round:
     energy: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> pybench.energy kind -> total
     # group -> "start"/"end" of sampling -> {"sm_mhz", "reasons"} (gpu_probe.clock_state); GPU only
     clocks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    other_busy: float | None = None  # share of all CPUs' time other work used in the round; None: unknown
+
+    @property
+    def disturbed(self) -> bool:
+        return self.other_busy is not None and self.other_busy > OTHER_BUSY_LIMIT
 
     @classmethod
     def of(cls, m: Measurement, clocks: dict | None = None) -> "Round":
@@ -95,6 +104,7 @@ class Round:
         data = {"phases": {p: r.to_json() for p, r in self.phases.items()}, "memory": self.memory,
                 "number": self.number, "run": self.run}
         data = {**data, "energy": self.energy} if self.energy else data
+        data = {**data, "other_busy": self.other_busy} if self.other_busy is not None else data
         return {**data, "clocks": self.clocks} if self.clocks else data
 
     @classmethod
@@ -121,7 +131,9 @@ class Round:
                 samples=samples, stop_reason=reason, blocks=blocks, gc=_gc_seconds(p, samples, at))
         number = field_of(data, "number", int, where, optional=True) or 0
         run = field_of(data, "run", str, where, optional=True) or ""
+        busy = field_of(data, "other_busy", (int, float), where, optional=True)
         return cls(phases=phases, memory=_per_group(data, "memory", where),
+                   other_busy=None if busy is None else float(number_in(busy, 0, 1, f"{where}.other_busy")),
                    energy=_per_group(data, "energy", where, optional=True),
                    number=int(number_in(number, 0, MAX_COUNT, f"{where}.number", integer=True)), run=run,
                    clocks=field_of(data, "clocks", dict, where, optional=True) or {})
@@ -189,19 +201,31 @@ class CellRecord:
         still undecided)."""
         return [p for p in self.spec.phases if self.rounds and p in self.rounds[0].phases]
 
+    def counted(self, phase: str) -> list[Round]:
+        """The rounds that measured the phase and count for its time: the quiet ones
+        (`Round.disturbed`), or every one when none was quiet (their interval then says how little
+        they agree).  Ratios, and so verdicts, come from quiet rounds only (`blocks`)."""
+        measured = [r for r in self.rounds if phase in r.phases]
+        return [r for r in measured if not r.disturbed] or measured
+
+    @property
+    def set_aside(self) -> list[Round]:
+        """The disturbed rounds: in no ratio, and in no estimate while a quiet round exists."""
+        return [r for r in self.rounds if r.disturbed]
+
     def runs(self, phase: str) -> list[PhaseSamples]:
-        """The phase in every round that measured it (later rounds may measure only the groups
+        """The phase in every round that counts for it (later rounds may measure only the groups
         still undecided)."""
-        return [r.phases[phase] for r in self.rounds if phase in r.phases]
+        return [r.phases[phase] for r in self.counted(phase)]
 
     def samples(self, phase: str) -> list[list[float]]:
         """Raw samples per round that measured the phase."""
         return [run.samples for run in self.runs(phase)]
 
     def blocks(self, phase: str) -> dict[tuple[str, int], list[list[float]]]:
-        """Per numbered round, the phase's samples in blocks: what ratios pair."""
+        """Per numbered quiet round, the phase's samples in blocks: what ratios pair."""
         return {r.pair_key: r.phases[phase].block_samples() for r in self.rounds
-                if r.pair_key and phase in r.phases}
+                if r.pair_key and phase in r.phases and not r.disturbed}
 
     def ratio_to(self, base: "CellRecord", phase: str, stat: str = "median") -> Ratio | None:
         """This record's time over `base`'s, from the rounds they ran side by side; None if none."""

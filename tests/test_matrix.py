@@ -1,6 +1,7 @@
 """The matrix scheduler with scripted rounds: order, numbering, planning, adaptive rounds, saving."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -8,6 +9,7 @@ from pybench.protocol import StopRule
 from pybench.spec import CellSpec
 from pybench import matrix, planning, runner
 from pybench.matrix import Schedule
+from pybench.noise import CpuShare
 from pybench.protocol import PhaseSamples
 from pybench.records import CellRecord, Round, WorkloadFacts
 from pybench.report.markdown import render_tables
@@ -213,3 +215,56 @@ def test_a_decided_but_wide_ratio_gets_more_rounds_to_say_by_how_much(tmp_path):
     assert len(script.calls) > 3  # "slower" after 3 rounds, but not yet within +-10%
     assert all(other.ratio_to(base, p).half_width_rel <= planning.DECIDED_WIDTH or p in other.undecided
                for p in base.phase_names)
+
+
+class Busy:
+    """A scripted noise meter: other work's share of the CPUs for each round, in order."""
+
+    def __init__(self, shares):
+        self.shares, self.made = list(shares), 0
+
+    def __call__(self):
+        share = self.shares[min(self.made, len(self.shares) - 1)]
+        self.made += 1
+        return SimpleNamespace(read=lambda: CpuShare(steal=0.0, other_busy=share, seconds=20.0))
+
+
+class SlowedFromRound:
+    """Lockstep rounds where, from `start` on, a competing process slows PyTorch five times."""
+
+    def __init__(self, start):
+        self.inner, self.start, self.round = Lockstep({"pytorch": 1.0, "jax": 1.3}, pair_sd=0.01), start, 0
+
+    def __call__(self, specs, plan, timeout, cache_dir, failed):
+        self.round += 1
+        out = self.inner(specs, plan, timeout, cache_dir, failed)
+        if self.round >= self.start:
+            for rec in out:
+                if rec.spec.framework == "pytorch":
+                    for p in rec.rounds[0].phases.values():
+                        p.samples = [5 * s for s in p.samples]
+        return out
+
+
+def test_rounds_that_other_work_disturbed_are_set_aside(tmp_path):
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    busy = Busy([0.01, 0.02, 0.01, 0.45])  # a busy process from round 4 on
+    base, other = matrix.run_matrix(pair_specs(), store, Schedule(rounds=6, lockstep=True),
+                                    run_lockstep=SlowedFromRound(4), meter=busy)
+    assert [r.disturbed for r in base.rounds] == [False] * 3 + [True] * 3
+    ratio = other.ratio_to(base, "total")  # the quiet rounds' answer, not 1.3 / 5
+    assert ratio.n_rounds == 3 and ratio.verdict() == "slower" and 1.2 < ratio.value < 1.4
+    assert base.estimate("total").value < 1.1 and len(base.set_aside) == 3
+    assert any("round 4 set aside: other work used 45%" in w for w in base.warnings)
+    saved = load(store.path).records
+    assert [r.other_busy for r in saved[0].rounds] == [0.01, 0.02, 0.01, 0.45, 0.45, 0.45]
+    assert saved[1].ratio_to(saved[0], "total").n_rounds == 3
+
+
+def test_a_run_disturbed_throughout_gives_times_but_no_verdict(tmp_path):
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, other = matrix.run_matrix(pair_specs(), store, Schedule(rounds=3, lockstep=True),
+                                    run_lockstep=SlowedFromRound(1), meter=Busy([0.5]))
+    assert other.ratio_to(base, "total") is None
+    assert base.estimate("total").value > 4  # every round counts for the times: they say how slow
+    assert "Resnet18" in render_tables([load(store.path)])
