@@ -3,9 +3,10 @@
     python scripts/bench_decided.py [--repeat 1] [--busy-after S] [--results DIR] -- COMPARE-ARGS...
 
 Runs `python -m pybench compare COMPARE-ARGS` (e.g. `--model resnet50 --device cpu`, default options
-otherwise) `--repeat` times and prints, per run: its wall time, rounds, the share of the rounds' wall
-time in timed iterations, and per phase every framework's ratio to the first with its interval, the
-interval's half-width, and whether it is decided (excludes 1, or lies within the precision).  The
+otherwise) `--repeat` times and prints, per run: its wall time, rounds (and how many were set aside
+because other work ran), the share of the rounds' wall time in timed iterations, and per phase every
+framework's ratio to the first with its interval, the interval's half-width, and whether it is
+decided (excludes 1, or lies within the precision).  The
 last line sums the runs up: how many had every phase decided and within +-10%, and, for an A/A
 control (`--framework pytorch pytorch`), how many intervals contained 1.  `--busy-after S` starts one
 busy-loop process S seconds into every run (drift in the middle of a run).
@@ -55,7 +56,8 @@ def main() -> None:
             doc = load(run.path)
             share = (doc.environment.get("time") or {}).get("timed_share")
             rounds = max((len(r.rounds) for r in doc.records if r.ok), default=0)
-            print(f"run {i}: {run.seconds:.0f} s wall, {rounds} rounds, "
+            aside = max((len(r.set_aside) for r in doc.records if r.ok), default=0)
+            print(f"run {i}: {run.seconds:.0f} s wall, {rounds} rounds ({aside} set aside: other work), "
                   f"{'?' if share is None else f'{share:.0%}'} of the rounds in timed iterations", flush=True)
             all_decided = True
             for who, phase, ratio in phase_rows(doc.records):
