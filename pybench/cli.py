@@ -70,8 +70,9 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                         f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
     p.add_argument("--budget", type=number(float, maximum=MAX_BUDGET_S), default=None,
                    help="seconds for --rounds auto (default: 270 per cell)")
-    p.add_argument("--no-lockstep", dest="lockstep", action="store_false",
-                   help="run a cell's frameworks back to back in each round, not side by side")
+    p.add_argument("--lockstep", action=argparse.BooleanOptionalAction, default=False,
+                   help="run a cell's frameworks side by side in each round, taking turns in blocks of "
+                        "about a second (default: back to back, which measured better here)")
     p.add_argument("--precision", type=number(float, maximum=1), default=StopRule.precision,
                    help="stop when the 95%% interval is within +-this fraction (default 0.02)")
     p.add_argument("--min-samples", type=_int(MAX_SAMPLES), default=StopRule.min_samples)
@@ -158,6 +159,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _exit_code(records)
 
 
+def _aside(record: CellRecord) -> str:
+    n = len(record.set_aside)
+    return f" ({n} set aside: other work used the CPUs while they ran)" if n else ""
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from pybench.report.terminal import details_table, ratio_table, summary_table
 
@@ -176,8 +182,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
                 "decide it" if u.seconds_needed else "")
         console.print(Text(f"undecided (or wider than +-{DECIDED_WIDTH:.0%}): {u.cell.spec.model} "
-                           f"{', '.join(u.phases)} after "
-                           f"{len(u.cell.rounds)} rounds{more}", style="yellow"))
+                           f"{', '.join(u.phases)} after {len(u.cell.rounds)} rounds"
+                           f"{_aside(u.cell)}{more}", style="yellow"))
     return _exit_code(records)
 
 

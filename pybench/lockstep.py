@@ -8,6 +8,10 @@ pairs, `statistics.round_log_ratio`) carries little of that drift.  First runs g
 time, so compile times are not inflated by the other worker; imports and model builds overlap.  On a
 GPU all workers of a cell hold their model and buffers on the device at once: the cell needs the sum of
 their memory, and the peak-memory figures of each stay its own.
+
+Opt-in (`--lockstep`): on the reference VM the per-round ratio did not come out steadier than from
+back-to-back rounds (scripts/bench_lockstep.py, README), and its rounds took longer; what a process
+pair adds dominates there, and only more rounds average it out.
 """
 
 from __future__ import annotations

@@ -157,8 +157,8 @@ def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
             continue
         needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
         need = None if None in needs else max(needs)
-        done = len(members[0].rounds)
-        per_round = max(r.wall_time for r in members) / max(done, 1)
+        per_round = max(r.wall_time for r in members) / len(members[0].rounds)
+        done = len(members[0].rounds) - len(members[0].set_aside)  # the rounds that count
         seconds = (need - done) * per_round if need is not None and need > done else None
         out.append(Undecided(members[0], phases, need, seconds))
     return out

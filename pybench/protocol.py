@@ -61,11 +61,11 @@ GPU_WARMUP_MAX = 50
 # 345 MHz, boosts to 1980), so a short workload could settle at a low clock.  The iteration cap
 # yields to it: a 5 ms iteration needs 200.
 GPU_WARMUP_MIN_TIME = 1.0
-# CPU warm-up, by the same rule: on the reference VM JAX's second and third iterations after its
-# first run are often 2-3x slow (fresh allocations), which in a round of 3 samples moved the round's
-# median by up to 60%.  The cap keeps it cheap: a ResNet-50 iteration is 0.2-2 s here.
-CPU_WARMUP_MIN = 1
-CPU_WARMUP_MAX = 3
+# CPU warm-up: one iteration.  On the reference VM JAX's first iteration or two after its first run
+# are often 2-3x slow (fresh allocations), which in a round of 3 samples moved the round's median by
+# up to 60%; one warm-up iteration leaves at most one such sample, which a median of 3 ignores.  More
+# would cost more than it saves: a warm-up iteration is 0.1-2 s here, in every group of every round.
+CPU_WARMUP_MIN = CPU_WARMUP_MAX = 1
 # A sampler may add, per measured phase, "<phase>" + GC_SUFFIX: ns of garbage collection inside each
 # of those samples (a runtime whose collector runs inside the timed region, as Julia's does).
 GC_SUFFIX = ".gc"

@@ -27,7 +27,7 @@ from pybench.workloads import WORKLOADS
 
 from cli_run import pybench_run  # beside this script
 
-MODES = {"lockstep": [], "back-to-back": ["--no-lockstep"]}
+MODES = {"lockstep": ["--lockstep"], "back-to-back": ["--no-lockstep"]}
 
 
 def spread(path: Path) -> tuple[dict[str, float], float]:

@@ -4,6 +4,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from pybench.protocol import StopRule
 from pybench.spec import CellSpec
@@ -238,6 +239,8 @@ class SlowedFromRound:
     def __call__(self, specs, plan, timeout, cache_dir, failed):
         self.round += 1
         out = self.inner(specs, plan, timeout, cache_dir, failed)
+        for rec in out:
+            rec.wall_time = 10.0
         if self.round >= self.start:
             for rec in out:
                 if rec.spec.framework == "pytorch":
@@ -268,3 +271,15 @@ def test_a_run_disturbed_throughout_gives_times_but_no_verdict(tmp_path):
     assert other.ratio_to(base, "total") is None
     assert base.estimate("total").value > 4  # every round counts for the times: they say how slow
     assert "Resnet18" in render_tables([load(store.path)])
+
+
+def test_what_would_decide_counts_only_the_rounds_that_count(tmp_path):
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    busy = Busy([0.0, 0.0, 0.0, 0.5])
+    script = SlowedFromRound(4)
+    script.inner = Lockstep({"pytorch": 1.0, "jax": 1.01}, pair_sd=0.05, seed=2)  # close: undecided
+    base, other = matrix.run_matrix(pair_specs(), store, Schedule(rounds=5, lockstep=True),
+                                    run_lockstep=script, meter=busy)
+    (u,) = planning.undecided([base, other])
+    assert len(base.set_aside) == 2 and u.rounds_needed is not None and u.rounds_needed > 3
+    assert u.seconds_needed == pytest.approx((u.rounds_needed - 3) * 10.0)  # 10 s a round
