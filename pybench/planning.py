@@ -27,7 +27,7 @@ from pybench.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_lo
 PRIOR_BETWEEN = 0.04
 PRIOR_WITHIN = 0.02
 # Two or three rounds barely estimate the between-round spread, and an estimate near 0 would plan
-# endless rounds; lockstep rounds of JAX/PyTorch ratios spread by 2-4% on the reference VM.
+# endless rounds; per-round JAX/PyTorch ratios spread by 2-7% on the reference VM.
 FLOOR_BETWEEN = 0.015
 # Short rounds give the t interval its degrees of freedom: a round samples at most this many times
 # its fixed cost (at most 2/3 of a round's wall time in timed iterations, by design).
