@@ -22,7 +22,8 @@ from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.errors import UserError
 from pybench.gpu_probe import driver_advice
 from pybench.lifetime import Terminated, install_signal_handlers
-from pybench.options import MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number, results_dir
+from pybench.options import (CELL_BUDGET_S, MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number,
+                             results_dir)
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
@@ -69,7 +70,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="auto (compare's default: at least 3, more until every ratio is decided or the "
                         f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
     p.add_argument("--budget", type=number(float, maximum=MAX_BUDGET_S), default=None,
-                   help="seconds for --rounds auto (default: 270 per cell)")
+                   help=f"seconds for --rounds auto (default: {CELL_BUDGET_S:.0f} per cell)")
     p.add_argument("--lockstep", action=argparse.BooleanOptionalAction, default=False,
                    help="run a cell's frameworks side by side in each round, taking turns in blocks of "
                         "about a second (default: back to back, which measured better here)")

@@ -20,6 +20,7 @@ from typing import Callable
 from pybench import efficiency, noise, planning
 from pybench.lifetime import scratch_dir, signals_deferred
 from pybench.lockstep import lockstep_round
+from pybench.options import CELL_BUDGET_S
 from pybench.protocol import HEADLINE, INITIAL_GROUP_S, groups_of
 from pybench.records import CellRecord
 from pybench.results import ResultsFile
@@ -28,7 +29,6 @@ from pybench.spec import CellKey, CellSpec
 from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
 
 AUTO_MIN_ROUNDS = 3
-CELL_BUDGET_S = 270.0  # --rounds auto: the default budget per cell (a resnet50 compare in 5 minutes)
 CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp folder, named with our pid
 
 

@@ -20,6 +20,7 @@ from pybench.backends import get_framework
 from pybench.backends.base import Framework
 from pybench.cluster import options as cluster_options
 from pybench.errors import UserError
+from pybench.options import CELL_BUDGET_S
 from pybench.protocol import StopRule
 from pybench.records import CellRecord
 from pybench.spec import CellSpec
@@ -59,7 +60,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
 
 def schedule_of(args: argparse.Namespace, cells: int) -> Schedule:
     """How the rounds of `cells` cells run, from the options (also used on a Slurm node)."""
-    from pybench.matrix import CELL_BUDGET_S, Schedule
+    from pybench.matrix import Schedule
 
     auto = args.rounds == "auto"
     return Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
