@@ -178,7 +178,8 @@ class Matrix:
         if not cell.rounds or not members:
             return None
         fixed = max(0.0, cell.wall - cell.timed) / cell.rounds
-        return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat)
+        budget = self.schedule.budget / len(self.cells) if self.schedule.rounds is None else None
+        return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat, budget)
 
     def _timeout(self, spec: CellSpec) -> float:
         return self.schedule.timeout or default_timeout(spec)
