@@ -204,8 +204,8 @@ class GroupRun:
     samples, `end`.  A back-to-back round calls them in one go (`measure`); a lockstep round calls
     them as the orchestrator commands, with other frameworks' blocks in between.
 
-    The first run is never a sample and the sampling clock starts after it and the warm-up, so compilation
-    (Inductor, XLA, Julia) never eats the sampling time.  The memory window opens after warm-up, so
+    The first run is never a sample and the sampling clock starts after it and the warm-up, so
+    compilation (Inductor, XLA, Julia) never eats the sampling time.  The memory window opens after warm-up, so
     autotuning workspaces are not counted.  Python's collector is paused inside blocks: a collector
     pause inside a timed region is noise, not the framework's cost.
     """

@@ -76,8 +76,8 @@ class Round:
     `run` names the matrix run (one results file) and `number` the round within it: the frameworks of
     a cell measured in the same run and round ran side by side, so only they are paired.  A round
     during which other work used more than OTHER_BUSY_LIMIT of the CPUs is `disturbed`: kept in the
-    file, left out of every estimate and ratio while the cell has quiet rounds (a competing process
-    slows PyTorch's thread pool far more than XLA's, so pairing cannot cancel it)."""
+    file, left out of every ratio, and of the time estimates while the cell has quiet rounds (a
+    competing process slows PyTorch's thread pool far more than XLA's, so pairing cannot cancel it)."""
 
     phases: dict[str, PhaseSamples]
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes

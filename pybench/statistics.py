@@ -24,9 +24,9 @@ One round: the distribution-free interval of the median from order statistics
 reader must not take it as a promise about the next run.  The minimum of one round has no such
 interval: None.
 
-Ratios (`paired_ratio`): the frameworks of a cell run next to each other in every round (back to back,
-or with `--lockstep` block by block), so slow drift largely cancels in their per-round ratio.  Rounds pair by their key (the run and
-the round number), never across runs; a round of one side without a partner is dropped and counted.
+Ratios (`paired_ratio`): the frameworks of a cell run next to each other in every round (back to
+back, or with `--lockstep` block by block), so slow drift largely cancels in their per-round ratio.
+Rounds pair by their key (the run and the round number), never across runs; a round of one side without a partner is dropped and counted.
 Here the question is whether the true ratio differs from 1, so the interval is the t confidence
 interval of the mean log ratio (not a replication interval).  One round pair gives a value but no
 interval and no verdict: one process pair says nothing about the next.

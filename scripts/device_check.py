@@ -85,11 +85,12 @@ def clocks(folder: str, device_arg: str) -> None:
         ran(rec)
         for phase in rec.phase_names:
             for i, r in enumerate(rec.rounds):
-                warm = sum(r.phases[phase].warmup)
+                warmup = r.phases[phase].warmup
                 if device_arg == "cpu":
-                    check(len(r.phases[phase].warmup) == CPU_WARMUP_MAX,
+                    check(len(warmup) == CPU_WARMUP_MAX,
                           f"{cell_name(rec)} {phase}: {CPU_WARMUP_MAX} warm-up iteration on the CPU")
                 else:
+                    warm = sum(warmup)
                     check(warm >= GPU_WARMUP_MIN_TIME * 0.99,
                           f"{cell_name(rec)} {phase} round {i + 1}: {warm:.2f} s of warm-up")
         if device_arg == "cpu":

@@ -149,7 +149,7 @@ def test_time_limit_separates_noisy_from_too_few_samples():
     m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
     assert m.phases["inference"].stop_reason == "noisy" and len(m.phases["inference"].samples) > 6
     clock = Clock()
-    stop = StopRule(precision=0.001, max_time=0.5)  # three samples: no 95% interval exists: no 95% interval exists
+    stop = StopRule(precision=0.001, max_time=0.5)  # three samples: no 95% interval exists
     m = measure(Scripted(clock, {"inference": wobble}), ("inference",), stop, gpu=False, clock=clock)
     assert m.phases["inference"].stop_reason == "too_few_samples"
     assert 1 <= len(m.phases["inference"].samples) < 6
