@@ -199,9 +199,9 @@ end
 
 ## the protocol's sampler: the clock runs in Julia, so juliacall's per-call cost stays out of samples
 
-const GC_SUFFIX = ".gc"  # pybench.protocol.GC_SUFFIX: a phase's GC ns per sample
+const GC_SUFFIX = ".gc"  # pybench.protocol.phases.GC_SUFFIX: a phase's GC ns per sample
 
-"""`n` iterations of a phase group (`pybench.protocol.PHASES`): measured phase -> ns per iteration,
+"""`n` iterations of a phase group (`pybench.protocol.phases.PHASES`): measured phase -> ns per iteration,
 and phase * GC_SUFFIX -> ns of GC inside each.  Julia's garbage collector runs where allocation
 triggers it (CUDA.jl's synchronize may collect too), inside the timed regions: that is what Flux
 users pay, so it stays in, and its share is reported."""

@@ -1,3 +1,3 @@
-from pybench.cli import main
+from pybench.cli.main import main
 
 raise SystemExit(main())

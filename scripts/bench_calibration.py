@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Hashable
 
 from pybench.report.selection import latest
-from pybench.results import collect
-from pybench.statistics import estimate
+from pybench.records.results import collect
+from pybench.records.statistics import estimate
 
 RunRounds = dict[Hashable, list[list[float]]]  # phase key -> rounds of samples (seconds)
 

@@ -18,10 +18,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from pybench.options import non_negative_int, positive_float, positive_int, results_dir
-from pybench.records import CellRecord
-from pybench.results import load
-from pybench.statistics import Ratio
+from pybench.cli.options import non_negative_int, positive_float, positive_int, results_dir
+from pybench.records.record import CellRecord
+from pybench.records.results import load
+from pybench.records.statistics import Ratio
 
 from cli_run import busy, pybench_run  # beside this script
 

@@ -19,9 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pybench import diff, results
-from pybench.options import non_negative_int, positive_float, positive_int, results_dir
-from pybench.workloads import WORKLOADS
+from pybench.report import diff
+from pybench.records import results
+from pybench.cli.options import non_negative_int, positive_float, positive_int, results_dir
+from pybench.protocol.workloads import WORKLOADS
 
 from cli_run import busy, pybench_run  # beside this script
 

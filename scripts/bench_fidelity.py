@@ -25,13 +25,14 @@ import statistics
 import time
 from typing import Any, Callable, Protocol
 
-from pybench.options import positive_float, positive_int
-from pybench.environment import available_cores
+from pybench.cli.options import positive_float, positive_int
+from pybench.machine.environment import available_cores
 from pybench.errors import UserError
-from pybench.protocol import PHASES, StopRule, measure
-from pybench.sampling import Sampler
-from pybench.spec import CellSpec
-from pybench.workloads import WORKLOADS
+from pybench.protocol.phases import PHASES
+from pybench.protocol.group import StopRule, measure
+from pybench.protocol.sampling import Sampler
+from pybench.records.spec import CellSpec
+from pybench.protocol.workloads import WORKLOADS
 
 TARGET = 0.03
 
@@ -63,7 +64,7 @@ class TorchHandLoop:
 
         from pybench.backends.base import SGD_LR, SGD_MOMENTUM, make_input, make_labels
         from pybench.backends.pytorch.backend import build_module
-        from pybench.workloads import NUM_CLASSES
+        from pybench.protocol.workloads import NUM_CLASSES
 
         torch.manual_seed(spec.seed)
         self.torch = torch
@@ -112,7 +113,7 @@ class JaxHandLoop:
 
         from pybench.backends.base import SGD_LR, SGD_MOMENTUM, make_input, make_labels
         from pybench.backends.jax import models
-        from pybench.workloads import NUM_CLASSES
+        from pybench.protocol.workloads import NUM_CLASSES
 
         module = models.build(spec.model, models.DTYPES[spec.dtype])
         variables = models.init_variables(module, spec.image_size, spec.batch_size, spec.seed)
@@ -212,7 +213,7 @@ def main() -> None:
     if args.threads > available_cores():
         ap.error(f"--threads {args.threads} is more than the {available_cores()} cores available")
 
-    from pybench.worker import pin_cores
+    from pybench.rounds.worker import pin_cores
 
     # Pinned before the framework starts its thread pools, as a worker is (XLA sizes its pool from
     # the cores it may use; PyTorch gets set_num_threads from the backend).

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from pybench.backends import FRAMEWORKS
-from pybench.options import positive_float, positive_int, results_dir
-from pybench.records import CellRecord
+from pybench.cli.options import positive_float, positive_int, results_dir
+from pybench.records.record import CellRecord
 from pybench.report.format import fmt_duration
 
 from cli_run import pybench_run  # beside this script

@@ -30,9 +30,9 @@ from contextlib import nullcontext
 from typing import Any, Callable
 from unittest import mock
 
-from pybench.options import positive_int
-from pybench.environment import available_cores
-from pybench.workloads import WORKLOADS
+from pybench.cli.options import positive_int
+from pybench.machine.environment import available_cores
+from pybench.protocol.workloads import WORKLOADS
 
 YNN_DOTS_ONLY = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
@@ -46,8 +46,8 @@ def jax_variants(model: str, image_size: int, batch: int) -> dict[str, dict[str,
 
     from pybench.backends.base import SGD_LR, SGD_MOMENTUM, make_input, make_labels
     from pybench.backends.jax import models
-    from pybench.spec import CellSpec
-    from pybench.workloads import NUM_CLASSES
+    from pybench.records.spec import CellSpec
+    from pybench.protocol.workloads import NUM_CLASSES
 
     spec = CellSpec("jax", model, "cpu", batch_size=batch, image_size=image_size, threads=1)
     x = jnp.asarray(models.to_nhwc(make_input(spec)))
@@ -108,7 +108,7 @@ def torch_variant(model: str, image_size: int, batch: int, threads: int) -> dict
 
     from pybench.backends.base import SGD_LR, SGD_MOMENTUM, make_input, make_labels
     from pybench.backends.pytorch.backend import build_module
-    from pybench.spec import CellSpec
+    from pybench.records.spec import CellSpec
 
     torch.set_num_threads(threads)
     spec = CellSpec("pytorch", model, "cpu", batch_size=batch, image_size=image_size, threads=threads)
@@ -142,7 +142,7 @@ def main() -> None:
     if args.threads > available_cores():
         ap.error(f"--threads {args.threads} is more than the {available_cores()} cores available")
 
-    from pybench.worker import pin_cores
+    from pybench.rounds.worker import pin_cores
 
     cores = pin_cores(args.threads)  # before JAX sizes its thread pool
     t0 = time.monotonic()

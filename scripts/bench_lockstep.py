@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.options import positive_int, results_dir
-from pybench.planning import round_logs
-from pybench.results import load
-from pybench.workloads import WORKLOADS
+from pybench.cli.options import positive_int, results_dir
+from pybench.rounds.planning import round_logs
+from pybench.records.results import load
+from pybench.protocol.workloads import WORKLOADS
 
 from cli_run import pybench_run  # beside this script
 

@@ -13,8 +13,8 @@ import argparse
 import statistics
 import time
 
-from pybench.protocol import StopRule, measure
-from pybench.sampling import Loop, PythonLoopSampler
+from pybench.protocol.group import StopRule, measure
+from pybench.protocol.sampling import Loop, PythonLoopSampler
 
 
 def noop() -> None: ...

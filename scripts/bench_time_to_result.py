@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from pybench import results
+from pybench.records import results
 from pybench.backends import FRAMEWORKS
-from pybench.cli import DEFAULT_ROUNDS
-from pybench.options import label_text, positive_int, results_dir
-from pybench.records import CellRecord
+from pybench.cli.main import DEFAULT_ROUNDS
+from pybench.cli.options import label_text, positive_int, results_dir
+from pybench.records.record import CellRecord
 
 from cli_run import pybench_run  # beside this script
 

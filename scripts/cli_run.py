@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from pybench.records import CellRecord
-from pybench.results import load
+from pybench.records.record import CellRecord
+from pybench.records.results import load
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gpu_check import cell_name, check, fail, ran, records  # noqa: E402 - beside this script
 from pybench.backends.jax import CUDA_PLUGIN_FIX  # noqa: E402
-from pybench.devices import Device, gpu_identity, resolve_device  # noqa: E402
-from pybench.gpu_probe import clock_state, clock_warnings, compute_pids, driver_advice  # noqa: E402
-from pybench.protocol import CPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME  # noqa: E402
+from pybench.machine.devices import Device, gpu_identity, resolve_device  # noqa: E402
+from pybench.machine.gpu_probe import clock_state, clock_warnings, compute_pids, driver_advice  # noqa: E402
+from pybench.protocol.group import CPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME  # noqa: E402
 
 def jax_probe(uuid: str) -> None:
     """JAX's backend and devices, and NVML's compute processes on the GPU while JAX holds it."""

@@ -23,12 +23,12 @@ from typing import Any, Callable, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pybench import results  # noqa: E402
-from pybench.efficiency import gpu_peak_gflops, peak_precision  # noqa: E402
-from pybench.devices import gpu_facts, gpu_identity, resolve_device  # noqa: E402
+from pybench.records import results  # noqa: E402
+from pybench.backends.efficiency import gpu_peak_gflops, peak_precision  # noqa: E402
+from pybench.machine.devices import gpu_facts, gpu_identity, resolve_device  # noqa: E402
 from pybench.errors import UserError  # noqa: E402
-from pybench.gpu_probe import driver_advice  # noqa: E402
-from pybench.records import CellRecord  # noqa: E402
+from pybench.machine.gpu_probe import driver_advice  # noqa: E402
+from pybench.records.record import CellRecord  # noqa: E402
 
 GROUPS = ("train", "step", "inference")
 JAX_GPU_BACKENDS = ("gpu", "cuda")
@@ -129,7 +129,7 @@ def dtypes() -> None:
     import torch
 
     from pybench.backends.pytorch.backend import PyTorchBackend
-    from pybench.spec import CellSpec
+    from pybench.records.spec import CellSpec
 
     gpu = resolve_device("cuda:0")
     for dtype, want in (("bf16", torch.bfloat16), ("fp16", torch.float16)):

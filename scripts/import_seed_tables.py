@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pybench.workloads import WORKLOADS  # noqa: E402
+from pybench.protocol.workloads import WORKLOADS  # noqa: E402
 
 DEFAULT_MD = ROOT.parent / "shared" / "reference" / "seed-2018-tables.md"
 DEFAULT_OUT = ROOT / "pybench" / "data" / "seed-2018.json"

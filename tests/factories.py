@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pybench.protocol import PhaseSamples
-from pybench.records import CellRecord, Round, WorkloadFacts
-from pybench.results import ResultsDoc
-from pybench.spec import CellSpec
+from pybench.protocol.group import PhaseSamples
+from pybench.records.record import CellRecord, Round, WorkloadFacts
+from pybench.records.results import ResultsDoc
+from pybench.records.spec import CellSpec
 
 VERSIONS = {"pytorch": ("PyTorch", "2.14.1"), "flux": ("Flux", "0.16.3"), "jax": ("JAX", "0.10.2")}
 GPU = "NVIDIA H200"

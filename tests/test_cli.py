@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from pybench import results
+from pybench.records import results
 from pybench.backends.flux import FRAMEWORK as FLUX
-from pybench.devices import visible_gpus
+from pybench.machine.devices import visible_gpus
 from processes import children, cmdline, running, wait_for
 
 # What this machine has decides what some commands do (a GPU turns `--device cuda` into a run).
@@ -138,7 +138,7 @@ def test_report_rejects_a_malformed_file(tmp_path):
     bad.write_text(json.dumps({"schema": "something else"}))
     p = pybench("report", bad)
     assert p.returncode == 2
-    assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.results' schema tag)\n"
+    assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.records.results' schema tag)\n"
 
 
 def test_ctrl_c_keeps_finished_cells_and_kills_the_worker(tmp_path):
@@ -156,7 +156,7 @@ def test_ctrl_c_keeps_finished_cells_and_kills_the_worker(tmp_path):
         return proc.poll() is not None or (len(files) == 1 and bool(results.load(files[0]).records))
 
     def workers() -> list[int]:
-        return [c for c in children(proc.pid) if "pybench.worker" in cmdline(c)]
+        return [c for c in children(proc.pid) if "pybench.rounds.worker" in cmdline(c)]
 
     assert wait_for(first_cell_saved, 240, step=0.5) and proc.poll() is None, "first cell never finished"
     assert wait_for(lambda: workers() or proc.poll() is not None, 120), "no second worker"

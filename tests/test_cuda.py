@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pybench.devices import resolve_device, visible_gpus
-from pybench.protocol import GPU_WARMUP_MIN
-from pybench.records import CellRecord
-from pybench.runner import run_cell
-from pybench.spec import CellSpec, StopRule
+from pybench.machine.devices import resolve_device, visible_gpus
+from pybench.protocol.group import GPU_WARMUP_MIN
+from pybench.records.record import CellRecord
+from pybench.rounds.runner import run_cell
+from pybench.records.spec import CellSpec, StopRule
 
 pytestmark = pytest.mark.skipif(not visible_gpus(), reason="no CUDA GPU visible to NVML")
 

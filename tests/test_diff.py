@@ -6,7 +6,7 @@ import numpy as np
 from rich.console import Console
 
 from factories import record, results_file
-from pybench.diff import compare_runs, diff_table, has_regression
+from pybench.report.diff import compare_runs, diff_table, has_regression
 
 
 def run(scale: float, seed: int, n_rounds: int = 5, drift: float = 0.005, **kw):

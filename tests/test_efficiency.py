@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from factories import record, train
-from pybench import efficiency
-from pybench.efficiency import forward_flops, gpu_peak_gflops, peak_precision, phase_flops
+from pybench.backends import efficiency
+from pybench.backends.efficiency import forward_flops, gpu_peak_gflops, peak_precision, phase_flops
 
 
 def test_single_layers_hand_computed():

@@ -4,9 +4,9 @@ shared with peak memory, and the record refusing rounds from another version or 
 import pytest
 
 from factories import record, train
-from pybench.energy import EnergyMeter, rapl_packages
-from pybench.protocol import StopRule, measure
-from pybench.records import Round
+from pybench.machine.energy import EnergyMeter, rapl_packages
+from pybench.protocol.group import StopRule, measure
+from pybench.records.record import Round
 from test_protocol import TRAIN, Clock, Probe, Scripted
 
 

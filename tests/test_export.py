@@ -7,10 +7,10 @@ import json
 import pytest
 
 from factories import record, results_file
-from pybench.cli import main
+from pybench.cli.main import main
 from pybench.report import export
 from pybench.report.command import export_text
-from pybench.results import ResultsFile
+from pybench.records.results import ResultsFile
 
 DOC = results_file([
     record("pytorch", "resnet18", rounds=[{"total": [0.10, 0.11, 0.12]}, {"total": [0.20, 0.21, 0.22]}]),

@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from pybench.backends import get_framework
-from pybench.devices import gpus
-from pybench.protocol import MODEL_PHASES
-from pybench.runner import run_cell
-from pybench.spec import CellSpec, StopRule
+from pybench.machine.devices import gpus
+from pybench.protocol.phases import MODEL_PHASES
+from pybench.rounds.runner import run_cell
+from pybench.records.spec import CellSpec, StopRule
 
 FLUX = get_framework("flux")
 AVAILABLE = FLUX.availability()
@@ -64,7 +64,7 @@ def test_tf32_sets_fast_math_and_says_how_it_differs():
 def test_flux_worker_never_imports_torch():
     spec = CellSpec("flux", "conv3x3_s1", "cpu", batch_size=1, image_size=32, threads=1, stop=QUICK)
     code = (  # as the worker runs a cell, juliacall first (Flux.preload)
-        "import juliacall, json, sys; from pybench.worker import run_round; from pybench.spec import CellSpec; "
+        "import juliacall, json, sys; from pybench.rounds.worker import run_round; from pybench.records.spec import CellSpec; "
         "rec = run_round(CellSpec.from_json(json.loads(sys.argv[1]))); "
         "print(json.dumps({'status': rec.status, 'error': rec.error, 'torch': 'torch' in sys.modules}))"
     )

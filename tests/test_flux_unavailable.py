@@ -15,8 +15,8 @@ from pybench.backends import get_framework
 from pybench.backends.flux import julia_env
 from pybench.backends.flux.backend import JuliaLoopSampler
 from pybench.errors import UserError
-from pybench.runner import run_cell
-from pybench.spec import CellSpec, StopRule
+from pybench.rounds.runner import run_cell
+from pybench.records.spec import CellSpec, StopRule
 
 ROOT = Path(__file__).resolve().parent.parent
 FLUX = get_framework("flux")

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pybench import devices
-from pybench.efficiency import gpu_peak_gflops
-from pybench.environment import capture
-from pybench.devices import (Device, cuda_devices, gpu_facts, gpu_identity,
+from pybench.machine import devices
+from pybench.backends.efficiency import gpu_peak_gflops
+from pybench.machine.environment import capture
+from pybench.machine.devices import (Device, cuda_devices, gpu_facts, gpu_identity,
                                  gpu_memory_used, gpus, nvml_uuid_forms, parse_visible_devices,
                                  resolve_device)
 from pybench.errors import UserError

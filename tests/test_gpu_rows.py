@@ -10,14 +10,16 @@ from types import SimpleNamespace
 import pytest
 
 from test_gpu_identity import A100, H100, SLICE_1, mig_a100, nvml, two_h100s  # noqa: F401 - nvml: fixture
-from pybench import gpu_probe, worker
+from pybench.machine import gpu_probe
+from pybench.rounds import worker
 from pybench.backends.jax import Jax
 from pybench.backends.pytorch import PyTorch
-from pybench.devices import Device
+from pybench.machine.devices import Device
 from pybench.errors import UserError
-from pybench.protocol import GC_SUFFIX, GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME, PhaseSamples, StopRule, measure
-from pybench.records import Malformed, Round
-from pybench.spec import CellSpec, cuda_index
+from pybench.protocol.phases import GC_SUFFIX
+from pybench.protocol.group import GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME, PhaseSamples, StopRule, measure
+from pybench.records.record import Malformed, Round
+from pybench.records.spec import CellSpec, cuda_index
 
 
 # --- clocks ----------------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ def test_driver_cuda_version_decides_what_to_install(nvml):
 
 
 def test_env_and_list_print_the_advice(monkeypatch, capsys):
-    from pybench import cli
+    from pybench.cli import main as cli
 
     monkeypatch.setattr(cli, "driver_advice", lambda: ["torch is a CUDA 13.0 build, but the driver ..."])
     assert cli.main(["list"]) == 0
@@ -304,7 +306,7 @@ def test_a_manifest_openssl_newer_than_pythons_is_unavailable():
 
 
 def test_a_compile_run_without_c_toolchain_stops_before_anything_runs(nvml, monkeypatch, tmp_path, capsys):
-    from pybench import cli
+    from pybench.cli import main as cli
     from pybench.backends import pytorch as torch_framework
 
     nvml(two_h100s())

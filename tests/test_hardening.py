@@ -18,13 +18,13 @@ import pytest
 
 from factories import record, results_file, train
 from processes import children, cmdline, running, wait_for
-from pybench import results
+from pybench.records import results
 from pybench.backends.flux import julia_env
 from pybench.errors import UserError
-from pybench.protocol import StopRule
+from pybench.protocol.group import StopRule
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER, update_readme
-from pybench.runner import run_cell
-from pybench.spec import CellSpec
+from pybench.rounds.runner import run_cell
+from pybench.records.spec import CellSpec
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +53,11 @@ time.sleep(600)
 # An orchestrator: the real runner with pybench's signal handling, saving into a results folder.
 ORCHESTRATOR = f"""
 import sys
-from pybench import lifetime, results, runner
-from pybench.protocol import StopRule
-from pybench.spec import CellSpec
+from pybench.machine import lifetime
+from pybench.records import results
+from pybench.rounds import runner
+from pybench.protocol.group import StopRule
+from pybench.records.spec import CellSpec
 lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {{"label": "t"}}, [])
 spec = CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1, stop=StopRule(max_time=1))
@@ -91,7 +93,7 @@ def worker_pids(pid_file: Path, orchestrator: subprocess.Popen, leftovers: list[
 
 def test_runs_started_in_the_same_second_get_a_file_each(tmp_path):
     start = time.time() + 1.5  # all four create at the same wall-clock instant
-    code = ("import sys, time; from pybench import results; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+    code = ("import sys, time; from pybench.records import results; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
             "print(results.ResultsFile.create(sys.argv[1], {'label': 'box'}, []).path)")
     procs = [subprocess.Popen([PY, "-c", code, str(tmp_path), str(start)], stdout=subprocess.PIPE,
                               text=True) for _ in range(4)]
@@ -105,9 +107,10 @@ def test_runs_started_in_the_same_second_get_a_file_each(tmp_path):
 
 FULL_DISK = """
 import resource, sys
-from pybench import results, runner
+from pybench.records import results
+from pybench.rounds import runner
 from pybench.errors import UserError
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 spec = CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1)
 try:
@@ -184,7 +187,7 @@ def test_sigterm_to_pybench_run_is_one_line_and_leaves_no_worker(tmp_path, lefto
     leftovers.append(proc.pid)
 
     def workers() -> list[int]:
-        return [c for c in children(proc.pid) if "pybench.worker" in cmdline(c)]
+        return [c for c in children(proc.pid) if "pybench.rounds.worker" in cmdline(c)]
 
     assert wait_for(lambda: workers() or proc.poll() is not None, 120), "no worker"
     (worker,) = workers()
@@ -212,7 +215,7 @@ def test_sigkill_to_the_orchestrator_takes_the_worker_with_it(tmp_path, leftover
 # A worker started without the parent-death signal (as where there is none): its watchdog.
 WATCHED = """
 import subprocess, sys, time
-watched = "import sys; from pybench.lifetime import watch_parent; watch_parent(0.1); exec(sys.argv[3])"
+watched = "import sys; from pybench.machine.lifetime import watch_parent; watch_parent(0.1); exec(sys.argv[3])"
 subprocess.Popen([sys.executable, "-c", watched, sys.argv[1], "1", sys.argv[2]], start_new_session=True)
 time.sleep(600)
 """
@@ -230,8 +233,10 @@ def test_a_worker_whose_parent_vanishes_kills_itself_and_its_children(tmp_path, 
 # Saves as fast as it can until a signal; a signal must never cost the file or leave a temp file.
 SAVING = """
 import sys
-from pybench import lifetime, results, runner
-from pybench.spec import CellSpec
+from pybench.machine import lifetime
+from pybench.records import results
+from pybench.rounds import runner
+from pybench.records.spec import CellSpec
 lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {}, [])
 rec = runner.failed_record(CellSpec("pytorch", "resnet18", "cpu", 1, 64, threads=1), "x" * 20_000)
@@ -258,7 +263,7 @@ def test_a_signal_during_saves_leaves_a_whole_file_and_no_temp_file(tmp_path, de
 
 DEFERRED = """
 import os, signal
-from pybench import lifetime
+from pybench.machine import lifetime
 lifetime.install_signal_handlers()
 try:
     with lifetime.signals_deferred():
@@ -277,7 +282,7 @@ def test_a_signal_inside_a_deferred_block_is_raised_after_it():
 
 
 def test_an_ignored_hangup_stays_ignored():  # nohup pybench run ...
-    code = ("import os, signal, time; from pybench import lifetime; lifetime.install_signal_handlers(); "
+    code = ("import os, signal, time; from pybench.machine import lifetime; lifetime.install_signal_handlers(); "
             "os.kill(os.getpid(), signal.SIGHUP); time.sleep(0.2); print('alive')")
     p = subprocess.run(["nohup", PY, "-c", code], capture_output=True, text=True, timeout=30)
     assert p.stdout == "alive\n"
@@ -341,7 +346,7 @@ def test_readme_through_a_symlink_keeps_the_link_and_the_mode(tmp_path):
 
 
 def test_a_new_plot_gets_the_umask_mode(tmp_path):
-    from pybench.plot import plot
+    from pybench.report.plot import plot
 
     old = os.umask(0o027)
     try:

@@ -1,6 +1,6 @@
 """Hardening, round two: one test per cause, with real processes, signals and files.
 
-The signal tests run the real command line (`pybench.cli.main`) with the real runner; only the worker
+The signal tests run the real command line (`pybench.cli.main.main`) with the real runner; only the worker
 is a small script that prints a valid record, so the moment of a signal relative to the worker's exit
 can be chosen: a helper outside the worker's process group waits for the worker to be gone, then
 signals the orchestrator.
@@ -20,8 +20,12 @@ import pytest
 
 from factories import record, results_file, train
 from processes import running, wait_for
-from pybench import cli, lifetime, matrix_run, results, runner
-from pybench.diff import compare_runs
+from pybench.cli import main as cli
+from pybench.machine import lifetime
+from pybench.rounds import execute as matrix_run
+from pybench.records import results
+from pybench.rounds import runner
+from pybench.report.diff import compare_runs
 from pybench.errors import UserError
 from pybench.report.format import md_text
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER, render_tables, update_readme
@@ -44,9 +48,9 @@ def hangup_as_default():
 #   "hang":                 sleep (sampling that never ends)
 WORKER = r"""
 import json, os, shutil, subprocess, sys, time
-from pybench.protocol import PhaseSamples
-from pybench.records import CellRecord, Round, WorkloadFacts
-from pybench.spec import CellSpec
+from pybench.protocol.group import PhaseSamples
+from pybench.records.record import CellRecord, Round, WorkloadFacts
+from pybench.records.spec import CellSpec
 spec = CellSpec.from_json(json.load(sys.stdin)["spec"])
 with open(sys.argv[1] + ".part", "w") as f:
     f.write(str(os.getpid()))
@@ -78,7 +82,9 @@ print(json.dumps(rec.to_json()), flush=True)
 # The real command line, its workers replaced by WORKER with argv[2:] as its arguments.
 ORCHESTRATOR = r"""
 import functools, sys
-from pybench import cli, matrix, runner
+from pybench.cli import main as cli
+from pybench.rounds import matrix
+from pybench.rounds import runner
 worker = [sys.executable, "-c", sys.argv[1], *sys.argv[3:]]
 matrix.run_matrix = functools.partial(matrix.run_matrix, run_one=functools.partial(runner.run_cell, command=worker))
 sys.exit(cli.main(["run", "--framework", "pytorch", "--model", "resnet18", "--device", "cpu",
@@ -111,8 +117,9 @@ def test_a_signal_just_after_the_worker_exits_keeps_its_round(tmp_path, delay):
 SIGNAL_WITH_THE_RESULT = """
 import os, signal, sys
 from factories import record
-from pybench import lifetime, results
-from pybench.matrix import Schedule, run_matrix
+from pybench.machine import lifetime
+from pybench.records import results
+from pybench.rounds.matrix import Schedule, run_matrix
 lifetime.install_signal_handlers()
 store = results.ResultsFile.create(sys.argv[1], {"label": "t"}, [])
 done = record("pytorch", "resnet18", {"total": 0.1}, device="cpu", threads=1)
@@ -174,9 +181,10 @@ def test_kept_is_not_said_when_the_results_folder_is_gone(tmp_path):
 
 FULL_BEFORE_FIRST_SAVE = """
 import resource, sys
-from pybench import results, runner
+from pybench.records import results
+from pybench.rounds import runner
 from pybench.errors import UserError
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 store = results.ResultsFile.create(sys.argv[1], {}, [])
 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 resource.setrlimit(resource.RLIMIT_FSIZE, (store.path.stat().st_size + 100, hard))
@@ -338,7 +346,7 @@ def test_labels_titles_devices_and_memory_kinds_cannot_write_markers_into_a_read
 
 
 def test_a_plot_draws_mathtext_labels_as_plain_text(tmp_path):
-    from pybench.plot import plot
+    from pybench.report.plot import plot
 
     rec = record("pytorch", "resnet18", train(1, 1), label="$\\frac{1}{0}$ $x^{$", device="cpu")
     rec.title = "$\\undefinedcommand$"

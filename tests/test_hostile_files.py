@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pybench import cli
+from pybench.cli import main as cli
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
 
 REAL = Path(__file__).parents[1] / "results" / "epyc-2core-20261129-161603.json"

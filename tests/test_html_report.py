@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pybench.cli import main
-from pybench.results import collect
+from pybench.cli.main import main
+from pybench.records.results import collect
 
 FIXTURE = Path(__file__).parent / "data" / "html"
 

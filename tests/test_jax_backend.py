@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from pybench.backends.jax.backend import JaxBackend
-from pybench.protocol import StopRule
-from pybench.runner import run_cell
-from pybench.spec import CellSpec
+from pybench.protocol.group import StopRule
+from pybench.rounds.runner import run_cell
+from pybench.records.spec import CellSpec
 
 
 def backend(model="resnet18", **kw):
@@ -78,7 +78,7 @@ def test_reduced_precision_computes_in_that_dtype_with_fp32_parameters(dtype, ex
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(b.params))
 
 
-PROBE = ("import sys, json; from pybench.spec import CellSpec; from pybench.worker import run_round; "
+PROBE = ("import sys, json; from pybench.records.spec import CellSpec; from pybench.rounds.worker import run_round; "
          "rec = run_round(CellSpec.from_json(json.load(sys.stdin)['spec'])); "
          "rec.framework_env['modules'] = sorted(m for m in ('torch', 'jax', 'juliacall') if m in sys.modules); "
          "print(json.dumps(rec.to_json()))")

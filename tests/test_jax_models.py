@@ -18,7 +18,7 @@ from flax.errors import InvalidRngError  # noqa: E402
 from pybench.backends.jax import convert, models, parity  # noqa: E402
 from pybench.backends.pytorch.backend import count_params as torch_count_params  # noqa: E402
 from pybench.backends.pytorch.backend import reference_model  # noqa: E402
-from pybench.workloads import LAYERS, WORKLOADS  # noqa: E402
+from pybench.protocol.workloads import LAYERS, WORKLOADS  # noqa: E402
 
 TORCHVISION_PARAMS = {
     "resnet18": 11_689_512,

@@ -13,7 +13,7 @@ import pytest
 from pybench.backends.base import SGD_LR, SGD_MOMENTUM
 from pybench.backends.flux.backend import JULIA_API
 from pybench.backends.flux.julia_env import JULIA_COMPAT
-from pybench.protocol import GC_SUFFIX, PHASES, measured_phases
+from pybench.protocol.phases import GC_SUFFIX, PHASES, measured_phases
 
 ts = pytest.importorskip("tree_sitter")
 tsj = pytest.importorskip("tree_sitter_julia")

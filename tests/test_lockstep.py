@@ -1,9 +1,9 @@
 """Lockstep rounds with real workers: two PyTorch workers (the A/A control) side by side."""
 
-from pybench.lockstep import lockstep_round
-from pybench.protocol import StopRule
-from pybench.runner import failed_record
-from pybench.spec import CellSpec
+from pybench.rounds.lockstep import lockstep_round
+from pybench.protocol.group import StopRule
+from pybench.rounds.runner import failed_record
+from pybench.records.spec import CellSpec
 
 STOP = StopRule(precision=0.5, max_time=4)
 

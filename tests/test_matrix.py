@@ -6,17 +6,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pybench.protocol import StopRule
-from pybench.spec import CellSpec
-from pybench import matrix, planning, runner
-from pybench.matrix import Schedule
-from pybench.noise import CpuShare
-from pybench.protocol import PhaseSamples
-from pybench.records import CellRecord, Round, WorkloadFacts
+from pybench.protocol.group import StopRule
+from pybench.records.spec import CellSpec
+from pybench.rounds import matrix
+from pybench.rounds import planning
+from pybench.rounds import runner
+from pybench.rounds.matrix import Schedule
+from pybench.machine.noise import CpuShare
+from pybench.protocol.group import PhaseSamples
+from pybench.records.record import CellRecord, Round, WorkloadFacts
 from pybench.report.markdown import render_tables
 from pybench.report.view import details_of, rows_of
-from pybench.results import ResultsFile, load
-from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
+from pybench.records.results import ResultsFile, load
+from pybench.records.statistics import SEQUENTIAL_MAX_ROUNDS
 
 
 class Script:

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pybench import noise
+from pybench.machine import noise
 from pybench.errors import UserError
-from pybench.noise import (
+from pybench.machine.noise import (
     BusyProcess, CpuShare, GpuState, NoiseAudit, StealMeter, advice, busy_processes, capture_end,
     capture_start, cpu_frequency, gpu_states, load_average,
 )

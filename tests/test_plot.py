@@ -5,7 +5,7 @@ import pytest
 
 from factories import record, results_file, train
 from pybench.errors import UserError
-from pybench.plot import plot
+from pybench.report.plot import plot
 
 FILES = [results_file([
     record("pytorch", "vgg16", train(0.0259, 0.0554, 0.0245)),

@@ -5,10 +5,10 @@ import statistics
 
 import pytest
 
-from pybench.protocol import CPU_WARMUP_MAX, StopRule, measure, precise
-from pybench.ranks import median_ci_ranks
-from pybench.sampling import Loop, PythonLoopSampler
-from pybench.statistics import estimate
+from pybench.protocol.group import CPU_WARMUP_MAX, StopRule, measure, precise
+from pybench.protocol.ranks import median_ci_ranks
+from pybench.protocol.sampling import Loop, PythonLoopSampler
+from pybench.records.statistics import estimate
 
 
 def test_median_ci_ranks_match_binomial_tables():
@@ -28,7 +28,7 @@ def test_rank_table_equals_scipys_binomial(confidence):
     import numpy as np
     from scipy.stats import binom
 
-    from pybench.ranks import _lower_ranks
+    from pybench.protocol.ranks import _lower_ranks
 
     alpha = (1 - confidence) / 2
     n = np.arange(2049)

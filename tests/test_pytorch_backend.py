@@ -5,7 +5,7 @@ import torch
 
 from pybench.backends.base import make_labels
 from pybench.backends.pytorch.backend import PyTorchBackend, count_params
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 
 
 def backend(model="resnet18", **kw):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pybench.errors import UserError
-from pybench.reference import load_reference
-from pybench.protocol import SEED_PHASES as PHASES
+from pybench.report.reference import load_reference
+from pybench.protocol.phases import SEED_PHASES as PHASES
 from pybench.report.format import model_title
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,9 +3,9 @@
 import sys
 import time
 
-from pybench.runner import run_cell
-from pybench.protocol import StopRule
-from pybench.spec import CellSpec
+from pybench.rounds.runner import run_cell
+from pybench.protocol.group import StopRule
+from pybench.records.spec import CellSpec
 
 FAST = StopRule(precision=0.5, min_samples=5, max_samples=8, max_time=5)
 
@@ -35,7 +35,7 @@ def test_real_worker_measures_resnet18():
 
 def test_framework_exception_becomes_a_failed_record():
     # The real worker, with a framework that raises a two-line error while preparing.
-    code = ("import sys, json; from pybench.spec import CellSpec; from pybench.worker import run_round; "
+    code = ("import sys, json; from pybench.records.spec import CellSpec; from pybench.rounds.worker import run_round; "
             "from pybench.backends.pytorch import backend as b; "
             "b.PyTorchBackend.prepare = lambda self: (_ for _ in ()).throw(RuntimeError('no device\\nmore')); "
             "print(json.dumps(run_round(CellSpec.from_json(json.load(sys.stdin)['spec'])).to_json()))")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from factories import record, train
-from pybench import results
-from pybench.sampling import Loop, PythonLoopSampler
+from pybench.records import results
+from pybench.protocol.sampling import Loop, PythonLoopSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

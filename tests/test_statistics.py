@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from pybench.statistics import (
+from pybench.records.statistics import (
     SEQUENTIAL_LOOK_CONFIDENCE, SEQUENTIAL_MAX_ROUNDS, Ratio, estimate, holm, judge, paired_ratio,
     ratio_confidence, round_log_ratio, round_test,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pybench import results
+from pybench.records import results
 
 TINY = ["--model", "dense1024_512", "--device", "cpu", "--batch-size", "2", "--threads", "1", "--rounds", "1",
         "--max-time", "0.2", "--precision", "0.5"]
@@ -86,9 +86,9 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {"scipy", "rich", "matplotlib", "pynvml"}:
             raise ModuleNotFoundError(name, name=name)
 sys.meta_path.insert(0, Block())
-from pybench.protocol import StopRule
-from pybench.spec import CellSpec
-from pybench.worker import run_round
+from pybench.protocol.group import StopRule
+from pybench.records.spec import CellSpec
+from pybench.rounds.worker import run_round
 spec = CellSpec(framework="pytorch", model="dense1024_512", device="cpu", batch_size=2, image_size=224,
                 threads=1, stop=StopRule(max_time=0.2))
 record = run_round(spec)

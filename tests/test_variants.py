@@ -9,15 +9,15 @@ import pytest
 from rich.console import Console
 
 from factories import record, results_file, train
-from pybench import diff
-from pybench.cli import build_parser
-from pybench.matrix_run import build_specs
-from pybench.environment import available_cores
+from pybench.report import diff
+from pybench.cli.main import build_parser
+from pybench.rounds.execute import build_specs
+from pybench.machine.environment import available_cores
 from pybench.errors import UserError
-from pybench.interpreter import staged_source, worker_command, worker_environ
+from pybench.rounds.interpreter import staged_source, worker_command, worker_environ
 from pybench.report.terminal import ratio_table, summary_table
-from pybench.variant_cli import check_executor, variant_specs
-from pybench.variants import PRESETS, Variant, parse_variant
+from pybench.cli.variants import check_executor, variant_specs
+from pybench.request.variants import PRESETS, Variant, parse_variant
 
 ENV = {"cpu": "Test CPU", "label": "box"}
 

@@ -5,8 +5,8 @@ import pytest
 
 from pybench.backends.base import make_input
 from pybench.errors import UserError
-from pybench.spec import CellSpec
-from pybench.workloads import LAYERS, WORKLOADS, get_workload, resolve_models
+from pybench.records.spec import CellSpec
+from pybench.protocol.workloads import LAYERS, WORKLOADS, get_workload, resolve_models
 
 
 def test_registry_is_the_seeds_nine_models_in_order():

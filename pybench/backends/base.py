@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from pybench.sampling import Sampler
-from pybench.records import WorkloadFacts
-from pybench.spec import CellSpec
-from pybench.workloads import NUM_CLASSES, get_workload
+from pybench.protocol.sampling import Sampler
+from pybench.records.record import WorkloadFacts
+from pybench.records.spec import CellSpec
+from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from pybench import environment
+from pybench.machine import environment
 from pybench.backends.base import Framework
 from pybench.cluster import slurm
 from pybench.cluster.node import CellJob, node_facts, run_cell_job
@@ -27,9 +27,9 @@ from pybench.cluster.options import SlurmConfig
 from pybench.cluster.submission import (JobEntry, Submission, collect_job, collected,
                                         mark_cancelled)
 from pybench.errors import UserError
-from pybench.records import CellRecord
-from pybench.spec import CellSpec
-from pybench.workloads import resolve_models
+from pybench.records.record import CellRecord
+from pybench.records.spec import CellSpec
+from pybench.protocol.workloads import resolve_models
 
 POLL_S = 1.0
 NOT_CELL_OPTIONS = {"command", "framework", "model", "results", "executor", "partition", "slurm_time",
@@ -55,7 +55,7 @@ def submit(args: argparse.Namespace, frameworks: list[Framework], config: SlurmC
     """Validate every cell as a local run would, then one job array per partition."""
     import submitit
 
-    from pybench.matrix_run import build_specs  # the CLI's own validation (imported late: it imports us)
+    from pybench.rounds.execute import build_specs  # the CLI's own validation (imported late: it imports us)
 
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_CELL_OPTIONS}
     # Validated here with this machine's CPU; each node builds its own specs for its own device.

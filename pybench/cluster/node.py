@@ -15,11 +15,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from pybench import environment
+from pybench.machine import environment
 from pybench.backends import FRAMEWORKS, get_framework
-from pybench.lifetime import install_signal_handlers
-from pybench.results import ResultsFile, atomic_write
-from pybench.spec import CellSpec
+from pybench.machine.lifetime import install_signal_handlers
+from pybench.records.results import ResultsFile, atomic_write
+from pybench.records.spec import CellSpec
 
 PLAN = "plan.json"
 RECORDS = "records"
@@ -54,7 +54,7 @@ def run_cell_job(job: CellJob) -> str:
     # Slurm's SIGTERM (time limit, scancel, preemption) stops the matrix as it stops a local run: the
     # worker is killed, what finished stays in the file, and the job ends at once.
     install_signal_handlers()
-    from pybench.matrix_run import build_specs  # the CLI's own validation; imported late (it imports us)
+    from pybench.rounds.execute import build_specs  # the CLI's own validation; imported late (it imports us)
 
     args = argparse.Namespace(**job.options, model=[job.model])
     env = environment.capture(args.label, args.threads, args.tf32)
@@ -68,8 +68,8 @@ def run_cell_job(job: CellJob) -> str:
 
 def measure(specs: list[CellSpec], store: ResultsFile, args: argparse.Namespace) -> None:
     """The one call into the runner: the cell's specs, the file, and the schedule the CLI would use."""
-    from pybench.matrix_run import schedule_of
-    from pybench.matrix import run_matrix
+    from pybench.rounds.execute import schedule_of
+    from pybench.rounds.matrix import run_matrix
 
     run_matrix(specs, store, schedule_of(args, cells=1), peak_gflops=args.peak_gflops)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybench.errors import UserError
-from pybench.statistics import STATS
+from pybench.records.statistics import STATS
 
 EXECUTORS = ("local", "slurm")
 DEFAULT_TIME = "1:00:00"

@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pybench import results
+from pybench.records import results
 from pybench.cluster.node import RECORDS, CellJob, read_plan
 from pybench.cluster.slurm import NOT_FOUND, JobState
 from pybench.errors import UserError
-from pybench.records import CellRecord
-from pybench.results import ResultsFile, atomic_write
-from pybench.spec import CellSpec
+from pybench.records.record import CellRecord
+from pybench.records.results import ResultsFile, atomic_write
+from pybench.records.spec import CellSpec
 
 MANIFEST = "submission.json"
 CANCELLED = "cancelled"  # in a job's folder: why pybench cancelled it
@@ -121,7 +121,7 @@ def collect_job(sub: Submission, entry: JobEntry, state: JobState) -> list[CellR
     specs = read_plan(folder) or entry.specs
     missing = [s for s in specs if s.key not in have]
     if missing:
-        from pybench.runner import failed_record
+        from pybench.rounds.runner import failed_record
 
         why = error or f"Slurm job {entry.job_id} returned without measuring this cell"
         records += [failed_record(s, why, _tail(job_paths(sub, entry).stderr)) for s in missing]

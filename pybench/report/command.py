@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pybench import results
+from pybench.records import results
 from pybench.errors import UserError
-from pybench.statistics import STATS
+from pybench.records.statistics import STATS
 
 FORMATS = ("md", "csv", "jsonl", "html")
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, say) -> int:
         raise UserError("--readme takes the markdown tables: drop --format and --output")
     reference = None
     if args.reference:
-        from pybench.reference import load_reference
+        from pybench.report.reference import load_reference
 
         reference = load_reference(args.reference)
     docs = _docs(args, reference)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, say) -> int:
         results.atomic_write(args.html, text if args.format == "html" else html_page(docs, args.stat, reference))
         say(f"HTML report written to {args.html}")
     if args.plot:
-        from pybench.plot import plot
+        from pybench.report.plot import plot
 
         plot(docs, args.plot, stat=args.stat)
         say(f"plot written to {args.plot}")

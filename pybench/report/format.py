@@ -7,7 +7,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from pybench.workloads import ALL
+from pybench.protocol.workloads import ALL
 
 if TYPE_CHECKING:  # the view imports this module for names
     from pybench.report.view import GroupDetails

@@ -127,7 +127,7 @@ def _cell_html(cell, unit: str) -> str:
 
 
 def _table(section: Section) -> str:
-    from pybench.protocol import PHASES
+    from pybench.protocol.phases import PHASES
 
     unit = "ms" if section.layers else "s"
     head = "".join(f"<th>{esc(PHASES[p].column)}</th>" for p in section.phases)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pybench.errors import UserError
-from pybench.protocol import PHASES
+from pybench.protocol.phases import PHASES
 from pybench.report.format import (
     DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_seconds, md_text, model_title,
 )
 from pybench.report.selection import Section, measured_sections, reference_sections
 from pybench.report.view import Cell, Row, check_stat
-from pybench.results import ResultsDoc, atomic_write, read_regular_file
-from pybench.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
+from pybench.records.results import ResultsDoc, atomic_write, read_regular_file
+from pybench.protocol.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
 
 BEGIN_MARKER = "<!-- pybench:tables:begin -->"
 END_MARKER = "<!-- pybench:tables:end -->"

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pybench.errors import UserError
-from pybench.protocol import LAYER_PHASES, SEED_PHASES
-from pybench.records import CellRecord
+from pybench.protocol.phases import LAYER_PHASES, SEED_PHASES
+from pybench.records.record import CellRecord
 from pybench.report.format import model_title, with_variant
 from pybench.report.view import Cell, Row, check_stat, compare_rows, headline, row_of, row_order
-from pybench.results import ResultsDoc
-from pybench.spec import CellKey
-from pybench.workloads import ALL, DEFAULT_IMAGE_SIZE
+from pybench.records.results import ResultsDoc
+from pybench.records.spec import CellKey
+from pybench.protocol.workloads import ALL, DEFAULT_IMAGE_SIZE
 
 
 def _created(doc: ResultsDoc) -> datetime:
@@ -167,7 +167,7 @@ class RunInfo:
 
 
 def run_infos(docs: list[ResultsDoc]) -> list[RunInfo]:
-    from pybench.noise import NoiseAudit, advice
+    from pybench.machine.noise import NoiseAudit, advice
 
     out = []
     for doc in sorted(docs, key=_created):

@@ -7,12 +7,12 @@ from rich.table import Table
 from rich.text import Text
 
 from pybench.backends import FRAMEWORKS
-from pybench.protocol import MODEL_PHASES
-from pybench.records import CellRecord
+from pybench.protocol.phases import MODEL_PHASES
+from pybench.records.record import CellRecord
 from pybench.report.format import DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_duration, model_title
 from pybench.report.view import Cell, Row, headline, rows_of
-from pybench.statistics import Ratio
-from pybench.workloads import ALL
+from pybench.records.statistics import Ratio
+from pybench.protocol.workloads import ALL
 
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pybench.backends import FRAMEWORKS
 from pybench.errors import UserError
-from pybench.protocol import GROUP_WEIGHTS, HEADLINE, PHASES
-from pybench.records import CellRecord
+from pybench.protocol.phases import GROUP_WEIGHTS, HEADLINE, PHASES
+from pybench.records.record import CellRecord
 from pybench.report.format import with_variant
-from pybench.statistics import STATS, Ratio, round_values
-from pybench.workloads import ALL
+from pybench.records.statistics import STATS, Ratio, round_values
+from pybench.protocol.workloads import ALL
 
 MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
 FRAMEWORK_ORDER = list(FRAMEWORKS)  # the seed lists PyTorch first; ratios are against the first
@@ -118,7 +118,7 @@ def _gc_share(record: CellRecord, phase: str) -> float | None:
 def details_of(record: CellRecord, stat: str) -> list[GroupDetails]:
     """Images/s, achieved GFLOP/s with % of the device's peak, peak memory, first run and energy per
     group, from its headline phase."""
-    from pybench.efficiency import phase_flops
+    from pybench.backends.efficiency import phase_flops
 
     out = []
     if not record.ok:

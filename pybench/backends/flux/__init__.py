@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pybench.backends.base import Availability, Framework, Options
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 
 
 class Flux(Framework):

@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 from pybench.backends.base import Availability
-from pybench.lifetime import run_bounded
+from pybench.machine.lifetime import run_bounded
 
 # The repository: pybench/backends/flux/ is three down.  A worker under another interpreter runs a
 # staged copy of the package, away from it, so the orchestrator names it (juliacall_env).

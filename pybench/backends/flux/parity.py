@@ -24,7 +24,7 @@ import numpy as np
 from pybench.backends.base import PARITY_RTOL
 from pybench.backends.flux.convert import architecture_note, flux_params, to_julia_layout
 from pybench.errors import UserError
-from pybench.workloads import get_workload
+from pybench.protocol.workloads import get_workload
 
 # Max |flux - torch| relative to max |torch|: fp32, different convolution algorithms and
 # summation orders agree to ~1e-6..1e-5; a wrong layout or layer order is off by O(1).
@@ -39,7 +39,7 @@ def export_torch(model: str, image_size: int, batch_size: int, device: str, path
 
     from pybench.backends.base import make_input
     from pybench.backends.pytorch.backend import reference_model
-    from pybench.spec import CellSpec
+    from pybench.records.spec import CellSpec
 
     net = reference_model(model)
     layers: list[tuple[str, list[np.ndarray]]] = []
@@ -74,7 +74,7 @@ def export_torch(model: str, image_size: int, batch_size: int, device: str, path
 def compare_flux(model: str, image_size: int, device: str, npz: Path) -> dict:
     """The Flux half (never imports torch)."""
     from pybench.backends.flux.backend import build, start_julia
-    from pybench.spec import available_cores, cuda_index
+    from pybench.records.spec import available_cores, cuda_index
 
     data = np.load(npz)
     api = start_julia(available_cores(), cuda_index(device), tf32=False)
@@ -110,7 +110,7 @@ def _run(half: str, cmd: list[str], env: dict[str, str]) -> None:
 def run_parity(model: str, image_size: int, batch_size: int, device: str) -> dict:
     """Same weights, same input, eval mode: max absolute and relative output difference."""
     from pybench.backends.flux.julia_env import flux_availability, juliacall_env
-    from pybench.spec import available_cores
+    from pybench.records.spec import available_cores
 
     w = get_workload(model)
     if w.is_layer:

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from pybench.backends.base import Availability, Framework, Options
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 
 # Allocate what is used, so memory figures mean something and describing JAX does not take 75% of
 # every visible GPU (XLA preallocates by default).

@@ -25,9 +25,9 @@ from pybench.backends.base import (
     CACHE_ENV, SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels, package_version,
 )
 from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
-from pybench.sampling import Loop, PythonLoopSampler, Sampler
-from pybench.records import WorkloadFacts
-from pybench.workloads import NUM_CLASSES, get_workload
+from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
+from pybench.records.record import WorkloadFacts
+from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
 
 class JaxBackend(Backend):

@@ -12,7 +12,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from pybench.backends.jax.models import LAYER, VGG_POOL
-from pybench.workloads import get_workload
+from pybench.protocol.workloads import get_workload
 
 VGG_FIRST_DENSE = "classifier.0"
 

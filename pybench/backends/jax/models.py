@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pybench.workloads import NUM_CLASSES, Workload, get_workload
+from pybench.protocol.workloads import NUM_CLASSES, Workload, get_workload
 
 DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "fp16": jnp.float16}
 # Flax keeps momentum * old + (1 - momentum) * batch: torch's momentum=0.1 is flax's 0.9.

@@ -13,7 +13,7 @@ import numpy as np
 from pybench.backends.base import PARITY_RTOL, make_input
 from pybench.backends.jax.convert import from_torchvision
 from pybench.backends.jax.models import abstract_variables, build, param_count, to_nhwc
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 
 
 def torch_reference(spec: CellSpec) -> dict:

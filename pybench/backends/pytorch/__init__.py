@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pybench.backends.base import Availability, Framework, Options
 from pybench.errors import UserError
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 
 # What Triton needs to build its launcher the first time a compiled graph runs on a GPU.
 C_TOOLCHAIN_FIX = ("install a C compiler and the Python headers (Debian/Ubuntu: apt install gcc python3-dev; "

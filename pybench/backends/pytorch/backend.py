@@ -9,9 +9,9 @@ import torch
 import torchvision
 
 from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels
-from pybench.sampling import Loop, PythonLoopSampler, Sampler
-from pybench.records import WorkloadFacts
-from pybench.workloads import NUM_CLASSES, get_workload
+from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
+from pybench.records.record import WorkloadFacts
+from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
 
 def build_module(name: str) -> torch.nn.Module:

@@ -16,21 +16,23 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pybench import __version__, devices, results
+from pybench import __version__
+from pybench.machine import devices
+from pybench.records import results
 from pybench.cluster import options as cluster_options
 from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.errors import UserError
-from pybench.gpu_probe import driver_advice
-from pybench.lifetime import Terminated, install_signal_handlers
-from pybench.options import (CELL_BUDGET_S, MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number,
+from pybench.machine.gpu_probe import driver_advice
+from pybench.machine.lifetime import Terminated, install_signal_handlers
+from pybench.cli.options import (CELL_BUDGET_S, MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number,
                              results_dir)
-from pybench.protocol import StopRule
-from pybench.records import CellRecord
-from pybench.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
-from pybench.matrix_run import execute
-from pybench.statistics import STATS
-from pybench.variant_cli import add_variant_options
-from pybench.workloads import get_workload
+from pybench.protocol.group import StopRule
+from pybench.records.record import CellRecord
+from pybench.records.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
+from pybench.rounds.execute import execute
+from pybench.records.statistics import STATS
+from pybench.cli.variants import add_variant_options
+from pybench.protocol.workloads import get_workload
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
@@ -177,7 +179,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.print(summary_table(records, stat=args.stat))
     out.print(ratio_table(records, stat=args.stat))
     out.print(details_table(records, stat=args.stat))
-    from pybench.planning import DECIDED_WIDTH, undecided
+    from pybench.rounds.planning import DECIDED_WIDTH, undecided
 
     for u in undecided(records):
         more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
@@ -195,7 +197,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from pybench import diff
+    from pybench.report import diff
 
     rows = diff.compare_runs(results.collect([args.old]), results.collect([args.new]), args.threshold,
                              stat=args.stat)
@@ -235,7 +237,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     import json
 
     if args.check:
-        from pybench.noise import advice, capture_start
+        from pybench.machine.noise import advice, capture_start
 
         tips = advice(capture_start())
         for tip in tips or ["nothing obvious: this machine looks quiet"]:

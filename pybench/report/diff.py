@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
-from pybench.records import CellRecord
+from pybench.records.record import CellRecord
 from pybench.report.format import fmt_duration, model_title, with_variant
 from pybench.report.selection import latest
 from pybench.report.view import MODEL_ORDER, check_stat
-from pybench.results import ResultsDoc
-from pybench.spec import CellKey
-from pybench.statistics import judge
+from pybench.records.results import ResultsDoc
+from pybench.records.spec import CellKey
+from pybench.records.statistics import judge
 
 UNPAIRED = ("Runs made at different times are unpaired: drift of the machine between them cannot be told "
             "from a change. For a decision, measure both setups side by side in the same rounds: "

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from pybench.shape import finite_within, shown
+from pybench.records.shape import finite_within, shown
 
 MAX_LABEL = 100
 MAX_TIMEOUT_S = 1e6  # select/poll take milliseconds in a C int: about 24 days at most

@@ -1,6 +1,6 @@
 """Results storage: one JSON file per invocation in a results folder, rewritten atomically per cell.
 
-The document is the machine's environment plus typed cell records (`pybench.records`), which own
+The document is the machine's environment plus typed cell records (`pybench.records.record`), which own
 their JSON; this module owns files: naming, atomic writes, reading safely, schema versions.
 """
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybench.errors import UserError
-from pybench.lifetime import signals_deferred
-from pybench.migrate import migrate_v1
-from pybench.records import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed
+from pybench.machine.lifetime import signals_deferred
+from pybench.records.migrate import migrate_v1
+from pybench.records.record import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed
 
 DEFAULT_DIR = Path("results")
 MAX_FILE_BYTES = 512 * 2**20  # a results file or README larger than this is not one

@@ -27,13 +27,14 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from pybench.interpreter import worker_command
-from pybench.lifetime import die_with_parent, interruptible, kill_group
-from pybench.planning import fit_samples
-from pybench.protocol import INITIAL_GROUP_S, group_cap, groups_of
-from pybench.records import CellRecord, Malformed
-from pybench.runner import exit_reason, worker_environment
-from pybench.spec import CellSpec
+from pybench.rounds.interpreter import worker_command
+from pybench.machine.lifetime import die_with_parent, interruptible, kill_group
+from pybench.rounds.planning import fit_samples
+from pybench.protocol.group import INITIAL_GROUP_S, group_cap
+from pybench.protocol.phases import groups_of
+from pybench.records.record import CellRecord, Malformed
+from pybench.rounds.runner import exit_reason, worker_environment
+from pybench.records.spec import CellSpec
 
 BLOCK_S = 1.0  # a block is about this long (at least one iteration)
 

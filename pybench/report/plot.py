@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pybench.errors import UserError
-from pybench.protocol import PHASES
+from pybench.protocol.phases import PHASES
 from pybench.report.format import model_title
 from pybench.report.selection import Section, measured_sections
-from pybench.results import ResultsDoc, atomic_write
+from pybench.records.results import ResultsDoc, atomic_write
 
 FORMATS = {".png": "png", ".svg": "svg"}
 

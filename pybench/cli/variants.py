@@ -9,11 +9,11 @@ from typing import Callable
 
 from pybench.backends import get_framework, resolve_frameworks
 from pybench.backends.base import Framework
-from pybench.environment import checked_threads
+from pybench.machine.environment import checked_threads
 from pybench.errors import UserError
-from pybench.interpreter import probe
-from pybench.spec import CellSpec
-from pybench.variants import PRESETS, SYNTAX, Variant, check_names, parse_variant, preset_variants
+from pybench.rounds.interpreter import probe
+from pybench.records.spec import CellSpec
+from pybench.request.variants import PRESETS, SYNTAX, Variant, check_names, parse_variant, preset_variants
 
 BuildSpecs = Callable[[argparse.Namespace, list[Framework], dict], list[CellSpec]]
 
@@ -40,7 +40,7 @@ def variant_specs(args: argparse.Namespace, env: dict, build: BuildSpecs) -> lis
     None when no variant was asked for.  Interpreters are probed here, before anything runs."""
     if not args.variant and not args.variants:
         return None
-    from pybench.runner import skip_reason
+    from pybench.rounds.runner import skip_reason
 
     chosen = getattr(args, "framework", ["all"])
     if args.variant and chosen != ["all"]:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from pybench.devices import nvml_call, nvml_session
+from pybench.machine.devices import nvml_call, nvml_session
 from pybench.errors import UserError
 
 BUSY_PERCENT = 5.0  # of one core, over the sampling window

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pybench.protocol import PHASES, StopRule
-from pybench.records import SCHEMA_VERSION, parse
-from pybench.shape import field_of
+from pybench.protocol.phases import PHASES
+from pybench.protocol.group import StopRule
+from pybench.records.record import SCHEMA_VERSION, parse
+from pybench.records.shape import field_of
 
 
 _V1_REASONS = {"converged": "converged", "max_samples": "max_samples", "max_time": "noisy"}

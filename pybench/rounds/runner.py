@@ -4,8 +4,8 @@ A worker that crashes, is killed (the kernel's OOM killer sends SIGKILL), hangs 
 prints garbage turns into a failed record with the reason; the matrix goes on.  Isolation also keeps
 torch, JAX and Julia out of each other's process.
 
-`run_cell` runs one round of one framework in one go; `pybench.lockstep` runs the frameworks of a
-cell side by side; `pybench.matrix` schedules the rounds of a whole matrix.
+`run_cell` runs one round of one framework in one go; `pybench.rounds.lockstep` runs the frameworks of a
+cell side by side; `pybench.rounds.matrix` schedules the rounds of a whole matrix.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from pybench.backends import get_framework
-from pybench.interpreter import worker_command, worker_environ
-from pybench.lifetime import run_bounded
-from pybench.records import CellRecord, Malformed
-from pybench.spec import CellSpec
+from pybench.rounds.interpreter import worker_command, worker_environ
+from pybench.machine.lifetime import run_bounded
+from pybench.records.record import CellRecord, Malformed
+from pybench.records.spec import CellSpec
 
 # Beyond the protocol's own time limit, a worker needs time to start, build the model and compile
 # every phase (Julia, XLA, Inductor); a cell is only declared hung after all of that.
@@ -66,7 +66,7 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     """Run one round of a cell in a fresh worker process and return its record, failed or not.
 
     `command` replaces the worker command line (a launcher such as `taskset -c 0-3 python -m
-    pybench.worker`); it must read the spec on stdin and print the record on stdout.  `cache_dir`
+    pybench.rounds.worker`); it must read the spec on stdin and print the record on stdout.  `cache_dir`
     is where a framework may keep compiled code for the later rounds of the same matrix.  `plan`:
     samples per phase group (`planning.plan_round`); without one the worker samples until precise,
     for `initial` seconds per group if given (a cell's first round).

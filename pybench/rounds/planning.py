@@ -18,9 +18,10 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
-from pybench.protocol import HEADLINE, MIN_PLANNED, group_cap
-from pybench.records import CellRecord
-from pybench.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_log_ratio
+from pybench.protocol.phases import HEADLINE
+from pybench.protocol.group import MIN_PLANNED, group_cap
+from pybench.records.record import CellRecord
+from pybench.records.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_log_ratio
 
 # Before two rounds exist: a process pair's own effect on this kind of VM (A/A pairs: 0.967, 0.972,
 # 1.048), and a within-round noise of 2%.

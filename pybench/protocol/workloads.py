@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pybench.errors import UserError
-from pybench.protocol import LAYER_PHASES, MODEL_PHASES
+from pybench.protocol.phases import LAYER_PHASES, MODEL_PHASES
 
 NUM_CLASSES = 1000
 DEFAULT_IMAGE_SIZE = 224

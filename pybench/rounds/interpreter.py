@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping
 
 from pybench.errors import UserError
-from pybench.spec import CellSpec
+from pybench.records.spec import CellSpec
 
 MIN_PYTHON = (3, 10)
 PROBE_TIMEOUT_S = 120.0
@@ -33,7 +33,7 @@ PROBE = ("import importlib.util, json, platform, sys; print(json.dumps({'python'
 # The worker's entry under another interpreter: the staged pybench first on the path, ahead of the
 # current folder (`-c` puts it first), which may hold a pybench checkout of its own.
 BOOT = ("import runpy, sys; sys.path.insert(0, {root!r}); "
-        "runpy.run_module('pybench.worker', run_name='__main__', alter_sys=True)")
+        "runpy.run_module('pybench.rounds.worker', run_name='__main__', alter_sys=True)")
 
 
 @functools.cache
@@ -56,7 +56,7 @@ def clean_environ(base: Mapping[str, str]) -> dict[str, str]:
 def worker_command(spec: CellSpec) -> list[str]:
     """The command line of a worker for this cell."""
     if not spec.interpreter:
-        return [sys.executable, "-m", "pybench.worker"]
+        return [sys.executable, "-m", "pybench.rounds.worker"]
     return [spec.interpreter, "-c", BOOT.format(root=str(staged_source()))]
 
 

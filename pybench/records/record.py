@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from pybench.errors import UserError
-from pybench.noise import OTHER_BUSY_LIMIT
-from pybench.protocol import PHASES, STOP_REASONS, Measurement, PhaseSamples
-from pybench.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, field_of, list_of, number_in, seconds, text
-from pybench.spec import CellKey, CellSpec
-from pybench.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
+from pybench.machine.noise import OTHER_BUSY_LIMIT
+from pybench.protocol.phases import PHASES
+from pybench.protocol.group import STOP_REASONS, Measurement, PhaseSamples
+from pybench.records.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, field_of, list_of, number_in, seconds, text
+from pybench.records.spec import CellKey, CellSpec
+from pybench.records.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
 
-SCHEMA = "pybench.results"
+SCHEMA = "pybench.records.results"
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "skipped")  # skipped: never attempted (framework unavailable, option unsupported)
 
@@ -83,7 +84,7 @@ class Round:
     memory: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> kind -> peak bytes
     number: int = 0  # 0: unnumbered (a version-1 file, a lone worker): never paired
     run: str = ""
-    energy: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> pybench.energy kind -> total
+    energy: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> pybench.machine.energy kind -> total
     # group -> "start"/"end" of sampling -> {"sm_mhz", "reasons"} (gpu_probe.clock_state); GPU only
     clocks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     other_busy: float | None = None  # share of all CPUs' time other work used in the round; None: unknown

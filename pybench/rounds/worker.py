@@ -1,6 +1,6 @@
 """Worker process: measures exactly one round of one cell and answers with one JSON record.
 
-    python -m pybench.worker < request.json > record.json
+    python -m pybench.rounds.worker < request.json > record.json
 
 The request is one JSON line: {"spec": ..., "plan": {group: samples}, "initial": seconds} for a round
 in one go (a plan, or sampling until precise for `initial` seconds per group), or
@@ -27,14 +27,14 @@ from typing import TextIO  # noqa: E402
 
 from pybench.backends import get_framework
 from pybench.backends.base import Backend
-from pybench.devices import gpu_identity, gpu_memory_used
-from pybench.energy import EnergyMeter
-from pybench.gpu_probe import ClockProbe, clock_warnings, local_cores, process_identity
-from pybench.interpreter import interpreter_facts
-from pybench.lifetime import watch_parent
-from pybench.protocol import GroupRun, Measurement, measure
-from pybench.records import CellRecord, Round
-from pybench.spec import CellSpec
+from pybench.machine.devices import gpu_identity, gpu_memory_used
+from pybench.machine.energy import EnergyMeter
+from pybench.machine.gpu_probe import ClockProbe, clock_warnings, local_cores, process_identity
+from pybench.rounds.interpreter import interpreter_facts
+from pybench.machine.lifetime import watch_parent
+from pybench.protocol.group import GroupRun, Measurement, measure
+from pybench.records.record import CellRecord, Round
+from pybench.records.spec import CellSpec
 
 
 class ProcessMemory:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pybench.devices import nvml_call, nvml_session, torch_cuda_version
+from pybench.machine.devices import nvml_call, nvml_session, torch_cuda_version
 
 # NVML's clock event ("throttle") reason bits, nvml.h's nvmlClocksEventReason* values.
 CLOCK_REASONS = {

@@ -15,8 +15,8 @@ import re
 import time
 from functools import lru_cache
 
-from pybench.protocol import PHASES
-from pybench.records import CellRecord, Peak
+from pybench.protocol.phases import PHASES
+from pybench.records.record import CellRecord, Peak
 
 # Dense (not "with sparsity") peak TFLOP/s of whole GPUs, by model and form factor, from NVIDIA's
 # data sheets: H100 Tensor Core GPU (SXM5, PCIe, NVL), H200 Tensor Core GPU (SXM, NVL), A100 Tensor
@@ -55,7 +55,7 @@ def forward_flops(model: str, image_size: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     from pybench.backends.pytorch.backend import build_module
-    from pybench.workloads import get_workload
+    from pybench.protocol.workloads import get_workload
 
     with torch.device("meta"):
         net = build_module(model).eval()  # eval: BatchNorm in train mode refuses a batch of one

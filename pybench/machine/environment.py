@@ -1,5 +1,5 @@
 """The machine a run happens on, captured once per invocation into every results file.  GPUs, and
-which device a run means, are `pybench.devices`."""
+which device a run means, are `pybench.machine.devices`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from pybench import __version__
-from pybench.devices import gpus
+from pybench.machine.devices import gpus
 from pybench.errors import UserError
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pybench.devices import nvml_call, nvml_session
+from pybench.machine.devices import nvml_call, nvml_session
 
 POWERCAP = Path("/sys/class/powercap")
 _PACKAGE = re.compile(r"intel-rapl:\d+")  # a package domain; intel-rapl:0:0 (core, dram) are inside it

@@ -21,7 +21,7 @@ from typing import Callable
 
 from pybench.backends import FRAMEWORKS, get_framework
 from pybench.errors import UserError
-from pybench.spec import DTYPES, CellSpec
+from pybench.records.spec import DTYPES, CellSpec
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
 FLAGS = ("tf32", "channels_last", "compile")

@@ -8,12 +8,13 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from pybench.devices import Device
-from pybench.environment import available_cores
+from pybench.machine.devices import Device
+from pybench.machine.environment import available_cores
 from pybench.errors import UserError
-from pybench.protocol import StopRule, check_phases
-from pybench.shape import Malformed, field_of, finite_within, shown, text
-from pybench.workloads import get_workload
+from pybench.protocol.group import StopRule
+from pybench.protocol.phases import check_phases
+from pybench.records.shape import Malformed, field_of, finite_within, shown, text
+from pybench.protocol.workloads import get_workload
 
 DTYPES = ("fp32", "bf16", "fp16")
 DEVICE = re.compile(r"cpu|cuda:[0-9]{1,3}")

@@ -47,7 +47,7 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from pybench.ranks import median_ci_ranks
+from pybench.protocol.ranks import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 STATS = ("median", "min")

@@ -3,7 +3,7 @@ cell is done.
 
 Every round of a cell is a fresh worker per framework (pyperf's model: between-process variation is
 part of what a number means).  Rounds go round-robin over the matrix; the frameworks of a cell run side
-by side (`pybench.lockstep`) or back to back, in an order that alternates between rounds (A B, B A,
+by side (`pybench.rounds.lockstep`) or back to back, in an order that alternates between rounds (A B, B A,
 ...), so drift hits every framework alike and largely cancels in their ratio.  Rounds carry their
 number and the run's id, which is what ratios pair.  Round 1 samples a short fixed time; later rounds
 take the samples per group that `planning.plan_round` finds best for the noise measured so far.
@@ -17,16 +17,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from pybench import efficiency, noise, planning
-from pybench.lifetime import scratch_dir, signals_deferred
-from pybench.lockstep import lockstep_round
-from pybench.options import CELL_BUDGET_S
-from pybench.protocol import HEADLINE, INITIAL_GROUP_S, groups_of
-from pybench.records import CellRecord
-from pybench.results import ResultsFile
-from pybench.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
-from pybench.spec import CellKey, CellSpec
-from pybench.statistics import SEQUENTIAL_MAX_ROUNDS
+from pybench.backends import efficiency
+from pybench.machine import noise
+from pybench.rounds import planning
+from pybench.machine.lifetime import scratch_dir, signals_deferred
+from pybench.rounds.lockstep import lockstep_round
+from pybench.cli.options import CELL_BUDGET_S
+from pybench.protocol.phases import HEADLINE, groups_of
+from pybench.protocol.group import INITIAL_GROUP_S
+from pybench.records.record import CellRecord
+from pybench.records.results import ResultsFile
+from pybench.rounds.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
+from pybench.records.spec import CellKey, CellSpec
+from pybench.records.statistics import SEQUENTIAL_MAX_ROUNDS
 
 AUTO_MIN_ROUNDS = 3
 CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp folder, named with our pid

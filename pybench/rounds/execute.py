@@ -15,20 +15,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.progress import TimeRemainingColumn
 from rich.text import Text
 
-from pybench import devices, environment, results
+from pybench.machine import devices
+from pybench.machine import environment
+from pybench.records import results
 from pybench.backends import get_framework
 from pybench.backends.base import Framework
 from pybench.cluster import options as cluster_options
 from pybench.errors import UserError
-from pybench.options import CELL_BUDGET_S
-from pybench.protocol import StopRule
-from pybench.records import CellRecord
-from pybench.spec import CellSpec
-from pybench.variant_cli import check_executor, variant_specs
-from pybench.workloads import resolve_models
+from pybench.cli.options import CELL_BUDGET_S
+from pybench.protocol.group import StopRule
+from pybench.records.record import CellRecord
+from pybench.records.spec import CellSpec
+from pybench.cli.variants import check_executor, variant_specs
+from pybench.protocol.workloads import resolve_models
 
 if TYPE_CHECKING:  # imported where used: the matrix pulls in the runner
-    from pybench.matrix import Schedule
+    from pybench.rounds.matrix import Schedule
 
 
 def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict) -> list[CellSpec]:
@@ -60,7 +62,7 @@ def build_specs(args: argparse.Namespace, frameworks: list[Framework], env: dict
 
 def schedule_of(args: argparse.Namespace, cells: int) -> Schedule:
     """How the rounds of `cells` cells run, from the options (also used on a Slurm node)."""
-    from pybench.matrix import Schedule
+    from pybench.rounds.matrix import Schedule
 
     auto = args.rounds == "auto"
     return Schedule(rounds=None if auto else args.rounds, lockstep=args.lockstep, timeout=args.timeout,
@@ -70,7 +72,7 @@ def schedule_of(args: argparse.Namespace, cells: int) -> Schedule:
 def execute(args: argparse.Namespace, frameworks: list[Framework], console: Console) -> list[CellRecord] | None:
     """The records of the matrix, with a progress bar on `console`; None when submitted to Slurm with
     --detach."""
-    from pybench import runner
+    from pybench.rounds import runner
 
     check_executor(args)
     if args.executor == "slurm":
@@ -86,7 +88,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework], console: Cons
     if all(reasons):
         raise UserError(f"nothing could be measured: {'; '.join(dict.fromkeys(reasons))}")
     store = results.ResultsFile.create(args.results, env, sys.argv)
-    from pybench.matrix import AUTO_MIN_ROUNDS, run_matrix
+    from pybench.rounds.matrix import AUTO_MIN_ROUNDS, run_matrix
 
     auto = args.rounds == "auto"
     schedule = schedule_of(args, len({s.key.cell for s, reason in zip(specs, reasons) if not reason}))
@@ -126,7 +128,7 @@ def execute(args: argparse.Namespace, frameworks: list[Framework], console: Cons
     share = store.environment.get("time", {}).get("timed_share")
     if share is not None:
         console.print(f"{share:.0%} of the rounds' wall time went to timed iterations")
-    from pybench.noise import NoiseAudit, advice
+    from pybench.machine.noise import NoiseAudit, advice
 
     for tip in advice(NoiseAudit.from_json(store.environment["noise"])):  # only when it matters
         console.print(Text(f"noise: {tip}", style="yellow"))
