@@ -138,7 +138,7 @@ def test_report_rejects_a_malformed_file(tmp_path):
     bad.write_text(json.dumps({"schema": "something else"}))
     p = pybench("report", bad)
     assert p.returncode == 2
-    assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.records.results' schema tag)\n"
+    assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.results' schema tag)\n"
 
 
 def test_ctrl_c_keeps_finished_cells_and_kills_the_worker(tmp_path):

@@ -46,7 +46,7 @@ def test_atomic_write_keeps_old_content_when_the_write_fails(tmp_path, monkeypat
 
 def good_doc() -> dict:
     rec = record("pytorch", "resnet18", train(0.1, 0.2, 0.05), device="cpu")
-    return {"schema": "pybench.records.results", "schema_version": 2, "created": "", "command": [],
+    return {"schema": "pybench.results", "schema_version": 2, "created": "", "command": [],
             "environment": {}, "records": [rec.to_json()]}
 
 
@@ -68,8 +68,8 @@ def mutate(path: list, value):
         ("{not json", "not valid JSON"),
         ('{"hello": 1}', "not a pybench results file"),
         ('[1, 2]', "not a pybench results file"),
-        ('{"schema": "pybench.records.results", "schema_version": 99, "environment": {}, "records": []}', "schema version 99"),
-        ('{"schema": "pybench.records.results", "schema_version": 2, "environment": {}, "records": [{"status": "ok"}]}',
+        ('{"schema": "pybench.results", "schema_version": 99, "environment": {}, "records": []}', "schema version 99"),
+        ('{"schema": "pybench.results", "schema_version": 2, "environment": {}, "records": [{"status": "ok"}]}',
          "malformed record in .*: record #1.spec is missing"),
         (mutate(["status"], None), r"record #1.status: expected str, got NoneType"),
         (mutate(["status"], "great"), "unknown status 'great'"),
@@ -83,7 +83,7 @@ def mutate(path: list, value):
         (mutate(["spec", "batch_size"], "eight"), "record #1.spec"),
         (mutate(["spec", "model"], "lenet"), "unknown model"),
         (mutate(["workload"], {"params": True}), "params: expected int, got bool"),
-        ('{"schema": "pybench.records.results", "schema_version": 2, "environment": {}, "records": '
+        ('{"schema": "pybench.results", "schema_version": 2, "environment": {}, "records": '
          + "[" * 100000 + "]" * 100000 + "}", "nested too deeply|malformed"),
     ],
 )

@@ -19,7 +19,7 @@ from pybench.records.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, fiel
 from pybench.records.spec import CellKey, CellSpec
 from pybench.records.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
 
-SCHEMA = "pybench.records.results"
+SCHEMA = "pybench.results"
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "skipped")  # skipped: never attempted (framework unavailable, option unsupported)
 
