@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pybench.protocol.group import PhaseSamples
-from pybench.records.record import CellRecord, Round, WorkloadFacts
+from pybench.records.record import CellRecord
+from pybench.records.round import Round, WorkloadFacts
 from pybench.records.results import ResultsDoc
 from pybench.records.spec import CellSpec
 

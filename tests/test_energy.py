@@ -6,7 +6,7 @@ import pytest
 from factories import record, train
 from pybench.machine.energy import EnergyMeter, rapl_packages
 from pybench.protocol.group import StopRule, measure
-from pybench.records.record import Round
+from pybench.records.round import Round
 from test_protocol import TRAIN, Clock, Probe, Scripted
 
 

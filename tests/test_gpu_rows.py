@@ -18,7 +18,8 @@ from pybench.machine.devices import Device
 from pybench.errors import UserError
 from pybench.protocol.phases import GC_SUFFIX
 from pybench.protocol.group import GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME, PhaseSamples, StopRule, measure
-from pybench.records.record import Malformed, Round
+from pybench.records.record import Malformed
+from pybench.records.round import Round
 from pybench.records.spec import CellSpec, cuda_index
 
 

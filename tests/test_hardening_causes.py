@@ -49,7 +49,8 @@ def hangup_as_default():
 WORKER = r"""
 import json, os, shutil, subprocess, sys, time
 from pybench.protocol.group import PhaseSamples
-from pybench.records.record import CellRecord, Round, WorkloadFacts
+from pybench.records.record import CellRecord
+from pybench.records.round import Round, WorkloadFacts
 from pybench.records.spec import CellSpec
 spec = CellSpec.from_json(json.load(sys.stdin)["spec"])
 with open(sys.argv[1] + ".part", "w") as f:

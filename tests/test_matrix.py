@@ -14,7 +14,8 @@ from pybench.rounds import runner
 from pybench.rounds.matrix import Schedule
 from pybench.machine.noise import CpuShare
 from pybench.protocol.group import PhaseSamples
-from pybench.records.record import CellRecord, Round, WorkloadFacts
+from pybench.records.record import CellRecord
+from pybench.records.round import Round, WorkloadFacts
 from pybench.report.markdown import render_tables
 from pybench.report.view import details_of, rows_of
 from pybench.records.results import ResultsFile, load

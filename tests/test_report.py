@@ -7,7 +7,7 @@ from rich.console import Console
 
 from factories import record, results_file, train
 from pybench.errors import UserError
-from pybench.records.record import Peak
+from pybench.records.round import Peak
 from pybench.report import markdown as report
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
 from pybench.report.format import detail_texts

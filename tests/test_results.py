@@ -10,7 +10,8 @@ import pytest
 from factories import record, train
 from pybench.records import results
 from pybench.errors import UserError
-from pybench.records.record import SCHEMA_VERSION, CellRecord
+from pybench.records.record import CellRecord
+from pybench.records.round import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pybench.protocol.sampling import Sampler
-from pybench.records.record import WorkloadFacts
+from pybench.records.round import WorkloadFacts
 from pybench.records.spec import CellSpec
 from pybench.protocol.workloads import NUM_CLASSES, get_workload
 

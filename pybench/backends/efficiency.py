@@ -16,7 +16,8 @@ import time
 from functools import lru_cache
 
 from pybench.protocol.phases import PHASES
-from pybench.records.record import CellRecord, Peak
+from pybench.records.record import CellRecord
+from pybench.records.round import Peak
 
 # Dense (not "with sparsity") peak TFLOP/s of whole GPUs, by model and form factor, from NVIDIA's
 # data sheets: H100 Tensor Core GPU (SXM5, PCIe, NVL), H200 Tensor Core GPU (SXM, NVL), A100 Tensor

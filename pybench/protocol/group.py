@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from pybench.protocol.ranks import median_ci_ranks
 from pybench.protocol.sampling import Sampler
-from pybench.protocol.phases import GC_SUFFIX, GROUP_WEIGHTS, HEADLINE, PHASES, groups_of, measured_phases
+from pybench.protocol.phases import GC_SUFFIX, GROUP_WEIGHTS, HEADLINE, PHASES, check_phases, groups_of
 
 # GPU warm-up: cudnn.benchmark (and Julia's or XLA's compiler) make the first few iterations slow; we
 # keep warming up until two consecutive iterations agree this closely, within the bounds below.

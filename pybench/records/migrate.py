@@ -8,7 +8,7 @@ from typing import Any
 
 from pybench.protocol.phases import PHASES
 from pybench.protocol.group import StopRule
-from pybench.records.record import SCHEMA_VERSION, parse
+from pybench.records.round import SCHEMA_VERSION, parse
 from pybench.records.shape import field_of
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from pybench.errors import UserError
 from pybench.machine.lifetime import signals_deferred
 from pybench.records.migrate import migrate_v1
-from pybench.records.record import SCHEMA, SCHEMA_VERSION, CellRecord, Malformed
+from pybench.records.record import CellRecord, Malformed
+from pybench.records.round import SCHEMA, SCHEMA_VERSION
 
 DEFAULT_DIR = Path("results")
 MAX_FILE_BYTES = 512 * 2**20  # a results file or README larger than this is not one

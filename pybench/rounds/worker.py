@@ -33,7 +33,8 @@ from pybench.machine.gpu_probe import ClockProbe, clock_warnings, local_cores, p
 from pybench.rounds.interpreter import interpreter_facts
 from pybench.machine.lifetime import watch_parent
 from pybench.protocol.group import GroupRun, Measurement, measure
-from pybench.records.record import CellRecord, Round
+from pybench.records.record import CellRecord
+from pybench.records.round import Round
 from pybench.records.spec import CellSpec
 
 

@@ -15,7 +15,7 @@ from pybench.backends.base import Backend, make_input, make_labels
 from pybench.backends.flux.convert import architecture_note, to_julia_layout
 from pybench.backends.flux.julia_env import JULIA_DIR, juliacall_env
 from pybench.protocol.sampling import Sampler
-from pybench.records.record import WorkloadFacts
+from pybench.records.round import WorkloadFacts
 from pybench.protocol.workloads import Workload, get_workload
 
 JULIA_API: dict[str, int] = {

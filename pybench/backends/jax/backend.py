@@ -26,7 +26,7 @@ from pybench.backends.base import (
 )
 from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
 from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
-from pybench.records.record import WorkloadFacts
+from pybench.records.round import WorkloadFacts
 from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
 

@@ -10,7 +10,7 @@ import torchvision
 
 from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels
 from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
-from pybench.records.record import WorkloadFacts
+from pybench.records.round import WorkloadFacts
 from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
 
