@@ -15,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from pybench.records.record import CellRecord
-from pybench.report.format import fmt_duration, model_title, with_variant
+from pybench.report.format import fmt_duration, model_title
+from pybench.report.view import with_variant
 from pybench.report.selection import latest
 from pybench.report.view import MODEL_ORDER, check_stat
 from pybench.records.results import ResultsDoc

@@ -56,10 +56,6 @@ def model_title(model: str) -> str:
     return w.title if w else model
 
 
-def with_variant(label: str, variant: str) -> str:
-    return f"{label} ({variant})" if variant else label
-
-
 # The details' columns (markdown, terminal, HTML): one line per phase group of a row.
 DETAILS = {
     "group": "Group",

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pybench.errors import UserError
 from pybench.protocol.phases import LAYER_PHASES, SEED_PHASES
 from pybench.records.record import CellRecord
-from pybench.report.format import model_title, with_variant
-from pybench.report.view import Cell, Row, check_stat, compare_rows, headline, row_of, row_order
+from pybench.report.format import model_title
+from pybench.report.view import Cell, Row, check_stat, compare_rows, headline, row_of, row_order, with_variant
 from pybench.records.results import ResultsDoc
 from pybench.records.spec import CellKey
 from pybench.protocol.workloads import ALL, DEFAULT_IMAGE_SIZE

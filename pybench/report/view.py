@@ -16,7 +16,6 @@ from pybench.backends import FRAMEWORKS
 from pybench.errors import UserError
 from pybench.protocol.phases import GROUP_WEIGHTS, HEADLINE, PHASES
 from pybench.records.record import CellRecord
-from pybench.report.format import with_variant
 from pybench.records.statistics import STATS, Ratio, round_values
 from pybench.protocol.workloads import ALL
 
@@ -24,6 +23,11 @@ MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
 FRAMEWORK_ORDER = list(FRAMEWORKS)  # the seed lists PyTorch first; ratios are against the first
 # Below this the NVML counter (updated every 20-100 ms) cannot give a per-batch figure worth showing.
 MIN_ENERGY_WINDOW_S = 1.0
+
+
+def with_variant(label: str, variant: str) -> str:
+    """A row's label with what makes it not the plain row: 'PyTorch 2.14.1 (bf16)'."""
+    return f"{label} ({variant})" if variant else label
 
 
 def check_stat(stat: str) -> None:
