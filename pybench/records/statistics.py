@@ -41,6 +41,7 @@ rounds a side.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Hashable, Mapping, Sequence
@@ -51,7 +52,27 @@ from pybench.protocol.ranks import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 STATS = ("median", "min")
-CHANGE_VERDICTS = ("slower", "faster", "same", "inconclusive")
+
+
+class Verdict(str, enum.Enum):
+    """Every verdict pybench states, one word each: str-valued, so JSON, CSV and tables keep the word."""
+
+    FASTER = "faster"  # a ratio or a change whose interval excludes 1 (a change: beyond the threshold)
+    SLOWER = "slower"
+    TIE = "tie"  # a ratio whose interval lies within the precision of 1
+    UNDECIDED = "undecided"  # a ratio whose interval holds 1 and is wider than the precision
+    SAME = "same"  # a change whose interval lies within the threshold
+    INCONCLUSIVE = "inconclusive"  # a change the rounds can neither confirm nor rule out
+    # diff's states of a whole cell, where no phase is compared
+    ONLY_IN_OLD = "only-in-old"
+    ONLY_IN_NEW = "only-in-new"
+    BROKEN = "broken"  # ran before, fails now
+    FIXED = "fixed"
+    FAILED = "failed"  # fails in both runs
+
+    def __str__(self) -> str:
+        return self.value
+
 
 
 @dataclass(frozen=True)
@@ -99,12 +120,12 @@ class Ratio:
         return self.ci_low is not None and self.ci_high is not None and (
             self.ci_high < 1 or self.ci_low > 1)
 
-    def verdict(self) -> str:
-        """'faster' or 'slower' for the numerator when the interval excludes 1; else 'tie' when it
-        lies within the precision (or none is known), 'undecided' when it is wider."""
+    def verdict(self) -> Verdict:
+        """FASTER or SLOWER for the numerator when the interval excludes 1; else TIE when it lies
+        within the precision (or none is known), UNDECIDED when it is wider."""
         if self.excludes_one:
-            return "faster" if self.value < 1 else "slower"
-        return "tie" if self.precision is None or self.decided() else "undecided"
+            return Verdict.FASTER if self.value < 1 else Verdict.SLOWER
+        return Verdict.TIE if self.precision is None or self.decided() else Verdict.UNDECIDED
 
     def decided(self, precision: float | None = None) -> bool:
         """The interval excludes 1, or lies within +-precision (default: the run's) of 1: more
@@ -120,7 +141,7 @@ class Change:
     ratio: float  # new / old estimate
     p_value: float | None  # None: too few rounds for a test
     significant: bool  # rejected by Holm over the whole family compared
-    verdict: str  # one of CHANGE_VERDICTS
+    verdict: Verdict  # SLOWER, FASTER, SAME or INCONCLUSIVE
     ci_low: float | None = None  # Welch interval of new / old at 1 - alpha; None with a p-value
     ci_high: float | None = None
 
@@ -300,14 +321,14 @@ def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha
     for (old, new), test, rej in zip(pairs, tests, rejected):
         ratio = estimate(new, stat=stat).value / estimate(old, stat=stat).value
         if test is None:
-            out.append(Change(ratio, None, False, "inconclusive"))
+            out.append(Change(ratio, None, False, Verdict.INCONCLUSIVE))
             continue
         p, lo, hi = test[0], _exp(test[1]), _exp(test[2])
         if rej and abs(ratio - 1) > threshold:
-            verdict = "slower" if ratio > 1 else "faster"
+            verdict = Verdict.SLOWER if ratio > 1 else Verdict.FASTER
         elif 1 - threshold <= lo and hi <= 1 + threshold:
-            verdict = "same"
+            verdict = Verdict.SAME
         else:
-            verdict = "inconclusive"
+            verdict = Verdict.INCONCLUSIVE
         out.append(Change(ratio, p, rej, verdict, lo, hi))
     return out

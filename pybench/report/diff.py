@@ -21,13 +21,14 @@ from pybench.report.selection import latest
 from pybench.report.view import MODEL_ORDER, check_stat
 from pybench.records.results import ResultsDoc
 from pybench.records.spec import CellKey
-from pybench.records.statistics import judge
+from pybench.records.statistics import Verdict, judge
 
 UNPAIRED = ("Runs made at different times are unpaired: drift of the machine between them cannot be told "
             "from a change. For a decision, measure both setups side by side in the same rounds: "
             "pybench compare --variant old=... --variant new=... (e.g. new=pytorch@/path/to/other/venv/bin/python)")
-REGRESSIONS = ("slower", "broken")  # broken: ran before, fails now
-STYLES = {"slower": "red", "broken": "red", "faster": "green", "fixed": "green", "same": "dim"}
+REGRESSIONS = (Verdict.SLOWER, Verdict.BROKEN)
+STYLES = {Verdict.SLOWER: "red", Verdict.BROKEN: "red", Verdict.FASTER: "green", Verdict.FIXED: "green",
+          Verdict.SAME: "dim"}
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,21 @@ class DiffRow:
     new: float | None
     ratio: float | None  # new / old
     p_value: float | None  # before Holm's correction
-    verdict: str  # slower, faster, same, inconclusive, only-in-old, only-in-new, broken, fixed, failed
+    verdict: Verdict
 
 
 def _latest(docs: list[ResultsDoc]) -> dict[CellKey, CellRecord]:
     return {e.record.key: e.record for e in latest(docs)}
 
 
-def _whole(a: CellRecord | None, b: CellRecord | None) -> str:
+def _whole(a: CellRecord | None, b: CellRecord | None) -> Verdict:
     if a is None:
-        return "only-in-new"
+        return Verdict.ONLY_IN_NEW
     if b is None:
-        return "only-in-old"
+        return Verdict.ONLY_IN_OLD
     if a.ok == b.ok:
-        return "failed"
-    return "broken" if a.ok else "fixed"
+        return Verdict.FAILED
+    return Verdict.BROKEN if a.ok else Verdict.FIXED
 
 
 def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float = 0.05,
@@ -75,11 +76,11 @@ def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float 
             in_a, in_b = phase in a.phase_names, phase in b.phase_names
             if not (in_a and in_b):
                 rows.append(DiffRow(key, framework, phase, None, None, None, None,
-                                    "only-in-new" if in_b else "only-in-old"))
+                                    Verdict.ONLY_IN_NEW if in_b else Verdict.ONLY_IN_OLD))
                 continue
             tested.append((len(rows), a, b, phase))
             rows.append(DiffRow(key, framework, phase, a.estimate(phase, stat).value,
-                                b.estimate(phase, stat).value, None, None, ""))
+                                b.estimate(phase, stat).value, None, None, Verdict.INCONCLUSIVE))  # until judged
     changes = judge([(a.samples(p), b.samples(p)) for _, a, b, p in tested], threshold, alpha, stat)
     for (i, *_), change in zip(tested, changes):
         r = rows[i]
@@ -90,7 +91,7 @@ def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float 
 
 def has_regression(rows: list[DiffRow], strict: bool = False) -> bool:
     """A slowdown or a broken cell; with `strict`, also a change the rounds could not decide."""
-    return any(r.verdict in REGRESSIONS or (strict and r.verdict == "inconclusive") for r in rows)
+    return any(r.verdict in REGRESSIONS or (strict and r.verdict == Verdict.INCONCLUSIVE) for r in rows)
 
 
 def diff_table(rows: list[DiffRow], threshold: float = 0.05, alpha: float = 0.05) -> Table:
@@ -108,7 +109,7 @@ def diff_table(rows: list[DiffRow], threshold: float = 0.05, alpha: float = 0.05
             fmt_duration(r.new) if r.new is not None else "",
             f"{r.ratio:.3f}" if r.ratio is not None else "",
             f"{r.p_value:.2g}" if r.p_value is not None else "",
-            Text(r.verdict, style=STYLES.get(r.verdict, "yellow")),
+            Text(str(r.verdict), style=STYLES.get(r.verdict, "yellow")),
         )
     table.caption = Text(UNPAIRED, justify="left")
     return table

@@ -11,7 +11,7 @@ from pybench.protocol.phases import MODEL_PHASES
 from pybench.records.record import CellRecord
 from pybench.report.format import DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_duration, model_title
 from pybench.report.view import Cell, Row, headline, rows_of
-from pybench.records.statistics import Ratio
+from pybench.records.statistics import Ratio, Verdict
 from pybench.protocol.workloads import ALL
 
 
@@ -37,7 +37,8 @@ def _ratio_text(ratio: Ratio | None) -> Text:
     if ratio.ci_low is not None and ratio.ci_high is not None:
         text += f" [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
     verdict = ratio.verdict()
-    style = {"faster": "bold green", "slower": "bold red", "undecided": "yellow"}.get(verdict, "dim")
+    style = {Verdict.FASTER: "bold green", Verdict.SLOWER: "bold red",
+             Verdict.UNDECIDED: "yellow"}.get(verdict, "dim")
     return Text(f"{text} {verdict}", style=style)
 
 

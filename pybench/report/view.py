@@ -16,7 +16,7 @@ from pybench.backends import FRAMEWORKS
 from pybench.errors import UserError
 from pybench.protocol.phases import GROUP_WEIGHTS, HEADLINE, PHASES
 from pybench.records.record import CellRecord
-from pybench.records.statistics import STATS, Ratio, round_values
+from pybench.records.statistics import STATS, Ratio, Verdict, round_values
 from pybench.protocol.workloads import ALL
 
 MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
@@ -194,7 +194,7 @@ def faster(a: Row, b: Row, phase: str, stat: str) -> bool:
         va, vb = a.cells[phase].value, b.cells[phase].value
         return va is not None and vb is not None and va < vb
     r = ratio(a, b, phase, stat)
-    return r is not None and r.verdict() == "faster"
+    return r is not None and r.verdict() == Verdict.FASTER
 
 
 def compare_rows(rows: list[Row], stat: str) -> None:
