@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pybench.protocol.sampling import Sampler
+from pybench.records.numerics import Numerics
 from pybench.records.round import WorkloadFacts
 from pybench.records.spec import CellSpec
 from pybench.protocol.workloads import NUM_CLASSES, get_workload
@@ -93,6 +94,11 @@ class Backend(ABC):
     @abstractmethod
     def environment(self) -> dict[str, Any]:
         """Versions and settings as this worker actually runs them (threads, precision, device)."""
+
+    @abstractmethod
+    def numerics(self) -> Numerics:
+        """The numeric settings this worker runs with, read back from the framework after `prepare`
+        (compare flags a pair whose settings differ in a way that changes speed)."""
 
     def reset_peak_memory(self) -> None:
         """Start a fresh device peak-memory window (per phase group, after warm-up)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pybench.protocol.group import PhaseSamples
+from pybench.records.numerics import Numerics, Parity
 from pybench.records.round import (STATUSES, VARYING_ENV, Peak, Round, WorkloadFacts,
                                    parse)
 from pybench.records.shape import MAX_SECONDS, Malformed, field_of, list_of, number_in, text
@@ -34,6 +35,8 @@ class CellRecord:
     wall_time: float = 0.0
     timed_share: float | None = None  # of its cell's wall time, the share in timed iterations
     undecided: list[str] = field(default_factory=list)  # phases whose ratio (or estimate) stayed open
+    numerics: Numerics | None = None  # what the framework computed with, read from it in the worker
+    parity: Parity | None = None  # its outputs against PyTorch's on the same weights (compare)
 
     @property
     def key(self) -> CellKey:
@@ -136,6 +139,7 @@ class CellRecord:
             if differs:
                 raise ValueError(f"round ran in another environment ({', '.join(differs)} differ)")
         self.rounds.extend(other.rounds)
+        self.numerics = self.numerics or other.numerics
         self.wall_time += other.wall_time
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
 
@@ -156,6 +160,10 @@ class CellRecord:
             "timed_share": self.timed_share,
             "undecided": self.undecided,
         }
+        if self.numerics:
+            data["numerics"] = self.numerics.to_json()
+        if self.parity:
+            data["parity"] = self.parity.to_json()
         if self.ok and self.rounds:  # for readers of the file; never read back
             data["summary"] = {p: self.estimate(p).to_json() for p in self.phase_names}
         return data
@@ -170,6 +178,8 @@ class CellRecord:
         workload = field_of(data, "workload", dict, where, optional=True)
         peak = field_of(data, "peak", dict, where, optional=True)
         share = field_of(data, "timed_share", (int, float), where, optional=True)
+        numerics = field_of(data, "numerics", dict, where, optional=True)
+        parity = field_of(data, "parity", dict, where, optional=True)
         rounds = [Round.from_json(r, f"{where}.rounds[{i}]")
                   for i, r in enumerate(field_of(data, "rounds", list, where))]
         record = cls(
@@ -187,6 +197,8 @@ class CellRecord:
                                       f"{where}.wall_time")),
             timed_share=None if share is None else float(number_in(share, 0, MAX_SECONDS, f"{where}.timed_share")),
             undecided=list_of(data, "undecided", where, text) if data.get("undecided") is not None else [],
+            numerics=Numerics.from_json(numerics, f"{where}.numerics") if numerics else None,
+            parity=Parity.from_json(parity, f"{where}.parity") if parity else None,
         )
         if status == "ok" and not rounds:
             raise Malformed(f"{where}: an ok record without rounds")

@@ -147,6 +147,7 @@ class WorkerRound:
         record = self.record
         record.framework_env = {**self.backend.environment(), "cores": self.cores,
                                 "python": interpreter_facts(self.spec)}
+        record.numerics = self.backend.numerics()
         if self.spec.gpu:
             check_gpu(self.spec, record.framework_env)
         order = [p for p in self.spec.phases if p in self.measurement.phases]

@@ -15,6 +15,7 @@ from pybench.backends.base import Backend, make_input, make_labels
 from pybench.backends.flux.convert import architecture_note, to_julia_layout
 from pybench.backends.flux.julia_env import JULIA_DIR, juliacall_env
 from pybench.protocol.sampling import Sampler
+from pybench.records.numerics import Numerics
 from pybench.records.round import WorkloadFacts
 from pybench.protocol.workloads import Workload, get_workload
 
@@ -133,6 +134,21 @@ class FluxBackend(Backend):
             env["tf32"] = self.spec.tf32
             env["nvidia_tf32_override"] = os.environ.get("NVIDIA_TF32_OVERRIDE")
         return env
+
+    def numerics(self) -> Numerics:
+        """From CUDA.jl's and Julia's own settings (PyBench.environment); Flux computes in the
+        element type `prepare` converted the model and batch to, throughout."""
+        env = self.environment()
+        fast = self.cuda and env.get("math_mode") == "FAST_MATH"  # CUDA.jl's TF32 switch for Float32
+        pool = "CUDA.jl pool, stream-ordered" if env.get("cuda_stream_ordered_pool") is True else "CUDA.jl pool"
+        return Numerics(
+            dtype={"fp32": "float32", "fp16": "float16"}[self.spec.dtype], tf32=fast,
+            matmul_precision=f"{env.get('math_mode')}, {env.get('math_precision')}" if self.cuda else "default",
+            # NNlib's cuDNN extension times the convolution algorithms (cudnnFind) and caches the fastest.
+            autotuned=self.cuda, autotune="cudnnFind (NNlib)" if self.cuda else "none (CPU)",
+            cuda_graphs=False, compile="Julia JIT",
+            preallocate=pool if self.cuda else "none (CPU)",
+            threads=int(env.get("julia_threads") or 1), layout="WHCN")
 
     def reset_peak_memory(self) -> None:
         self.api.memory_reset(self.bench)

@@ -26,6 +26,7 @@ from pybench.backends.base import (
 )
 from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
 from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
+from pybench.records.numerics import Numerics
 from pybench.records.round import WorkloadFacts
 from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
@@ -165,6 +166,23 @@ class JaxBackend(Backend):
                        preallocate=os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
         return env
 
+    def numerics(self) -> Numerics:
+        cuda = self.spec.device_kind == "cuda"
+        precision = jax.config.jax_default_matmul_precision
+        level = _xla_flag("xla_gpu_autotune_level", "4")  # XLA's default level: autotuning on
+        graphs = _xla_flag("xla_gpu_enable_command_buffer", "default") != ""  # "": switched off
+        prealloc = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true").lower() not in ("false", "0")
+        return Numerics(
+            dtype=jnp.dtype(self.module.dtype).name,
+            # XLA's default precision lets GPU matmuls and convolutions round fp32 through TF32.
+            tf32=cuda and precision not in ("highest", "float32"),
+            matmul_precision=str(precision or "default"), autotuned=cuda and level != "0",
+            autotune=f"XLA autotune level {level}" if cuda else "none (CPU)",
+            cuda_graphs=cuda and graphs, compile="XLA jit",
+            preallocate=("preallocates" if prealloc else "grows on demand") if cuda else "none (CPU)",
+            threads=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+            layout="NHWC")  # XLA's CPU pool takes every core this worker may run on
+
     def peak_memory(self) -> dict[str, int]:
         # XLA keeps a peak since the process started and offers no reset: named for what it is.
         stats = self.device.memory_stats() or {}
@@ -184,6 +202,16 @@ def _cpu_notes(spec: Any) -> list[str]:
     if spec.device_kind != "cpu" or limit is None or spec.image_size >= limit:
         return []
     return [f"below {limit} px XLA's CPU compiler runs the last stages' convolutions as naive loops"]
+
+
+def _xla_flag(name: str, default: str) -> str:
+    """A flag's value as XLA_FLAGS sets it for this process, else XLA's default."""
+    found = default
+    for flag in os.environ.get("XLA_FLAGS", "").split():
+        key, _, value = flag.lstrip("-").partition("=")
+        if key == name:
+            found = value
+    return found
 
 
 def _uuid(device: Any) -> str | None:

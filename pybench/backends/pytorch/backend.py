@@ -10,6 +10,7 @@ import torchvision
 
 from pybench.backends.base import SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels
 from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
+from pybench.records.numerics import Numerics
 from pybench.records.round import WorkloadFacts
 from pybench.protocol.workloads import NUM_CLASSES, get_workload
 
@@ -192,6 +193,29 @@ class PyTorchBackend(Backend):
             env.update(gpu=props.name, gpu_uuid=str(getattr(props, "uuid", "")) or None,
                        cudnn_benchmark=torch.backends.cudnn.benchmark, **self.precision)
         return env
+
+    def numerics(self) -> Numerics:
+        kind = self.device.type
+        with self._autocast():  # the dtype the timed calls compute in, as torch reports it inside them
+            mixed = torch.is_autocast_enabled(kind)
+            dtype = torch.get_autocast_dtype(kind) if mixed else self.x.dtype
+        name = str(dtype).removeprefix("torch.") + (" (autocast)" if mixed else "")
+        mode = self.spec.compile_mode or "default"
+        tuning = [t for t, on in (("cudnn.benchmark", self.cuda and torch.backends.cudnn.benchmark),
+                                  ("Inductor max-autotune", self.spec.compile and "max-autotune" in mode)) if on]
+        # Inductor's reduce-overhead and max-autotune modes replay CUDA graphs; eager never does.
+        graphs = self.cuda and self.spec.compile and mode in ("reduce-overhead", "max-autotune")
+        four_d = self.x.dim() == 4
+        layout = ("channels_last" if self.x.is_contiguous(memory_format=torch.channels_last) else "NCHW") \
+            if four_d else "NC"
+        return Numerics(
+            dtype=name,
+            tf32=self.cuda and (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
+            matmul_precision=torch.get_float32_matmul_precision(), autotuned=bool(tuning),
+            autotune=", ".join(tuning) or ("none" if self.cuda else "none (CPU)"), cuda_graphs=graphs,
+            compile=f"torch.compile ({mode})" if self.spec.compile else "eager",
+            preallocate="caching allocator, grows on demand" if self.cuda else "none (CPU)",
+            threads=torch.get_num_threads(), layout=layout)
 
     def reset_peak_memory(self) -> None:
         if self.cuda:
