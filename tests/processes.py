@@ -1,9 +1,18 @@
-"""Looking at real processes from tests (Linux /proc): whose children, still running or not."""
+"""Real processes from tests: pybench run as a user runs it, and (Linux /proc) whose children, still
+running or not."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+
+def pybench(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
 def children(pid: int) -> list[int]:

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import pytest
 from pybench.records import results
 from pybench.backends.flux import FRAMEWORK as FLUX
 from pybench.machine.devices import visible_gpus
-from processes import children, cmdline, running, wait_for
+from processes import children, cmdline, pybench, running, wait_for
 
 # What this machine has decides what some commands do (a GPU turns `--device cuda` into a run).
 HAS_GPU = bool(visible_gpus())
@@ -19,11 +18,6 @@ HAS_JULIACALL = importlib.util.find_spec("juliacall") is not None
 
 SMALL = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1", "--rounds", "1",
          "--max-time", "3", "--precision", "0.2"]
-
-
-def pybench(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
 def test_run_writes_a_valid_results_file_and_a_summary(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
-from test_cli import pybench
+from processes import pybench
 
 ROUNDS = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1", "--rounds", "3",
           "--max-time", "4"]

@@ -4,10 +4,10 @@ shared with peak memory, and the record refusing rounds from another version or 
 import pytest
 
 from factories import record, train
+from fakes import TRAIN, Clock, Probe, Scripted
 from pybench.machine.energy import EnergyMeter, rapl_packages
 from pybench.protocol.group import StopRule, measure
 from pybench.records.round import Round
-from test_protocol import TRAIN, Clock, Probe, Scripted
 
 
 class Counter:

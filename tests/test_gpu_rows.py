@@ -1,4 +1,4 @@
-"""GPU rows without a GPU: what NVML would report is faked (test_gpu_identity's FakeNVML: clocks,
+"""GPU rows without a GPU: what NVML would report is faked (tests/fakes.py's FakeNVML: clocks,
 throttle reasons, CPU affinity, compute processes, the driver's CUDA); the logic that reads it, warms up, pins, labels and records is
 the real one.  Also the install checks (driver vs torch build, JAX's CUDA plugin, Triton's C
 toolchain), TF32 under torch's two APIs, GC time per sample, and the fp16 label of Flux rows."""
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from test_gpu_identity import A100, H100, SLICE_1, mig_a100, nvml, two_h100s  # noqa: F401 - nvml: fixture
+from fakes import A100, H100, SLICE_1, mig_a100, two_h100s
 from pybench.machine import gpu_probe
 from pybench.rounds import worker
 from pybench.backends.jax import Jax

@@ -95,7 +95,7 @@ def test_a_worker_imports_its_own_framework_only(framework, absent):
 
 @pytest.mark.parametrize("model", ["resnet18", "vgg16_bn"])
 def test_parity_through_the_command_line(model):
-    from test_cli import pybench
+    from processes import pybench
 
     p = pybench("parity", "--framework", "jax", "--model", model, "--image-size", "32", "--batch-size", "2")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -103,7 +103,7 @@ def test_parity_through_the_command_line(model):
 
 
 def test_parity_refuses_the_reference_itself():
-    from test_cli import pybench
+    from processes import pybench
 
     p = pybench("parity", "--framework", "pytorch", "--model", "resnet18")
     assert p.returncode == 2 and "use --framework jax|flux" in p.stderr

@@ -10,6 +10,8 @@ from pybench.protocol.ranks import median_ci_ranks
 from pybench.protocol.sampling import Loop, PythonLoopSampler
 from pybench.records.statistics import estimate
 
+from fakes import TRAIN, Clock, Probe, Scripted, const, scattered
+
 
 def test_median_ci_ranks_match_binomial_tables():
     # n=5: no interval reaches 95% (best coverage 1 - 2/32 = 93.75%).
@@ -52,64 +54,6 @@ def test_precision_needs_the_whole_interval_inside():
     assert not precise(sorted([1.00, 1.01, 0.99, 1.00, 1.005, 1.05]), rule)  # x(6) is 5% above
     assert not precise([1.0] * 5, rule)  # too few samples for any 95% interval
     assert precise([1.0] * 6, rule)
-
-
-class Clock:
-    """Seconds that pass only when the scripted sampler says work was done."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Scripted:
-    """A sampler whose iterations take scripted times (seconds), advancing the injected clock.
-
-    `times[group]` maps each measured phase to a function of the iteration index (0: first run)."""
-
-    def __init__(self, clock: Clock, times: dict, log: list | None = None) -> None:
-        self.clock, self.times, self.log = clock, times, log if log is not None else []
-        self.count = {g: 0 for g in times}
-
-    def sample(self, group: str, n: int) -> dict[str, list[int]]:
-        out = {p: [] for p in self.times[group]}
-        for _ in range(n):
-            i = self.count[group]
-            self.count[group] += 1
-            for phase, t in self.times[group].items():
-                seconds = t(i)
-                self.clock.now += seconds
-                out[phase].append(round(seconds * 1e9))
-        self.log.append(("sample", group))
-        return out
-
-    def finish(self, group: str) -> None:
-        self.log.append(("finish", group))
-
-
-class Probe:
-    def __init__(self, log: list) -> None:
-        self.log = log
-
-    def reset(self) -> None:
-        self.log.append(("reset", None))
-
-    def read(self) -> dict:
-        return {"peak": len(self.log)}
-
-
-def const(seconds: float, first: float | None = None):
-    return lambda i: first if i == 0 and first is not None else seconds
-
-
-def scattered(seconds: float, first: float | None = None):
-    """Distinct times spread over +50%, so no interval of the median ever gets tight."""
-    return lambda i: first if i == 0 and first is not None else seconds * (1 + 0.5 * ((i * 0.6180339887) % 1))
-
-
-TRAIN = {"forward": const(0.002, first=0.02), "backward": const(0.004, first=0.03)}
 
 
 def test_phases_are_timed_apart_the_first_run_excluded_and_total_derived():
