@@ -23,7 +23,6 @@ from pybench.machine.devices import nvml_call, nvml_session
 
 POWERCAP = Path("/sys/class/powercap")
 _PACKAGE = re.compile(r"intel-rapl:\d+")  # a package domain; intel-rapl:0:0 (core, dram) are inside it
-KINDS = ("gpu_mj", "rapl_uj", "cpu_ns", "window_ns")
 
 
 def _gpu_energy_mj(uuid: str) -> int | None:

@@ -85,7 +85,7 @@ def precise(sorted_samples: Sequence[float], stop: StopRule) -> bool:
 
 # Why sampling stopped.  "too_few_samples": the budget ran out before an interval was even possible
 # (n below what a 95% interval needs); "noisy": enough samples, interval still wider than asked;
-# "planned": the runner set the count from the noise of earlier rounds (`RoundPlan`); "capped": the
+# "planned": the runner set the count from the noise of earlier rounds (`planning.plan_round`); "capped": the
 # plan asked for MIN_PLANNED samples but one sample costs more than the round's cap allows.
 STOP_REASONS = ("converged", "noisy", "too_few_samples", "max_samples", "planned", "capped")
 MIN_PLANNED = 3  # no group gets fewer samples in a round, unless one exceeds its cap (`group_cap`)
