@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pybench.records import results  # noqa: E402
 from pybench.backends.efficiency import gpu_peak_gflops, peak_precision  # noqa: E402
-from pybench.machine.devices import gpu_facts, gpu_identity, resolve_device  # noqa: E402
+from pybench.machine.devices import gpu_identity, gpus, resolve_device  # noqa: E402
 from pybench.errors import UserError  # noqa: E402
 from pybench.machine.gpu_probe import driver_advice  # noqa: E402
 from pybench.records.record import CellRecord  # noqa: E402
@@ -48,6 +48,11 @@ def check(ok: bool, what: str) -> None:
 # --- which GPU is which ---------------------------------------------------------------------------
 
 
+def nvml_name(uuid: str | None) -> str | None:
+    """NVML's name of the GPU or MIG slice with this UUID; None if NVML does not know it."""
+    return next((d["name"] for g in gpus() for d in (g, *g["mig"]) if d["uuid"] == uuid), None)
+
+
 def torch_uuids() -> list[str | None]:
     """NVML's UUID of every device torch sees, as CUDA enumerates them (not torch's NVML shortcut)."""
     import torch
@@ -61,7 +66,7 @@ def torch_uuids() -> list[str | None]:
         props = torch.cuda.get_device_properties(i)
         ident = gpu_identity(props.name, str(props.uuid))
         check(ident["uuid"] is not None, f"NVML knows torch's cuda:{i} ({props.name}, uuid {props.uuid})")
-        check(gpu_facts(ident["uuid"])["name"] == props.name, f"NVML and torch name cuda:{i} alike")
+        check(nvml_name(ident["uuid"]) == props.name, f"NVML and torch name cuda:{i} alike")
         out.append(ident["uuid"])
     return out
 
@@ -171,7 +176,7 @@ def ran(rec: CellRecord) -> None:
 
 
 def labelled(folder: str, uuid: str) -> None:
-    gpu_name = gpu_facts(uuid)["name"]
+    gpu_name = nvml_name(uuid)
     for env, rec in records(folder):
         ran(rec)
         pinned = rec.spec.gpu.uuid if rec.spec.gpu else None
@@ -223,7 +228,7 @@ def compiled(folder: str, least: str) -> None:
 
 def report(path: str, uuid: str) -> None:
     text = Path(path).read_text()
-    gpu_name = gpu_facts(uuid)["name"]
+    gpu_name = nvml_name(uuid)
     check(gpu_name is not None and gpu_name in text, f"the report's headings name {gpu_name}")
     check("GFLOP/s" in text, "the detailed report gives GFLOP/s")
     check("% of peak" in text, "the detailed report gives % of peak")

@@ -116,9 +116,6 @@ def test_cpu_frequency_from_crafted_sys(tmp_path):
 
 class FakeNvml(SimpleNamespace):
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
-    nvmlClocksEventReasonGpuIdle = 0x1
-    nvmlClocksEventReasonSwPowerCap = 0x4
-    nvmlClocksEventReasonHwThermalSlowdown = 0x40
 
     def nvmlDeviceGetHandleByUUID(self, uuid):
         if uuid != "GPU-1":
@@ -144,7 +141,7 @@ class FakeNvml(SimpleNamespace):
 def test_gpu_states_wrap_every_nvml_error(monkeypatch):
     monkeypatch.setattr(noise, "nvml_session", lambda: contextlib.nullcontext(FakeNvml()))
     ok, missing = gpu_states(["GPU-1", "GPU-2"])
-    assert ok == GpuState("GPU-1", 1500, 1980, 2600, None, ("SwPowerCap", "HwThermalSlowdown"))
+    assert ok == GpuState("GPU-1", 1500, 1980, 2600, None, ("sw_power_cap", "hw_thermal"))
     assert missing == GpuState("GPU-2", None, None, None, None, None)
     monkeypatch.setattr(noise, "nvml_session", lambda: contextlib.nullcontext(None))  # no driver
     assert gpu_states(["GPU-1"]) == (GpuState("GPU-1", None, None, None, None, None),)
@@ -158,17 +155,17 @@ def _audit(**kw):
 
 
 def test_advice_names_every_source_of_noise_once():
-    throttled = GpuState("GPU-1", 1200, 1980, 2600, 85, ("GpuIdle", "HwThermalSlowdown"))
+    throttled = GpuState("GPU-1", 1200, 1980, 2600, 85, ("gpu_idle", "hw_thermal"))
     lines = advice(_audit(
         load_avg=(3.0, 2.0, 1.0), busy_processes=(BusyProcess(42, "stress", 99.0),),
         governor="powersave", turbo=True, during=CpuShare(steal=0.05, other_busy=0.3, seconds=60),
         gpus=(throttled,), gpus_end=(throttled,)))
     text = "\n".join(lines)
     for word in ("load average 3.00", "'stress' (pid 42)", "stole 5.0%", "other work used 30%",
-                 "'powersave'", "turbo", "HwThermalSlowdown"):
+                 "'powersave'", "turbo", "hw_thermal"):
         assert word in text
-    assert len(lines) == 7 and "GpuIdle" not in text
-    assert advice(_audit(gpus=(GpuState("GPU-1", 210, 1980, 1600, 30, ("GpuIdle",)),))) == []
+    assert len(lines) == 7 and "gpu_idle" not in text
+    assert advice(_audit(gpus=(GpuState("GPU-1", 210, 1980, 1600, 30, ("gpu_idle",)),))) == []
 
 
 def test_malformed_audit_is_a_user_error():

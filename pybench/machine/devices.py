@@ -10,8 +10,7 @@ fastest-first order) it asks the user to be explicit rather than guess.  Each wo
 to that UUID (`Device.visible_env`), so every framework in a cell sees that one GPU as its device 0,
 and it records the UUID its framework reports (`gpu_identity`), which must be the same GPU.
 
-NVML calls are asked one by one: any of them may fail (a MIG slice refuses some queries without
-privilege, an old driver lacks a function) and a failure is a None in the facts, never a crash.
+NVML calls go through `nvml.nvml_call`: a refused one is a None in the facts, never a crash.
 """
 
 from __future__ import annotations
@@ -20,42 +19,17 @@ import importlib.util
 import os
 import re
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from pybench.errors import UserError
+from pybench.machine.nvml import nvml_call, nvml_session
 
 PCI_ORDER = "PCI_BUS_ID"
 
 
-# --- NVML: every call asked separately -------------------------------------------------------------
-
-
-@contextmanager
-def nvml_session() -> Iterator[Any | None]:
-    """The initialised pynvml module for the block, or None without NVML (no library, no driver)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no NVML library or no driver both mean "no GPU"
-        pynvml = None
-    try:
-        yield pynvml
-    finally:
-        if pynvml is not None:
-            nvml_call(pynvml.nvmlShutdown)
-
-
-def nvml_call(call: Callable, *args: Any) -> Any:
-    """One NVML call; None when it fails (NVMLError, or a function this pynvml or driver lacks)."""
-    try:
-        return call(*args)
-    except Exception:  # noqa: BLE001 - a refused query is a missing fact, not a failed run
-        return None
+# --- NVML's GPUs ---------------------------------------------------------------------------------
 
 
 def _text(v: str | bytes | None) -> str | None:
@@ -67,24 +41,24 @@ def _field(obj: Any, name: str) -> Any:
 
 
 def _memory_total(nv: Any, handle: Any) -> int | None:
-    total = _field(nvml_call(nv.nvmlDeviceGetMemoryInfo, handle), "total")
+    total = _field(nvml_call(nv, "nvmlDeviceGetMemoryInfo", handle), "total")
     return None if total is None else int(total)
 
 
 def _mig_mode(nv: Any, handle: Any) -> bool:
     """Whether a GPU is split into MIG slices now (GPUs without MIG refuse the query)."""
-    mode = nvml_call(nv.nvmlDeviceGetMigMode, handle)  # [current, pending]
+    mode = nvml_call(nv, "nvmlDeviceGetMigMode", handle)  # [current, pending]
     return bool(mode) and mode[0] == nv.NVML_DEVICE_MIG_ENABLE
 
 
 def _mig_devices(nv: Any, handle: Any, parent_uuid: str | None) -> list[dict]:
     """The MIG slices of a GPU in MIG mode, in NVML's order."""
     out = []
-    for i in range(nvml_call(nv.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
-        mig = nvml_call(nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, i)
+    for i in range(nvml_call(nv, "nvmlDeviceGetMaxMigDeviceCount", handle) or 0):
+        mig = nvml_call(nv, "nvmlDeviceGetMigDeviceHandleByIndex", handle, i)
         if mig is not None:  # empty slots answer NotFound
-            out.append({"uuid": _text(nvml_call(nv.nvmlDeviceGetUUID, mig)),
-                        "name": _text(nvml_call(nv.nvmlDeviceGetName, mig)),
+            out.append({"uuid": _text(nvml_call(nv, "nvmlDeviceGetUUID", mig)),
+                        "name": _text(nvml_call(nv, "nvmlDeviceGetName", mig)),
                         "memory_total": _memory_total(nv, mig), "parent_uuid": parent_uuid})
     return out
 
@@ -96,21 +70,21 @@ def gpus() -> list[dict]:
     with nvml_session() as nv:
         if nv is None:
             return []
-        driver = _text(nvml_call(nv.nvmlSystemGetDriverVersion))
+        driver = _text(nvml_call(nv, "nvmlSystemGetDriverVersion"))
         out = []
-        for i in range(nvml_call(nv.nvmlDeviceGetCount) or 0):
-            h = nvml_call(nv.nvmlDeviceGetHandleByIndex, i)
+        for i in range(nvml_call(nv, "nvmlDeviceGetCount") or 0):
+            h = nvml_call(nv, "nvmlDeviceGetHandleByIndex", i)
             if h is None:
                 continue
-            gpu_uuid = _text(nvml_call(nv.nvmlDeviceGetUUID, h))
+            gpu_uuid = _text(nvml_call(nv, "nvmlDeviceGetUUID", h))
             mig_mode = _mig_mode(nv, h)
             out.append({
                 "index": i,
                 "uuid": gpu_uuid,
-                "name": _text(nvml_call(nv.nvmlDeviceGetName, h)),
+                "name": _text(nvml_call(nv, "nvmlDeviceGetName", h)),
                 "driver": driver,
                 "memory_total": _memory_total(nv, h),
-                "pci_bus_id": _text(_field(nvml_call(nv.nvmlDeviceGetPciInfo, h), "busId")),
+                "pci_bus_id": _text(_field(nvml_call(nv, "nvmlDeviceGetPciInfo", h), "busId")),
                 "mig_mode": mig_mode,
                 "mig": _mig_devices(nv, h, gpu_uuid) if mig_mode else [],
             })
@@ -126,26 +100,26 @@ def gpu_facts(uuid: str) -> dict:
          "memory_clock_max_mhz", "power_limit_w", "pci_bus_id", "is_mig", "parent_uuid"))
     facts["uuid"] = uuid
     with nvml_session() as nv:
-        handle = None if nv is None else nvml_call(nv.nvmlDeviceGetHandleByUUID, uuid)
+        handle = None if nv is None else nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
         if handle is None:
             return facts
-        is_mig = bool(nvml_call(nv.nvmlDeviceIsMigDeviceHandle, handle))
-        gpu = nvml_call(nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle, handle) if is_mig else handle
-        cuda_driver = nvml_call(nv.nvmlSystemGetCudaDriverVersion)  # e.g. 12080 for 12.8
-        capability = nvml_call(nv.nvmlDeviceGetCudaComputeCapability, gpu)
-        power_mw = nvml_call(nv.nvmlDeviceGetPowerManagementLimit, gpu)
+        is_mig = bool(nvml_call(nv, "nvmlDeviceIsMigDeviceHandle", handle))
+        gpu = nvml_call(nv, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", handle) if is_mig else handle
+        cuda_driver = nvml_call(nv, "nvmlSystemGetCudaDriverVersion")  # e.g. 12080 for 12.8
+        capability = nvml_call(nv, "nvmlDeviceGetCudaComputeCapability", gpu)
+        power_mw = nvml_call(nv, "nvmlDeviceGetPowerManagementLimit", gpu)
         facts.update(
-            name=_text(nvml_call(nv.nvmlDeviceGetName, handle)),
+            name=_text(nvml_call(nv, "nvmlDeviceGetName", handle)),
             memory_total=_memory_total(nv, handle),
-            driver=_text(nvml_call(nv.nvmlSystemGetDriverVersion)),
+            driver=_text(nvml_call(nv, "nvmlSystemGetDriverVersion")),
             cuda_driver=None if cuda_driver is None else f"{cuda_driver // 1000}.{cuda_driver % 1000 // 10}",
             compute_capability=None if capability is None else "{}.{}".format(*capability),
-            sm_clock_max_mhz=nvml_call(nv.nvmlDeviceGetMaxClockInfo, gpu, nv.NVML_CLOCK_SM),
-            memory_clock_max_mhz=nvml_call(nv.nvmlDeviceGetMaxClockInfo, gpu, nv.NVML_CLOCK_MEM),
+            sm_clock_max_mhz=nvml_call(nv, "nvmlDeviceGetMaxClockInfo", gpu, nv.NVML_CLOCK_SM),
+            memory_clock_max_mhz=nvml_call(nv, "nvmlDeviceGetMaxClockInfo", gpu, nv.NVML_CLOCK_MEM),
             power_limit_w=None if power_mw is None else power_mw / 1000,
-            pci_bus_id=_text(_field(nvml_call(nv.nvmlDeviceGetPciInfo, gpu), "busId")),
+            pci_bus_id=_text(_field(nvml_call(nv, "nvmlDeviceGetPciInfo", gpu), "busId")),
             is_mig=is_mig,
-            parent_uuid=_text(nvml_call(nv.nvmlDeviceGetUUID, gpu)) if is_mig else None,
+            parent_uuid=_text(nvml_call(nv, "nvmlDeviceGetUUID", gpu)) if is_mig else None,
         )
     return facts
 
@@ -154,8 +128,8 @@ def gpu_memory_used(uuid: str) -> int | None:
     """Device memory in use as NVML sees it (every allocator and context, not only the framework's),
     of the GPU or MIG slice with this UUID; None when NVML cannot say."""
     with nvml_session() as nv:
-        handle = None if nv is None else nvml_call(nv.nvmlDeviceGetHandleByUUID, uuid)
-        used = _field(None if handle is None else nvml_call(nv.nvmlDeviceGetMemoryInfo, handle), "used")
+        handle = None if nv is None else nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
+        used = _field(None if handle is None else nvml_call(nv, "nvmlDeviceGetMemoryInfo", handle), "used")
     return None if used is None else int(used)
 
 
@@ -370,5 +344,5 @@ def gpu_identity(framework_name: str, framework_uuid: str | bytes) -> dict:
     with nvml_session() as nv:
         if nv is not None:
             found = next((u for u in nvml_uuid_forms(framework_uuid)
-                          if nvml_call(nv.nvmlDeviceGetHandleByUUID, u) is not None), None)
+                          if nvml_call(nv, "nvmlDeviceGetHandleByUUID", u) is not None), None)
     return {"name": framework_name, "uuid": found, "framework_uuid": _text(framework_uuid)}

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pybench.machine.devices import nvml_call, nvml_session
+from pybench.machine.nvml import nvml_call, nvml_session
 
 POWERCAP = Path("/sys/class/powercap")
 _PACKAGE = re.compile(r"intel-rapl:\d+")  # a package domain; intel-rapl:0:0 (core, dram) are inside it
@@ -27,8 +27,8 @@ _PACKAGE = re.compile(r"intel-rapl:\d+")  # a package domain; intel-rapl:0:0 (co
 
 def _gpu_energy_mj(uuid: str) -> int | None:
     with nvml_session() as nv:
-        handle = None if nv is None else nvml_call(nv.nvmlDeviceGetHandleByUUID, uuid)
-        value = None if handle is None else nvml_call(nv.nvmlDeviceGetTotalEnergyConsumption, handle)
+        handle = None if nv is None else nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
+        value = None if handle is None else nvml_call(nv, "nvmlDeviceGetTotalEnergyConsumption", handle)
     return None if value is None else int(value)
 
 

@@ -1,7 +1,7 @@
 """What NVML says about a GPU while a worker uses it: clocks and why they are held down, which
 processes compute on it, which CPU cores are local to it, and which CUDA the driver supports.
 
-Every call goes through `devices.nvml_call`, so a query NVML refuses (a MIG slice without privilege,
+Every call goes through `nvml.nvml_call`, so a query NVML refuses (a MIG slice without privilege,
 an old driver) is a missing fact, never a failed cell.  Clocks, throttle reasons and CPU affinity
 belong to the whole GPU: for a MIG slice they are asked of its parent.
 """
@@ -11,16 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pybench.machine.devices import nvml_call, nvml_session, torch_cuda_version
-
-# NVML's clock event ("throttle") reason bits, nvml.h's nvmlClocksEventReason* values.
-CLOCK_REASONS = {
-    0x1: "gpu_idle", 0x2: "applications_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
-    0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake",
-    0x100: "display_clocks",
-}
-# Reasons that hold the clock below what the load asks for (idle and application clocks do not).
-SLOWDOWNS = ("sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake")
+from pybench.machine.devices import torch_cuda_version
+from pybench.machine.nvml import SLOWDOWNS, clock_reasons, nvml_call, nvml_session
 # SM clocks at the start and end of a group's sampling further apart than this: not settled.
 CLOCK_SETTLED = 0.10
 
@@ -32,14 +24,10 @@ JAX_EXTRA = {12: ".[cuda12]", 13: ".[cuda]"}  # pyproject's extras: JAX's CUDA p
 
 def _gpu_handle(nv: Any, uuid: str) -> Any:
     """The handle of the whole GPU for a GPU or MIG-slice UUID; None if NVML does not know it."""
-    handle = nvml_call(nv.nvmlDeviceGetHandleByUUID, uuid)
-    if handle is not None and nvml_call(nv.nvmlDeviceIsMigDeviceHandle, handle):
-        return nvml_call(nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle, handle)
+    handle = nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
+    if handle is not None and nvml_call(nv, "nvmlDeviceIsMigDeviceHandle", handle):
+        return nvml_call(nv, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", handle)
     return handle
-
-
-def decode_reasons(mask: int | None) -> list[str] | None:
-    return None if mask is None else [name for bit, name in CLOCK_REASONS.items() if mask & bit]
 
 
 def clock_state(uuid: str) -> dict[str, Any]:
@@ -48,11 +36,8 @@ def clock_state(uuid: str) -> dict[str, Any]:
         gpu = None if nv is None else _gpu_handle(nv, uuid)
         if gpu is None:
             return {"sm_mhz": None, "reasons": None}
-        mask = nvml_call(nv.nvmlDeviceGetCurrentClocksEventReasons, gpu)
-        if mask is None:  # drivers before 535 name it "throttle reasons"
-            mask = nvml_call(nv.nvmlDeviceGetCurrentClocksThrottleReasons, gpu)
-        return {"sm_mhz": nvml_call(nv.nvmlDeviceGetClockInfo, gpu, nv.NVML_CLOCK_SM),
-                "reasons": decode_reasons(mask)}
+        return {"sm_mhz": nvml_call(nv, "nvmlDeviceGetClockInfo", gpu, nv.NVML_CLOCK_SM),
+                "reasons": clock_reasons(nv, gpu)}
 
 
 class ClockProbe:
@@ -86,7 +71,7 @@ def local_cores(uuid: str) -> list[int] | None:
     words = ((os.cpu_count() or 1) + 63) // 64
     with nvml_session() as nv:
         gpu = None if nv is None else _gpu_handle(nv, uuid)
-        mask = None if gpu is None else nvml_call(nv.nvmlDeviceGetCpuAffinity, gpu, words)
+        mask = None if gpu is None else nvml_call(nv, "nvmlDeviceGetCpuAffinity", gpu, words)
     if mask is None:
         return None
     return [64 * i + bit for i, word in enumerate(mask) for bit in range(64) if int(word) >> bit & 1] or None
@@ -96,8 +81,8 @@ def compute_pids(uuid: str) -> list[int] | None:
     """Processes computing on the GPU or MIG slice with this UUID (NVML's pids: the host's, where
     the worker runs in another pid namespace), or None when NVML cannot say."""
     with nvml_session() as nv:
-        handle = None if nv is None else nvml_call(nv.nvmlDeviceGetHandleByUUID, uuid)
-        procs = None if handle is None else nvml_call(nv.nvmlDeviceGetComputeRunningProcesses, handle)
+        handle = None if nv is None else nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
+        procs = None if handle is None else nvml_call(nv, "nvmlDeviceGetComputeRunningProcesses", handle)
     return None if procs is None else [int(p.pid) for p in procs]
 
 
@@ -118,7 +103,7 @@ def process_identity(uuid: str, name: str | None, pid: int) -> dict[str, Any]:
 def driver_cuda() -> tuple[int, int] | None:
     """The newest CUDA the installed driver supports (12080 -> (12, 8)), or None without NVML."""
     with nvml_session() as nv:
-        version = None if nv is None else nvml_call(nv.nvmlSystemGetCudaDriverVersion)
+        version = None if nv is None else nvml_call(nv, "nvmlSystemGetCudaDriverVersion")
     return None if version is None else (version // 1000, version % 1000 // 10)
 
 

@@ -18,18 +18,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from pybench.machine.devices import nvml_call, nvml_session
+from pybench.machine.nvml import SLOWDOWNS, clock_reasons, nvml_call, nvml_session
 from pybench.errors import UserError
 
 BUSY_PERCENT = 5.0  # of one core, over the sampling window
 LOAD_PER_CORE = 0.5
 STEAL_LIMIT = 0.02
 OTHER_BUSY_LIMIT = 0.10
-
-# NVML clock-event reasons that slow the GPU down (idle, application clocks and display are not).
-_SLOWDOWNS = ("SwPowerCap", "HwSlowdown", "SyncBoost", "SwThermalSlowdown", "HwThermalSlowdown",
-              "HwPowerBrakeSlowdown")
-_REASONS = ("GpuIdle", "ApplicationsClocksSetting", "DisplayClockSetting", *_SLOWDOWNS)
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,7 @@ class GpuState:
     sm_clock_max_mhz: int | None
     memory_clock_mhz: int | None
     temperature_c: int | None
-    reasons: tuple[str, ...] | None  # active clock-event (throttle) reasons; None: unreadable
+    reasons: tuple[str, ...] | None  # active clock-event reasons (nvml.CLOCK_REASONS); None: unreadable
 
 
 @dataclass(frozen=True)
@@ -254,26 +249,18 @@ def cpu_frequency(sys_root: str | Path = "/sys") -> tuple[float | None, str | No
 
 # --- NVML --------------------------------------------------------------------------------------
 
-def _gpu_state(pynvml, uuid: str) -> GpuState:
-    handle = nvml_call(pynvml.nvmlDeviceGetHandleByUUID, uuid)
+def _gpu_state(nv, uuid: str) -> GpuState:
+    handle = nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
     if handle is None:
         return GpuState(uuid, None, None, None, None, None)
-    mask = None
-    for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
-        if mask is None and hasattr(pynvml, name):
-            mask = nvml_call(getattr(pynvml, name), handle)
-    reasons = None
-    if mask is not None:
-        bits = {r: getattr(pynvml, f"nvmlClocksEventReason{r}",
-                           getattr(pynvml, f"nvmlClocksThrottleReason{r}", 0)) for r in _REASONS}
-        reasons = tuple(r for r, bit in bits.items() if mask & bit)
+    reasons = clock_reasons(nv, handle)
     return GpuState(
         uuid=uuid,
-        sm_clock_mhz=nvml_call(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM),
-        sm_clock_max_mhz=nvml_call(pynvml.nvmlDeviceGetMaxClockInfo, handle, pynvml.NVML_CLOCK_SM),
-        memory_clock_mhz=nvml_call(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM),
-        temperature_c=nvml_call(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU),
-        reasons=reasons,
+        sm_clock_mhz=nvml_call(nv, "nvmlDeviceGetClockInfo", handle, nv.NVML_CLOCK_SM),
+        sm_clock_max_mhz=nvml_call(nv, "nvmlDeviceGetMaxClockInfo", handle, nv.NVML_CLOCK_SM),
+        memory_clock_mhz=nvml_call(nv, "nvmlDeviceGetClockInfo", handle, nv.NVML_CLOCK_MEM),
+        temperature_c=nvml_call(nv, "nvmlDeviceGetTemperature", handle, nv.NVML_TEMPERATURE_GPU),
+        reasons=None if reasons is None else tuple(reasons),
     )
 
 
@@ -282,10 +269,10 @@ def gpu_states(uuids: Sequence[str]) -> tuple[GpuState, ...]:
     NVML cannot read is a state of Nones, so the audit still says it was asked."""
     if not uuids:
         return ()
-    with nvml_session() as pynvml:
-        if pynvml is None:
+    with nvml_session() as nv:
+        if nv is None:
             return tuple(GpuState(u, None, None, None, None, None) for u in uuids)
-        return tuple(_gpu_state(pynvml, u) for u in uuids)
+        return tuple(_gpu_state(nv, u) for u in uuids)
 
 
 # --- the audit ---------------------------------------------------------------------------------
@@ -330,7 +317,7 @@ def advice(audit: NoiseAudit) -> list[str]:
         out.append("turbo boost is on: its frequency follows temperature and load; turn it off "
                    "(intel_pstate/no_turbo=1 or cpufreq/boost=0 under /sys/devices/system/cpu)")
     for g in (*audit.gpus, *audit.gpus_end):
-        slowing = [r for r in g.reasons or () if r in _SLOWDOWNS]
+        slowing = [r for r in g.reasons or () if r in SLOWDOWNS]
         if slowing:
             out.append(f"GPU {g.uuid} held its clocks down ({', '.join(slowing)}): improve cooling "
                        "or power headroom, or lock clocks (nvidia-smi --lock-gpu-clocks)")

@@ -74,14 +74,15 @@ def pin_cores(threads: int, gpu_uuid: str | None = None) -> list[int] | None:
     """Run on exactly `threads` of the cores this process may use, so every framework's pools (XLA's,
     PyTorch's, Julia's) see the same machine; None where affinity cannot be set.
 
-    A GPU worker instead gets every allowed core local to its GPU (NVML's affinity, its NUMA node;
-    all allowed cores where NVML cannot say): its launch thread, the driver's threads and Inductor's
-    compile pool must not queue behind `threads` cores."""
+    A GPU worker instead gets every allowed core local to its GPU (NVML's affinity, its NUMA node):
+    its launch thread, the driver's threads and Inductor's compile pool must not queue behind
+    `threads` cores.  All allowed cores where NVML cannot say, or where fewer local cores than
+    `threads` are allowed (a cgroup's share): torch's `threads` would oversubscribe them."""
     try:
         allowed = sorted(os.sched_getaffinity(0))
         if gpu_uuid:
             local = [c for c in local_cores(gpu_uuid) or () if c in allowed]
-            cores = local or allowed
+            cores = local if len(local) >= threads else allowed
         else:
             cores = allowed[:threads]
         os.sched_setaffinity(0, cores)
