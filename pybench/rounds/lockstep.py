@@ -10,7 +10,7 @@ GPU all workers of a cell hold their model and buffers on the device at once: th
 their memory, and the peak-memory figures of each stay its own.
 
 Opt-in (`--lockstep`): on the reference VM the per-round ratio did not come out steadier than from
-back-to-back rounds (scripts/bench_lockstep.py, README), and its rounds took longer; what a process
+back-to-back rounds (scripts/bench_lockstep.py, docs/validation.md), and its rounds took longer; what a process
 pair adds dominates there, and only more rounds average it out.
 """
 
