@@ -93,3 +93,118 @@ def test_a_gpu_worker_falls_back_to_every_allowed_core_when_too_few_are_local(mo
     monkeypatch.setattr(worker, "local_cores", lambda uuid: None)
     assert worker.pin_cores(3, GPU) == [0, 1, 2, 3, 8, 9]
     assert pinned == [[0, 1], [0, 1, 2, 3, 8, 9], [0, 1, 2, 3, 8, 9]]
+
+
+# --- which Julia a worker starts --------------------------------------------------------------------
+
+
+def fake_julia(path, version: str):
+    """An executable that answers `--version` as Julia does (and nothing else)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo "julia version {version}" && exit 0\nexit 1\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def no_julia(tmp_path, monkeypatch):
+    from pybench.backends.flux import julia_env
+
+    for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIAPKG_EXE", "PYTHON_JULIAPKG_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("JULIAUP_DEPOT_PATH", str(tmp_path / "depot"))
+    monkeypatch.setattr(julia_env, "PROJECT", tmp_path / "project")
+    monkeypatch.setattr(julia_env.sys, "prefix", str(tmp_path / "venv"))
+    return tmp_path
+
+
+def juliaup_adds(root, version: str):
+    """What `juliaup add` leaves: the binary under the juliaup folder, listed in juliaup.json."""
+    import json
+
+    folder = root / "depot" / "juliaup"
+    name = f"julia-{version}+0.x64.linux.gnu"
+    fake_julia(folder / name / "bin" / "julia", version)
+    meta = folder / "juliaup.json"
+    data = json.loads(meta.read_text()) if meta.exists() else {"Default": "release", "InstalledVersions": {}}
+    data["InstalledVersions"][f"{version}+0.x64.linux.gnu"] = {"Path": name}
+    meta.write_text(json.dumps(data))
+    return str(folder / name / "bin" / "julia")
+
+
+def test_a_julia_on_the_path_outside_the_compat_range_is_refused_with_the_fix(no_julia):
+    from pybench.backends.flux import julia_env
+
+    exe = fake_julia(no_julia / "bin" / "julia", "1.12.1")
+    assert julia_env.find_julia() is None
+    exe_found, why = julia_env.locate_julia()
+    assert exe_found is None and "\n" not in why
+    assert f"{exe} is Julia 1.12.1" in why and "1.10.3 - 1.11" in why
+    assert "juliaup add 1.11" in why and "setup-julia" in why
+    assert julia_env.juliacall_env(2).get("PYTHON_JULIACALL_EXE") is None  # no worker is pointed at it
+    fake_julia(exe, "1.11.7")
+    assert julia_env.find_julia() == str(exe)
+
+
+def test_a_matching_julia_that_juliaup_added_is_found_beside_a_newer_default(no_julia, monkeypatch):
+    from pybench.backends.flux import julia_env
+
+    fake_julia(no_julia / "bin" / "julia", "1.12.1")  # juliaup's launcher, on the release channel
+    juliaup_adds(no_julia, "1.10.9")
+    newest = juliaup_adds(no_julia, "1.11.7")
+    juliaup_adds(no_julia, "1.12.1")
+    assert julia_env.find_julia() == newest
+    monkeypatch.setenv("PYTHON_JULIACALL_EXE", str(no_julia / "bin" / "julia"))  # named: the only one
+    assert julia_env.find_julia() is None and "is Julia 1.12.1" in julia_env.locate_julia()[1]
+
+
+def test_pkg_compat_specifiers_read_as_pkg_reads_them():
+    from pybench.backends.flux.julia_env import JULIA_COMPAT
+    from pybench.backends.flux.julia_version import in_compat, newest_channel, project_compat
+
+    assert JULIA_COMPAT == "1.10.3 - 1.11" and newest_channel(JULIA_COMPAT) == "1.11"
+    inside = [(1, 10, 3), (1, 10, 10), (1, 11, 0), (1, 11, 99)]
+    outside = [(1, 10, 2), (1, 12, 0), (1, 9, 4), (2, 0, 0)]
+    assert all(in_compat(v, JULIA_COMPAT) for v in inside)
+    assert not any(in_compat(v, JULIA_COMPAT) for v in outside)
+    assert in_compat((1, 11, 2), "1.10 - 1.11.2") and not in_compat((1, 11, 3), "1.10 - 1.11.2")
+    assert in_compat((1, 9, 0), "1.6") and not in_compat((2, 0, 0), "^1.6")
+    assert in_compat((0, 2, 9), "0.2.3") and not in_compat((0, 3, 0), "0.2.3")
+    assert in_compat((0, 0, 3), "0.0.3") and not in_compat((0, 0, 4), "0.0.3")
+    assert in_compat((1, 12, 0), "1.10, 1.12") and not in_compat((0, 9, 0), "1.10, 1.12")
+    toml = '[deps]\njulia = "nope"\n\n[compat]\nFlux = "0.16"\njulia = "1.10 - 1.11"\n\n[extras]\n'
+    assert project_compat(toml, "julia") == "1.10 - 1.11" and project_compat(toml, "CUDA") is None
+    with pytest.raises(ValueError):
+        in_compat((1, 10, 0), ">= 1.10")
+
+
+def test_project_bounds_partialfunctions_where_functors_can_rebuild_it():
+    from pybench.backends.flux.julia_env import PROJECT
+    from pybench.backends.flux.julia_version import project_compat
+
+    text = (PROJECT / "Project.toml").read_text()
+    assert project_compat(text, "PartialFunctions") == "1.2.1"
+    deps = text.split("[deps]")[1].split("[compat]")[0]
+    assert 'PartialFunctions = "570af359-4316-4cb7-8c74-252c00c2016b"' in deps  # Pkg bounds deps only
+
+
+# --- fp16 Flux rows ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model, refused", [
+    ("resnet50", True), ("resnet18", True), ("vgg16_bn", True), ("batchnorm2d", True),
+    ("vgg16", False), ("vgg19", False), ("conv3x3_s1", False), ("dense1024_512", False)])
+def test_fp16_flux_rows_with_batchnorm_are_refused_with_the_reason(model, refused):
+    from pybench.backends.flux import FP16_BATCHNORM, FRAMEWORK
+    from pybench.machine.devices import Device
+    from pybench.protocol.workloads import get_workload
+    from pybench.records.spec import CellSpec
+
+    gpu = Device("cuda", 0, GPU, "NVIDIA H100 80GB HBM3")
+    size = 224 if not get_workload(model).is_layer else 32
+    fp16 = CellSpec("flux", model, "cuda:0", 8, size, 1, gpu=gpu, dtype="fp16")
+    assert FRAMEWORK.unsupported(fp16) == (FP16_BATCHNORM if refused else None)
+    assert FRAMEWORK.unsupported(CellSpec("flux", model, "cuda:0", 8, size, 1, gpu=gpu)) is None
+    on_cpu = FRAMEWORK.unsupported(CellSpec("flux", model, "cpu", 8, size, 1, dtype="fp16"))
+    assert on_cpu is not None and "does not run fp16 on the CPU" in on_cpu

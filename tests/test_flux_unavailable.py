@@ -64,7 +64,8 @@ def fake_setup(tmp_path, monkeypatch):
 def add_julia(root: Path) -> Path:
     exe = root / "bin" / "julia"
     exe.parent.mkdir(exist_ok=True)
-    exe.write_text("#!/bin/sh\nexit 1\n")  # never run: the check must not start Julia
+    # Answers `--version` alone, as Julia does before its runtime starts: the check starts no Julia.
+    exe.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "julia version 1.11.5" && exit 0\nexit 1\n')
     exe.chmod(0o755)
     return exe
 

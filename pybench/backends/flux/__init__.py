@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from pybench.backends.base import Availability, Framework, Options
+from pybench.protocol.workloads import get_workload
 from pybench.records.spec import CellSpec
+
+# Flux's cuDNN BatchNorm takes Float32 and Float64 inputs only (FluxCUDAcuDNNExt); `f16` makes the
+# statistics Float16 too, so a Float16 BatchNorm runs Flux's generic kernels with Float16 running
+# statistics, a computation PyTorch's fp16 rows (autocast: BatchNorm in fp32) never perform.
+FP16_BATCHNORM = ("Flux's fp16 would run BatchNorm in Float16 (statistics included, outside cuDNN), "
+                  "not the computation of the other frameworks' fp16 rows: fp16 Flux rows are models "
+                  "without BatchNorm (vgg16, vgg19) and layers")
 
 
 class Flux(Framework):
@@ -25,6 +33,12 @@ class Flux(Framework):
         from pybench.backends.flux.julia_env import flux_availability
 
         return flux_availability()
+
+    def unsupported(self, spec: CellSpec) -> str | None:
+        w = get_workload(spec.model)
+        if spec.dtype == "fp16" and (w.batchnorm or w.family in ("resnet", "batchnorm")):
+            return super().unsupported(spec) or FP16_BATCHNORM
+        return super().unsupported(spec)
 
     def worker_env(self, spec: CellSpec) -> dict[str, str]:
         from pybench.backends.flux.julia_env import juliacall_env

@@ -40,8 +40,7 @@ JULIA_API: dict[str, int] = {
 
 # Flux's fp16 is another workload than PyTorch's and JAX's mixed precision, so its rows say so.
 FP16_NOTE = ("fp16 not comparable with PyTorch's: PyTorch autocasts over fp32 weights (fp32 master weights and "
-             "momentum), Flux runs Float16 throughout (weights, gradients, Float16 momentum), and its BatchNorm's "
-             "precision depends on the Flux patch version")
+             "momentum), Flux runs Float16 throughout (weights, gradients, Float16 momentum)")
 
 
 class JuliaAPI:

@@ -6,9 +6,12 @@ cuDNN and PythonCall); `python -m pybench setup-julia` installs Julia if none is
 
 Environment variables you may set:
 
-- `PYTHON_JULIACALL_EXE` or `PYTHON_JULIAPKG_EXE`: the Julia executable (1.10.3 to 1.11) to use.
-  Otherwise pybench takes `julia` on the PATH (juliaup's launcher included), then one that
-  setup-julia installed under `pyjuliapkg/install` in the repository.
+- `PYTHON_JULIACALL_EXE` or `PYTHON_JULIAPKG_EXE`: the Julia executable to use.  Otherwise pybench
+  takes `julia` on the PATH (juliaup's launcher included), then the newest Julia juliaup installed
+  (`JULIAUP_DEPOT_PATH`, default `~/.julia`), then one that setup-julia installed under
+  `pyjuliapkg/install` in the repository: the first whose `julia --version` is in Project.toml's
+  `[compat] julia` range.  One outside it is refused with the fix: Julia 1.12 brings OpenSSL 3.5,
+  which Project.toml's OpenSSL_jll bound excludes, so `Pkg.instantiate` could only fail.
 - `JULIA_DEPOT_PATH`: where Julia keeps packages (default `~/.julia`), as Julia itself reads it.
 
 Set by pybench for every Flux worker (`juliacall_env`):
@@ -41,6 +44,7 @@ import sys
 from pathlib import Path
 
 from pybench.backends.base import Availability
+from pybench.backends.flux.julia_version import in_compat, julia_version, newest_channel, project_compat
 from pybench.machine.lifetime import run_bounded
 
 # The repository: pybench/backends/flux/ is three down.  A worker under another interpreter runs a
@@ -49,7 +53,7 @@ ROOT_ENV = "PYBENCH_REPO_ROOT"
 ROOT = Path(os.environ.get(ROOT_ENV) or Path(__file__).resolve().parents[3])
 PROJECT = ROOT  # holds Project.toml (tracked) and Manifest.toml (written by setup-julia)
 JULIA_DIR = ROOT / "julia"
-JULIA_COMPAT = "1.10.3 - 1.11"  # juliacall 0.9.37's own requirement, capped by Project.toml's OpenSSL_jll
+JULIA_COMPAT = project_compat((PROJECT / "Project.toml").read_text(), "julia") or ""
 SETUP_FIX = "python -m pybench setup-julia"
 INSTALL_FIX = "pip install -e '.[flux]'"
 # Packages the backend loads; each must be in the Manifest and present in a depot.
@@ -71,20 +75,49 @@ def _juliapkg_install_dirs() -> list[Path]:
     return [p / "pyjuliapkg" / "install" for p in dict.fromkeys(projects)]
 
 
-def find_julia() -> str | None:
-    """The Julia executable a worker would use, found without running anything."""
+def _juliaup_julias() -> list[str]:
+    """The Julias juliaup installed (its juliaup.json), whichever is the default: `juliaup add 1.11`
+    puts one there without making it the `julia` on the PATH."""
+    folder = Path(os.environ.get("JULIAUP_DEPOT_PATH") or Path.home() / ".julia") / "juliaup"
+    try:
+        installed = json.loads((folder / "juliaup.json").read_text())["InstalledVersions"]
+        paths = [info["Path"] for info in installed.values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [str(folder / p / "bin" / "julia") for p in paths if isinstance(p, str)]
+
+
+def _candidates() -> list[str]:
+    """Executables to consider, in order; a Julia the user named is the only candidate."""
     for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIAPKG_EXE"):
         exe = _executable(os.environ.get(var))
         if exe:
-            return exe
-    exe = _executable("julia")
-    if exe:
-        return exe
-    for prefix in _juliapkg_install_dirs():
-        exe = _executable(str(prefix / "bin" / "julia"))
-        if exe:
-            return exe
-    return None
+            return [exe]
+    juliaup = sorted(_juliaup_julias(), key=lambda exe: julia_version(exe) or (0, 0, 0), reverse=True)
+    found = [_executable(p) for p in ("julia", *juliaup, *(str(d / "bin" / "julia") for d in _juliapkg_install_dirs()))]
+    return list(dict.fromkeys(exe for exe in found if exe))
+
+
+def locate_julia() -> tuple[str | None, str]:
+    """The Julia executable a worker would use, or None and why (one line with the fix): the first
+    candidate whose version is in Project.toml's range.  Runs `julia --version`, nothing more."""
+    refused = []
+    for exe in _candidates():
+        version = julia_version(exe)
+        if version is not None and in_compat(version, JULIA_COMPAT):
+            return exe, ""
+        refused.append(f"{exe} is " + (f"Julia {'.'.join(map(str, version))}" if version
+                                       else "no Julia that answers --version"))
+    if not refused:
+        return None, ("no Julia executable (PYTHON_JULIACALL_EXE, PYTHON_JULIAPKG_EXE, julia on PATH, juliaup, "
+                      f"pyjuliapkg/install): {SETUP_FIX}")
+    return None, (f"{'; '.join(refused)}, and the Flux environment needs Julia {JULIA_COMPAT} "
+                  f"(Project.toml): juliaup add {newest_channel(JULIA_COMPAT)}, or {SETUP_FIX}")
+
+
+def find_julia() -> str | None:
+    """`locate_julia`'s executable."""
+    return locate_julia()[0]
 
 
 def depots() -> list[Path]:
@@ -134,12 +167,9 @@ def flux_availability() -> Availability:
         return Availability(
             False, f"juliacall {installed} does not match PythonCall {pinned} in Project.toml: {INSTALL_FIX}"
         )
-    if find_julia() is None:
-        return Availability(
-            False,
-            "no Julia executable (PYTHON_JULIACALL_EXE, PYTHON_JULIAPKG_EXE, julia on PATH, "
-            f"pyjuliapkg/install): {SETUP_FIX}",
-        )
+    exe, why_not = locate_julia()
+    if exe is None:
+        return Availability(False, why_not)
     if not (PROJECT / "Manifest.toml").is_file():
         return Availability(False, f"Julia packages not instantiated (no Manifest.toml): {SETUP_FIX}")
     manifest = manifest_packages()
@@ -265,9 +295,9 @@ def setup_julia() -> int:
     if importlib.util.find_spec("juliacall") is None:
         print(f"pybench: juliacall is not installed: {INSTALL_FIX}", file=sys.stderr)
         return 1
-    exe = find_julia()
+    exe, why_not = locate_julia()
     if exe is None:
-        print("pybench: no Julia found; installing one through juliapkg", flush=True)
+        print(f"pybench: {why_not}; installing Julia {JULIA_COMPAT} through juliapkg", flush=True)
         exe = _install_julia()
         if exe is None:
             return 1
