@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
+from pybench.errors import UserError
 from pybench.records.record import CellRecord
 from pybench.report.format import fmt_duration, model_title
 from pybench.report.view import with_variant
@@ -57,11 +58,24 @@ def _whole(a: CellRecord | None, b: CellRecord | None) -> Verdict:
     return Verdict.BROKEN if a.ok else Verdict.FIXED
 
 
+def _refuse_nothing_in_common(before: dict, after: dict, old: list[ResultsDoc], new: list[ResultsDoc]) -> None:
+    """A diff that compares nothing must not pass a build: empty files, or no cell identity on both
+    sides, is a UserError saying which."""
+    for side, cells, docs in (("OLD", before, old), ("NEW", after, new)):
+        if not cells:
+            raise UserError(f"no cell in {side} ({', '.join(str(d.path) for d in docs)}): nothing was measured there")
+    if not before.keys() & after.keys():
+        raise UserError(f"no cell in common: OLD holds {len(before)} cell(s), NEW {len(after)}, and none has the "
+                        "same identity (model, framework, device, machine label, batch, image size, dtype, threads "
+                        "and settings)")
+
+
 def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float = 0.05,
                  alpha: float = 0.05, stat: str = "median") -> list[DiffRow]:
     """Match cells of two sets of results files by their full identity and judge every phase."""
     check_stat(stat)
     before, after = _latest(old), _latest(new)
+    _refuse_nothing_in_common(before, after, old, new)
     keys = sorted(before.keys() | after.keys(), key=lambda k: (MODEL_ORDER.get(k.model, len(MODEL_ORDER)), k))
     rows: list[DiffRow] = []
     tested: list[tuple[int, CellRecord, CellRecord, str]] = []  # (row index, old, new, phase)
