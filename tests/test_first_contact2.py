@@ -208,3 +208,84 @@ def test_fp16_flux_rows_with_batchnorm_are_refused_with_the_reason(model, refuse
     assert FRAMEWORK.unsupported(CellSpec("flux", model, "cuda:0", 8, size, 1, gpu=gpu)) is None
     on_cpu = FRAMEWORK.unsupported(CellSpec("flux", model, "cpu", 8, size, 1, dtype="fp16"))
     assert on_cpu is not None and "does not run fp16 on the CPU" in on_cpu
+
+
+# --- a Flux worker timed out or interrupted -----------------------------------------------------------
+
+# A worker as juliacall with PYTHON_JULIACALL_HANDLE_SIGNALS=yes leaves it (signals-unix.c): SIGTERM and
+# SIGINT blocked in the thread that started Julia, a signal thread waiting for them, and on SIGTERM a
+# backtrace and exit status 128 + 15.  Then, as FluxBackend.prepare does, the Flux backend's
+# `default_signals` (or not, in the control), and the round's wait.
+JULIA_LIKE_WORKER = """
+import os, signal, sys, threading, time
+wanted = {signal.SIGTERM, signal.SIGINT}
+signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+
+def julia_signal_thread():
+    sig = signal.sigwait(wanted)
+    sys.stderr.write(f"\\n[{os.getpid()}] signal ({sig}): Terminated\\nin expression starting at none:0\\n"
+                     "epoll_wait at /lib/x86_64-linux-gnu/libc.so.6 (unknown line)\\n"
+                     "Allocations: 43215 (Pool: 43160; Big: 55); GC: 0\\n")
+    sys.stderr.flush()
+    os._exit(128 + sig)
+
+threading.Thread(target=julia_signal_thread, daemon=True).start()
+if sys.argv[2] == "restore":
+    from pybench.backends.flux.backend import default_signals
+    default_signals()
+print("julia: loading PyBench.jl", file=sys.stderr, flush=True)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)
+"""
+
+
+def run_flux_round(tmp_path, restore: bool, sig: int | None, timeout: float = 60):
+    """One round of a Flux cell through the real runner, its worker being JULIA_LIKE_WORKER; `sig`
+    is sent to the worker once it waits."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from pybench.records.spec import CellSpec
+    from pybench.rounds.runner import run_cell
+
+    script, pidfile = tmp_path / "worker.py", tmp_path / "worker.pid"
+    script.write_text(JULIA_LIKE_WORKER)
+    spec = CellSpec("flux", "resnet18", "cpu", 2, 64, threads=1)
+    got = []
+    round_ = threading.Thread(target=lambda: got.append(run_cell(
+        spec, timeout, [sys.executable, str(script), str(pidfile), "restore" if restore else "as-is"])))
+    round_.start()
+    if sig is not None:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(int(pidfile.read_text()), sig)
+    round_.join(60)
+    return got[0]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_flux_worker_leaves_a_record_naming_the_signal(tmp_path, sig):
+    import signal
+
+    record = run_flux_round(tmp_path, restore=True, sig=getattr(signal, sig))
+    assert record.status == "failed" and record.error == f"worker killed by {sig}"
+    assert not any("Allocations" in line for line in record.stderr_tail)
+
+
+def test_without_default_signals_julia_would_answer_sigterm_with_a_backtrace(tmp_path):
+    import signal
+
+    record = run_flux_round(tmp_path, restore=False, sig=signal.SIGTERM)
+    assert record.error.startswith("worker exited with code 143: Allocations")
+
+
+def test_a_flux_worker_past_its_timeout_is_a_record_saying_so(tmp_path):
+    record = run_flux_round(tmp_path, restore=False, sig=None, timeout=3)  # SIGKILLed: Julia has no say
+    assert record.status == "failed" and record.error == "timed out after 3 s (hung?); worker killed"
+    assert record.stderr_tail == ["julia: loading PyBench.jl"]

@@ -9,6 +9,7 @@ checks them against the Julia source.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from pybench.backends.base import Backend, make_input, make_labels
@@ -68,10 +69,27 @@ def start_julia(threads: int, device_index: int = -1, tf32: bool = False) -> Jul
         os.environ.setdefault(key, value)
     from juliacall import Main as jl  # starts Julia unless preloaded: seconds, plus package loading
 
+    default_signals()
     jl.include(str(JULIA_DIR / "PyBench.jl"))
     api = JuliaAPI(jl.PyBench)
     api.configure(threads, device_index, tf32)  # raises a one-line error when CUDA is asked for but not functional
     return api
+
+
+def default_signals() -> None:
+    """SIGTERM and SIGINT back to their default action (or ignored, where they were) in this, the
+    main thread, once Julia runs.
+
+    With PYTHON_JULIACALL_HANDLE_SIGNALS=yes, Julia blocks both in the thread that starts it and
+    waits for them in a signal thread of its own: SIGTERM then prints a backtrace and exits 143
+    (signals-unix.c, `jl_exit_thread0`), and SIGINT waits for a Julia safepoint to raise an
+    InterruptException.  Unblocked here, a signal sent to the process goes to this thread first and
+    ends it as it ends a PyTorch or JAX worker, so the record says "worker killed by SIGTERM".
+    Julia keeps every other signal (its GC's safepoints need SIGSEGV)."""
+    wanted = (signal.SIGTERM, signal.SIGINT)
+    for sig in wanted:  # Python still reports the disposition it found at start-up
+        signal.signal(sig, signal.SIG_IGN if signal.getsignal(sig) is signal.SIG_IGN else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
 
 
 def build(api: JuliaAPI, w: Workload, image_size: int, seed: int) -> Any:
