@@ -222,6 +222,10 @@ class PyTorchBackend(Backend):
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def peak_memory(self) -> dict[str, int]:
+        """The caching allocator's high-water marks over the group's sampling.  reset_peak_memory_stats
+        starts them at what is held when sampling starts, so `cuda_max_reserved` includes the blocks
+        cached during the group's first run and warm-up, cuDNN's autotuning workspaces among them.
+        The cache is not released there: the first timed sample would pay the cudaMalloc calls."""
         if not self.cuda:
             return {}
         return {
