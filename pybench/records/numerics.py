@@ -88,10 +88,11 @@ class Parity:
         return self.max_rel_diff is not None
 
     def text(self) -> str:
-        """'parity: outputs agree to 3e-06', 'parity: outputs DIFFER by 0.41', or why not checked."""
+        """'parity: outputs agree to 3e-6', 'parity: outputs DIFFER by 0.41', or why not checked."""
         if not self.checked:
             return f"parity: not checked ({self.reason})"
-        if self.ok:
-            return f"parity: outputs agree to {self.max_rel_diff:.1g}"
+        if self.ok:  # a tiny relative difference reads best as a power of ten: '3e-6'
+            mantissa, exponent = f"{self.max_rel_diff:.0e}".split("e")
+            return f"parity: outputs agree to {mantissa}e{int(exponent)}"
         return f"parity: outputs DIFFER by {self.max_rel_diff:.2g} (tolerance {self.tolerance:g})"
 
