@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from pybench.records import results
 from pybench.backends import FRAMEWORKS
-from pybench.cli.main import DEFAULT_ROUNDS
+from pybench.limits import DEFAULT_RESULTS, RUN_ROUNDS
 from pybench.cli.options import label_text, positive_int, results_dir
 from pybench.records.record import CellRecord
 
@@ -42,8 +41,8 @@ def qualities(record: CellRecord) -> Counter[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--framework", nargs="+", default=["pytorch"], choices=list(FRAMEWORKS))
-    ap.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS)
-    ap.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR)
+    ap.add_argument("--rounds", type=positive_int, default=RUN_ROUNDS)
+    ap.add_argument("--results", type=results_dir, default=DEFAULT_RESULTS)
     ap.add_argument("--label", type=label_text)
     args = ap.parse_args()
     cmd = ["--framework", *args.framework, "--model", "all", "--device", "cpu", "--rounds", str(args.rounds)]

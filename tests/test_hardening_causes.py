@@ -22,7 +22,8 @@ from factories import record, results_file, train
 from processes import running, wait_for
 from pybench.cli import main as cli
 from pybench.machine import lifetime
-from pybench.rounds import execute as matrix_run
+from pybench.cli.request_args import request_of
+from pybench.rounds.cells import build_specs
 from pybench.records import results
 from pybench.rounds import runner
 from pybench.report.diff import compare_runs
@@ -221,10 +222,10 @@ def test_options_the_code_cannot_honour_are_refused_up_front(tmp_path, args):
 
 
 def test_in_a_mixed_matrix_an_unsupported_option_is_a_skipped_row_with_its_reason():
-    args = cli.build_parser().parse_args(["run", "--framework", "pytorch", "jax", "--model", "resnet18",
-                                          "--device", "cpu", "--compile", "--threads", "1"])
-    specs = matrix_run.build_specs(args, [runner.get_framework(n) for n in ("pytorch", "jax")],
-                            {"cpu": "CPU", "label": "box"})
+    argv = ["run", "--framework", "pytorch", "jax", "--model", "resnet18", "--device", "cpu", "--compile",
+            "--threads", "1"]
+    specs = build_specs(request_of(cli.build_parser().parse_args(argv), argv), ["pytorch", "jax"],
+                        {"cpu": "CPU", "label": "box"})
     assert all(s.compile for s in specs)  # asked for every row: never silently dropped
     reasons = {s.framework: runner.skip_reason(s) for s in specs}
     assert reasons["jax"] == "--compile is not a JAX option"

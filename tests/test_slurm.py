@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pybench.cluster.options import SlurmConfig, key_value, slurm_time
+from pybench.cluster.options import SlurmConfig
+from pybench.cluster.options import key_value, slurm_time
+from pybench.request.request import SlurmOptions
 from pybench.cluster.slurm import JobState, parse_sacct, parse_scontrol
 from processes import wait_for
 
@@ -215,11 +217,7 @@ def test_cluster_options_are_checked_before_anything_is_submitted(tmp_path: Path
 
 
 def test_gpu_cells_ask_for_a_gpu_and_threads_for_cores() -> None:
-    class Args:
-        device, slurm_gpus_per_cell, partition, slurm_opt, python = "cuda", None, ["a", "b", "a"], [], None
-        slurm_time, threads, max_parallel = "30", None, 4
-
-    config = SlurmConfig.from_args(Args())
+    config = SlurmConfig.of(SlurmOptions(partitions=("a", "b", "a"), time="30", max_parallel=4), "cuda")
     assert config.partitions == ("a", "b")
     params = config.parameters("a")
     assert params["gpus_per_node"] == 1 and params["exclusive"] and params["array_parallelism"] == 4

@@ -11,12 +11,12 @@ from rich.console import Console
 from factories import record, results_file, train
 from pybench.report import diff
 from pybench.cli.main import build_parser
-from pybench.rounds.execute import build_specs
+from pybench.cli.request_args import request_of
 from pybench.machine.environment import available_cores
 from pybench.errors import UserError
 from pybench.rounds.interpreter import staged_source, worker_command, worker_environ
 from pybench.report.terminal import ratio_table, summary_table
-from pybench.cli.variants import check_executor, variant_specs
+from pybench.rounds.cells import variant_specs
 from pybench.request.variants import PRESETS, Variant, parse_variant
 
 ENV = {"cpu": "Test CPU", "label": "box"}
@@ -71,8 +71,11 @@ def test_parse_errors_are_one_clear_line(text, message):
 
 
 def specs(*argv):
-    args = build_parser().parse_args(["compare", "--model", "dense1024_512", "--device", "cpu", *argv])
-    return variant_specs(args, ENV, build_specs)
+    return variant_specs(request(["compare", "--model", "dense1024_512", "--device", "cpu", *argv]), ENV)
+
+
+def request(argv):
+    return request_of(build_parser().parse_args(argv), argv)
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
@@ -121,9 +124,8 @@ def test_settings_preset_on_the_cpu(capsys):
 
 
 def test_a_preset_refuses_what_the_framework_cannot_run(capsys):
-    args = build_parser().parse_args(["run", "--framework", "jax", "--model", "dense1024_512", "--device",
-                                      "cpu", "--variants", "settings"])
-    got = variant_specs(args, ENV, build_specs)
+    got = variant_specs(request(["run", "--framework", "jax", "--model", "dense1024_512", "--device", "cpu",
+                                 "--variants", "settings"]), ENV)
     assert [s.variant_name for s in got] == ["eager", "bf16"]
     err = capsys.readouterr().err
     assert "channels_last left out: --channels-last is not a JAX option" in err
@@ -138,8 +140,7 @@ def test_explicit_variants_that_cannot_run_are_refused():
     with pytest.raises(UserError, match="variant a: threads 999 is more than"):
         specs("--variant", "a=pytorch,threads=999")
     with pytest.raises(UserError, match="--framework and --variant both choose"):
-        variant_specs(build_parser().parse_args(["run", "--framework", "jax", "--variant", "a=pytorch"]),
-                      ENV, build_specs)
+        request(["run", "--framework", "jax", "--variant", "a=pytorch"])
 
 
 def test_presets_are_documented():
@@ -189,7 +190,7 @@ def test_another_interpreter_gets_staged_pybench_and_none_of_this_environment():
     assert cmd[0] == "/opt/venv/bin/python" and str(staged_source()) in cmd[2]
     staged = staged_source()
     assert [p.name for p in staged.iterdir()] == ["pybench"]  # nothing beside it on the path
-    assert (staged / "pybench" / "worker.py").is_file() and not list(staged.rglob("__pycache__"))
+    assert (staged / "pybench" / "rounds" / "worker.py").is_file() and not list(staged.rglob("__pycache__"))
 
 
 def test_markdown_keeps_the_variants_of_a_model_in_one_table():
@@ -236,8 +237,6 @@ def test_a_variant_spec_survives_json():
 
 
 def test_variants_are_refused_on_slurm():
-    args = build_parser().parse_args(["compare", "--model", "resnet18", "--executor", "slurm",
-                                      "--variants", "aa"])
     with pytest.raises(UserError, match="not with --executor slurm"):
-        check_executor(args)
-    check_executor(build_parser().parse_args(["compare", "--model", "resnet18", "--variants", "aa"]))
+        request(["compare", "--model", "resnet18", "--executor", "slurm", "--variants", "aa"])
+    assert request(["compare", "--model", "resnet18", "--variants", "aa"]).presets == ("aa",)

@@ -10,88 +10,37 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from pybench import __version__
-from pybench.machine import devices
-from pybench.records import results
+from pybench.backends import FRAMEWORKS, get_framework
+from pybench.cli.options import label_text, number
+from pybench.cli.request_args import add_cell_options, request_of
 from pybench.cluster import options as cluster_options
-from pybench.backends import FRAMEWORKS, get_framework, resolve_frameworks
 from pybench.errors import UserError
+from pybench.limits import MAX_BATCH, MAX_IMAGE
+from pybench.machine import devices
 from pybench.machine.gpu_probe import driver_advice
 from pybench.machine.lifetime import Terminated, install_signal_handlers
-from pybench.cli.options import (CELL_BUDGET_S, MAX_BUDGET_S, MAX_GFLOPS, MAX_ROUNDS, MAX_TIMEOUT_S, label_text, number,
-                             results_dir)
-from pybench.protocol.group import StopRule
-from pybench.records.record import CellRecord
-from pybench.records.spec import DTYPES, MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
-from pybench.rounds.execute import execute
-from pybench.records.statistics import STATS
-from pybench.cli.variants import add_variant_options
 from pybench.protocol.workloads import get_workload
+from pybench.records import results
+from pybench.records.record import CellRecord
+from pybench.records.statistics import STATS
+from pybench.request.request import Request
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
 out = Console(width=None if sys.stdout.isatty() else 10_000)
 
 EXIT_FAILED, EXIT_USER, EXIT_INTERNAL = 1, 2, 3
-DEFAULT_ROUNDS = 3
-DEFAULT_MAX_TIME = 60.0  # the most sampling a round may take; planned rounds are usually far shorter
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse would add a usage block)
         raise UserError(message)
-
-
-def _int(maximum: int, positive: bool = True) -> Callable[[str], int | float]:
-    return number(int, 0, inclusive=not positive, maximum=maximum)
-
-
-def rounds_arg(text: str) -> int | str:
-    return "auto" if text == "auto" else _int(MAX_ROUNDS)(text)
-
-
-def add_cell_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=_int(MAX_BATCH), help="default: 8 (4 for resnet101/152 on a GPU)")
-    p.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
-    p.add_argument("--threads", type=_int(MAX_THREADS), default=None,
-                   help="cores and intra-op threads of every framework (default: all available)")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (off: fp32 means fp32)")
-    p.add_argument("--seed", type=_int(MAX_SEED, positive=False), default=0)
-    p.add_argument("--dtype", choices=DTYPES, default="fp32",
-                   help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
-    p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
-    p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
-    p.add_argument("--rounds", type=rounds_arg, default=None,
-                   help="auto (compare's default: at least 3, more until every ratio is decided or the "
-                        f"budget is spent) or N fresh worker processes per cell (run's default {DEFAULT_ROUNDS})")
-    p.add_argument("--budget", type=number(float, maximum=MAX_BUDGET_S), default=None,
-                   help=f"seconds for --rounds auto (default: {CELL_BUDGET_S:.0f} per cell)")
-    p.add_argument("--lockstep", action=argparse.BooleanOptionalAction, default=False,
-                   help="run a cell's frameworks side by side in each round, taking turns in blocks of "
-                        "about a second (default: back to back, which measured better here)")
-    p.add_argument("--precision", type=number(float, maximum=1), default=StopRule.precision,
-                   help="stop when the 95%% interval is within +-this fraction (default 0.02)")
-    p.add_argument("--min-samples", type=_int(MAX_SAMPLES), default=StopRule.min_samples)
-    p.add_argument("--max-samples", type=_int(MAX_SAMPLES), default=StopRule.max_samples)
-    p.add_argument("--max-time", type=number(float, maximum=MAX_TIME_S), default=DEFAULT_MAX_TIME,
-                   help="the most seconds of sampling per round, after the first runs (default "
-                        f"{DEFAULT_MAX_TIME:g}); samples per round follow the measured noise")
-    p.add_argument("--timeout", type=number(float, maximum=MAX_TIMEOUT_S), default=None,
-                   help="kill a round's worker after this many seconds (default: generous)")
-    p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
-    p.add_argument("--results", type=results_dir, default=results.DEFAULT_DIR, help="results folder")
-    p.add_argument("--stat", choices=STATS, default="median")
-    p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
-                   help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
-    cluster_options.add_executor_options(p)
-    add_variant_options(p)
 
 
 def build_parser() -> Parser:
@@ -133,8 +82,8 @@ def build_parser() -> Parser:
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
     par.add_argument("--model", required=True)
     par.add_argument("--device", default="cpu")
-    par.add_argument("--batch-size", type=_int(MAX_BATCH), default=2)
-    par.add_argument("--image-size", type=_int(MAX_IMAGE), default=224)
+    par.add_argument("--batch-size", type=number(int, maximum=MAX_BATCH), default=2)
+    par.add_argument("--image-size", type=number(int, maximum=MAX_IMAGE), default=224)
 
     sub.add_parser("list", help="workloads and frameworks")
     env = sub.add_parser("env", help="the environment as captured")
@@ -151,14 +100,25 @@ def _exit_code(records: list[CellRecord]) -> int:
     return EXIT_FAILED if any(r.status == "failed" for r in records) else 0
 
 
+def execute(request: Request) -> list[CellRecord] | None:
+    """Measure the request here or on Slurm; None when submitted with --detach."""
+    if request.executor == "slurm":
+        from pybench.cluster.commands import execute as on_slurm
+
+        return on_slurm(request, console)
+    from pybench.rounds.execute import execute as locally
+
+    return locally(request, console)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pybench.report.terminal import summary_table
 
-    args.rounds = args.rounds or DEFAULT_ROUNDS
-    records = execute(args, resolve_frameworks(args.framework), console)
+    request = request_of(args, sys.argv)
+    records = execute(request)
     if records is None:
         return 0
-    out.print(summary_table(records, stat=args.stat))
+    out.print(summary_table(records, stat=request.stat))
     return _exit_code(records)
 
 
@@ -169,18 +129,15 @@ def _aside(record: CellRecord) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pybench.report.terminal import details_table, ratio_table, summary_table
-
-    names = args.framework
-    args.rounds = args.rounds or "auto"
-    records = execute(args, resolve_frameworks(names) if "all" in names else [get_framework(n) for n in names],
-                      console)
-    if records is None:
-        return 0
-    out.print(summary_table(records, stat=args.stat))
-    out.print(ratio_table(records, stat=args.stat))
-    out.print(details_table(records, stat=args.stat))
     from pybench.rounds.planning import DECIDED_WIDTH, undecided
 
+    request = request_of(args, sys.argv)
+    records = execute(request)
+    if records is None:
+        return 0
+    out.print(summary_table(records, stat=request.stat))
+    out.print(ratio_table(records, stat=request.stat))
+    out.print(details_table(records, stat=request.stat))
     for u in undecided(records):
         more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
                 "decide it" if u.seconds_needed else "")
@@ -246,9 +203,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     from pybench.cluster import commands, node
     from pybench.report.terminal import frameworks_table
 
-    if args.executor == "local":
-        cluster_options.check_local(args)
-    facts = commands.node_env(args, console) if args.executor == "slurm" else node.node_facts(args.label)
+    slurm = cluster_options.slurm_options(args)
+    slurm.check(args.executor)
+    facts = commands.node_env(slurm, args.label, console) if args.executor == "slurm" else node.node_facts(args.label)
     out.print_json(json.dumps(facts, default=str))
     out.print(frameworks_table(facts["frameworks"]))
     for line in driver_advice() if args.executor == "local" else ():

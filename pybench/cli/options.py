@@ -8,17 +8,8 @@ import math
 from pathlib import Path
 from typing import Callable
 
+from pybench.limits import MAX_LABEL
 from pybench.records.shape import finite_within, shown
-
-MAX_LABEL = 100
-MAX_TIMEOUT_S = 1e6  # select/poll take milliseconds in a C int: about 24 days at most
-MAX_ROUNDS = 1000
-MAX_BUDGET_S = 1e7  # --rounds auto's budget: about four months
-# --rounds auto's default budget per cell: no new round starts unless the last one's length still fits,
-# so a resnet50 compare (rounds of about 55 s on the reference VM) ends within 5 minutes, start-up
-# and report included, after 5 rounds rather than 4 (at 99% per look, a 30% narrower interval).
-CELL_BUDGET_S = 290.0
-MAX_GFLOPS = 1e12  # a zettaflop/s: no device comes close
 
 
 def number(cast: type, minimum: float = 0, inclusive: bool = False,

@@ -20,7 +20,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from pybench.machine import environment
-from pybench.backends.base import Framework
 from pybench.cluster import slurm
 from pybench.cluster.node import CellJob, node_facts, run_cell_job
 from pybench.cluster.options import SlurmConfig
@@ -29,11 +28,11 @@ from pybench.cluster.submission import (JobEntry, Submission, collect_job, colle
 from pybench.errors import UserError
 from pybench.records.record import CellRecord
 from pybench.records.spec import CellSpec
+from pybench.request.request import Request, SlurmOptions
+from pybench.rounds.cells import build_specs
 from pybench.protocol.workloads import resolve_models
 
 POLL_S = 1.0
-NOT_CELL_OPTIONS = {"command", "framework", "model", "results", "executor", "partition", "slurm_time",
-                    "slurm_opt", "python", "slurm_gpus_per_cell", "max_parallel", "detach"}
 
 
 def executor(folder: Path, config: SlurmConfig, partition: str | None):  # -> submitit.SlurmExecutor
@@ -51,29 +50,25 @@ def _submit_error(exc: Exception) -> UserError:
     return UserError("sbatch refused the job: " + " ".join(str(exc).split())[:500])
 
 
-def submit(args: argparse.Namespace, frameworks: list[Framework], config: SlurmConfig) -> Submission:
+def submit(request: Request, config: SlurmConfig) -> Submission:
     """Validate every cell as a local run would, then one job array per partition."""
     import submitit
 
-    from pybench.rounds.execute import build_specs  # the CLI's own validation (imported late: it imports us)
-
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_CELL_OPTIONS}
     # Validated here with this machine's CPU; each node builds its own specs for its own device.
-    check = argparse.Namespace(**{**options, "device": "cpu", "threads": None})
-    env = environment.capture(args.label)
-    sub = Submission.new(args.results, sys.argv)
-    names = tuple(fw.name for fw in frameworks)
+    check = replace(request, cell=replace(request.cell, device="cpu", threads=None))
+    env = environment.capture(request.cell.label)
+    sub = Submission.new(request.results, list(request.argv))
+    frameworks = request.framework_names()
     try:
         for partition in config.partitions:
             jobs = []
-            for w in resolve_models(args.model):
+            for w in resolve_models(list(request.models)):
                 index = len(sub.jobs) + len(jobs)
-                specs = build_specs(argparse.Namespace(**{**vars(check), "model": [w.name]}), frameworks, env)
+                specs = build_specs(check.for_model(w.name), frameworks, env)
                 where = f"partition {partition}" if partition else "the default partition"
                 specs = [_unrun(s, config, where) for s in specs]
                 sub.cell_folder(index).mkdir(parents=True)
-                jobs.append((CellJob(index, w.name, names, options, tuple(sys.argv),
-                                     str(sub.cell_folder(index))), partition, specs))
+                jobs.append((CellJob(index, request.for_model(w.name), str(sub.cell_folder(index))), partition, specs))
             try:
                 submitted = executor(sub.executor_folder, config, partition).map_array(
                     run_cell_job, [j for j, _, _ in jobs])
@@ -93,11 +88,11 @@ def _unrun(spec: CellSpec, config: SlurmConfig, where: str) -> CellSpec:
     return replace(spec, device="cuda:0" if config.gpus else "cpu", gpu=None, device_name=f"not run ({where})")
 
 
-def execute(args: argparse.Namespace, frameworks: list[Framework], console: Console) -> list[CellRecord] | None:
+def execute(request: Request, console: Console) -> list[CellRecord] | None:
     """Submit the matrix; unless detached, watch it and return every record (None when detached)."""
-    sub = submit(args, frameworks, SlurmConfig.from_args(args))
+    sub = submit(request, SlurmConfig.of(request.slurm, request.cell.device, request.cell.threads))
     console.print(f"submitted {len(sub.jobs)} Slurm job(s); submission folder {sub.folder}")
-    if args.detach:
+    if request.slurm.detach:
         console.print(f"gather the results with: pybench collect {sub.folder}")
         return None
     try:
@@ -159,9 +154,9 @@ def cmd_collect(args: argparse.Namespace, console: Console) -> list[CellRecord]:
     return records
 
 
-def node_env(args: argparse.Namespace, console: Console) -> dict:
+def node_env(slurm: SlurmOptions, label: str | None, console: Console) -> dict:
     """`pybench env` run as a Slurm job on a node of the partition; waits for it."""
-    config = SlurmConfig.from_args(args)
+    config = SlurmConfig.of(slurm)
     if len(config.partitions) > 1:
         raise UserError("env --executor slurm takes one --partition")
     import submitit
@@ -170,7 +165,7 @@ def node_env(args: argparse.Namespace, console: Console) -> dict:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench" / "slurm-env"
     folder = Submission.new(cache, sys.argv).folder
     try:
-        job = executor(folder, config, config.partitions[0]).submit(node_facts, args.label)
+        job = executor(folder, config, config.partitions[0]).submit(node_facts, label)
     except submitit.core.utils.FailedJobError as exc:
         raise _submit_error(exc) from None
     console.print(f"Slurm job {job.job_id} submitted; waiting for a node")

@@ -9,17 +9,19 @@ measured.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from pybench.machine import environment
-from pybench.backends import FRAMEWORKS, get_framework
+from pybench.backends import FRAMEWORKS
 from pybench.machine.lifetime import install_signal_handlers
 from pybench.records.results import ResultsFile, atomic_write
 from pybench.records.spec import CellSpec
+from pybench.request.request import Request
+from pybench.rounds.cells import build_specs
+from pybench.rounds.matrix import Schedule, run_matrix
 
 PLAN = "plan.json"
 RECORDS = "records"
@@ -27,23 +29,22 @@ RECORDS = "records"
 
 @dataclass(frozen=True)
 class CellJob:
-    """One job: a cell (one model) of the matrix, all the given frameworks, the command's options."""
+    """One job: a cell (one model) of the matrix, all the request's frameworks."""
 
     index: int
-    model: str
-    frameworks: tuple[str, ...]
-    options: dict  # the cell options as argparse named them (batch_size, device, rounds, ...)
-    command: tuple[str, ...]
+    request: Request  # the submitted request, narrowed to this job's model
     folder: str  # this job's folder in the submission (a shared filesystem)
 
+    @property
+    def model(self) -> str:
+        return self.request.models[0]
+
     def to_json(self) -> dict:
-        return {"index": self.index, "model": self.model, "frameworks": list(self.frameworks),
-                "options": self.options, "command": list(self.command), "folder": self.folder}
+        return {"index": self.index, "request": self.request.to_json(), "folder": self.folder}
 
     @classmethod
     def from_json(cls, data: dict) -> "CellJob":
-        return cls(index=int(data["index"]), model=str(data["model"]), frameworks=tuple(data["frameworks"]),
-                   options=dict(data["options"]), command=tuple(data["command"]), folder=str(data["folder"]))
+        return cls(index=int(data["index"]), request=Request.from_json(data["request"]), folder=str(data["folder"]))
 
 
 def run_cell_job(job: CellJob) -> str:
@@ -54,24 +55,14 @@ def run_cell_job(job: CellJob) -> str:
     # Slurm's SIGTERM (time limit, scancel, preemption) stops the matrix as it stops a local run: the
     # worker is killed, what finished stays in the file, and the job ends at once.
     install_signal_handlers()
-    from pybench.rounds.execute import build_specs  # the CLI's own validation; imported late (it imports us)
-
-    args = argparse.Namespace(**job.options, model=[job.model])
-    env = environment.capture(args.label, args.threads, args.tf32)
-    specs = build_specs(args, [get_framework(n) for n in job.frameworks], env)
+    request = job.request
+    env = environment.capture(request.cell.label, request.cell.threads, request.cell.tf32)
+    specs = build_specs(request, request.framework_names(), env)
     folder = Path(job.folder)
     atomic_write(folder / PLAN, json.dumps([s.to_json() for s in specs]))
-    store = ResultsFile.create(folder / RECORDS, env, list(job.command))
-    measure(specs, store, args)
+    store = ResultsFile.create(folder / RECORDS, env, list(request.argv))
+    run_matrix(specs, store, Schedule.of(request), peak_gflops=request.peak_gflops)
     return str(store.path)
-
-
-def measure(specs: list[CellSpec], store: ResultsFile, args: argparse.Namespace) -> None:
-    """The one call into the runner: the cell's specs, the file, and the schedule the CLI would use."""
-    from pybench.rounds.execute import schedule_of
-    from pybench.rounds.matrix import run_matrix
-
-    run_matrix(specs, store, schedule_of(args, cells=1), peak_gflops=args.peak_gflops)
 
 
 def read_plan(folder: Path) -> list[CellSpec] | None:

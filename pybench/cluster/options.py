@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybench.errors import UserError
+from pybench.limits import MAX_COUNT, SLURM_MAX_PARALLEL, SLURM_TIME
 from pybench.records.statistics import STATS
+from pybench.request.request import EXECUTORS, SlurmOptions
 
-EXECUTORS = ("local", "slurm")
-DEFAULT_TIME = "1:00:00"
-SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S
-DEFAULT_MAX_PARALLEL = 256  # submitit's default array concurrency
+TIME_FORMAT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -23,9 +22,6 @@ def key_value(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-MAX_COUNT = 10_000  # GPUs per cell or jobs at once: far above any cluster, far below overflow
-
-
 def positive_int(text: str) -> int:
     if not text.isdigit() or len(text) > 6 or not 0 < int(text) <= MAX_COUNT:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} must be a whole number from 1 to {MAX_COUNT}")
@@ -33,7 +29,7 @@ def positive_int(text: str) -> int:
 
 
 def slurm_time(text: str) -> str:
-    if not SLURM_TIME.match(text):
+    if not TIME_FORMAT.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a Slurm time limit (minutes, H:MM:SS or D-HH:MM)")
     return text
 
@@ -45,16 +41,16 @@ def add_executor_options(p: argparse.ArgumentParser, matrix: bool = True) -> Non
                    help="local (default) or slurm: one Slurm job per cell, through submitit")
     g.add_argument("--partition", action="append", default=[],
                    help="Slurm partition; repeat to run the matrix on each (default: the cluster's)")
-    g.add_argument("--slurm-time", type=slurm_time, default=DEFAULT_TIME,
-                   help=f"time limit of each job, in Slurm's format (default {DEFAULT_TIME})")
+    g.add_argument("--slurm-time", type=slurm_time, default=SLURM_TIME,
+                   help=f"time limit of each job, in Slurm's format (default {SLURM_TIME})")
     g.add_argument("--slurm-opt", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. account=lab, qos=high, constraint=v100")
     g.add_argument("--python", help="the interpreter on the nodes (default: this one; a shared filesystem)")
     g.add_argument("--slurm-gpus-per-cell", type=positive_int,
                    help="GPUs per job (default: 1 with --device cuda*, else none)")
     if matrix:
-        g.add_argument("--max-parallel", type=positive_int, default=DEFAULT_MAX_PARALLEL,
-                       help=f"jobs of an array running at once (default {DEFAULT_MAX_PARALLEL})")
+        g.add_argument("--max-parallel", type=positive_int, default=SLURM_MAX_PARALLEL,
+                       help=f"jobs of an array running at once (default {SLURM_MAX_PARALLEL})")
         g.add_argument("--detach", action="store_true",
                        help="submit and return; gather later with `pybench collect FOLDER`")
 
@@ -62,28 +58,27 @@ def add_executor_options(p: argparse.ArgumentParser, matrix: bool = True) -> Non
 @dataclass(frozen=True)
 class SlurmConfig:
     partitions: tuple[str | None, ...]
-    time: str = DEFAULT_TIME
+    time: str = SLURM_TIME
     extra: dict[str, str] = field(default_factory=dict)
     python: str | None = None
     gpus: int = 0
     cpus: int | None = None  # None: the whole node (--exclusive)
-    max_parallel: int = DEFAULT_MAX_PARALLEL
+    max_parallel: int = SLURM_MAX_PARALLEL
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "SlurmConfig":
-        device = getattr(args, "device", "auto")  # env has no --device
-        gpus = getattr(args, "slurm_gpus_per_cell", None)
+    def of(cls, slurm: SlurmOptions, device: str = "auto", threads: int | None = None) -> "SlurmConfig":
+        """The jobs' resources: `device` and `threads` are the request's (env has neither)."""
+        gpus = slurm.gpus_per_cell
         if gpus is None:
             gpus = 1 if device.startswith("cuda") else 0
         elif device == "cpu":
             raise UserError("--slurm-gpus-per-cell asks for GPUs for a --device cpu run; drop one of them")
-        extra = dict(args.slurm_opt)
+        extra = dict(slurm.extra)
         for key in ("partition", "time", "array", "output", "error", "cpus-per-task", "gpus-per-node"):
             if key in extra:
                 raise UserError(f"--slurm-opt {key}=... is set by pybench; use its own option")
-        return cls(partitions=tuple(dict.fromkeys(args.partition)) or (None,), time=args.slurm_time,
-                   extra=extra, python=args.python, gpus=gpus, cpus=getattr(args, "threads", None),
-                   max_parallel=getattr(args, "max_parallel", DEFAULT_MAX_PARALLEL))
+        return cls(partitions=tuple(dict.fromkeys(slurm.partitions)) or (None,), time=slurm.time, extra=extra,
+                   python=slurm.python, gpus=gpus, cpus=threads, max_parallel=slurm.max_parallel)
 
     def parameters(self, partition: str | None) -> dict:
         """submitit's SlurmExecutor parameters for one partition's array."""
@@ -101,14 +96,12 @@ class SlurmConfig:
         return params
 
 
-def check_local(args: argparse.Namespace) -> None:
-    """Cluster options with the local executor are a mistake the user should hear about."""
-    given = [name for name, default in (("partition", []), ("slurm_opt", []), ("python", None),
-                                        ("slurm_gpus_per_cell", None), ("detach", False),
-                                        ("slurm_time", DEFAULT_TIME), ("max_parallel", DEFAULT_MAX_PARALLEL))
-             if getattr(args, name, default) != default]
-    if given:
-        raise UserError(f"--{given[0].replace('_', '-')} needs --executor slurm")
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    """The parsed cluster options as the request holds them (env has no --max-parallel or --detach)."""
+    return SlurmOptions(partitions=tuple(args.partition), time=args.slurm_time, extra=tuple(args.slurm_opt),
+                        python=args.python, gpus_per_cell=args.slurm_gpus_per_cell,
+                        max_parallel=getattr(args, "max_parallel", SLURM_MAX_PARALLEL),
+                        detach=getattr(args, "detach", False))
 
 
 def add_collect_parser(sub: argparse._SubParsersAction) -> None:

@@ -23,7 +23,6 @@ from pybench.records.migrate import migrate_v1
 from pybench.records.record import CellRecord, Malformed
 from pybench.records.round import SCHEMA, SCHEMA_VERSION
 
-DEFAULT_DIR = Path("results")
 MAX_FILE_BYTES = 512 * 2**20  # a results file or README larger than this is not one
 PROBE_BYTES = 64 * 1024  # the writability check writes real bytes: an empty file fits on a full disk
 STEM_MAX = 100  # leaves room for "-YYYYmmdd-HHMMSS-N.json" within any file-name limit

@@ -11,6 +11,7 @@ from typing import Any
 from pybench.machine.devices import Device
 from pybench.machine.environment import available_cores
 from pybench.errors import UserError
+from pybench.limits import MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
 from pybench.protocol.group import StopRule
 from pybench.protocol.phases import check_phases
 from pybench.records.shape import Malformed, field_of, finite_within, shown, text
@@ -18,11 +19,6 @@ from pybench.protocol.workloads import get_workload
 
 DTYPES = ("fp32", "bf16", "fp16")
 DEVICE = re.compile(r"cpu|cuda:[0-9]{1,3}")
-# What the code can honour: a batch and an image a model can be built for, a seed numpy and JAX take,
-# sampling limits whose products and time-outs stay far from overflow.
-MAX_BATCH, MAX_IMAGE, MAX_THREADS, MAX_SEED = 2**16, 2**14, 2**12, 2**32 - 1
-MAX_SAMPLES = 10**7
-MAX_TIME_S = 86_400.0  # of sampling per round
 _KINDS: dict[str, type | tuple[type, ...]] = {
     "framework": str, "model": str, "device": str, "batch_size": int, "image_size": int,
     "device_name": str, "label": str, "dtype": str, "channels_last": bool, "compile": bool,
