@@ -5,7 +5,8 @@
 # Usage: scripts/slurm_local.sh start|stop|status
 # `start` writes /etc/slurm/slurm.conf (only if absent or written by this script: a real cluster's
 # configuration is never touched), generates a munge key, and starts munged, slurmctld and slurmd
-# without systemd; it returns once the node accepts jobs.  `stop` stops the daemons it started.
+# without systemd; it returns once the node accepts jobs.  `stop` stops the daemons it started (munged
+# only if start started it: one that was already running belongs to someone else).
 set -euo pipefail
 
 STATE=${PYBENCH_SLURM_STATE:-/var/tmp/pybench-slurm}
@@ -76,7 +77,13 @@ start_munge() {
     else
         munged --force
     fi
-    for _ in $(seq 50); do munge -n </dev/null >/dev/null 2>&1 && return; sleep 0.1; done
+    for _ in $(seq 50); do
+        if munge -n </dev/null >/dev/null 2>&1; then
+            [[ -s $MUNGE_SOCKET_DIR/munged.pid ]] && cp "$MUNGE_SOCKET_DIR/munged.pid" "$STATE/munged.pid"  # ours: stop ends it
+            return
+        fi
+        sleep 0.1
+    done
     die "munged did not start"
 }
 
@@ -111,7 +118,7 @@ start() {
 
 stop() {
     local pidfile pid
-    for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid"; do
+    for pidfile in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$STATE/munged.pid"; do
         [[ -s $pidfile ]] || continue
         pid=$(cat "$pidfile")
         if kill "$pid" 2>/dev/null; then

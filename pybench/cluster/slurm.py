@@ -11,12 +11,23 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from pybench.errors import UserError
+
 # A job in none of these states has ended for good (COMPLETED, FAILED, TIMEOUT, CANCELLED, ...).
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
           "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
 UNKNOWN = "UNKNOWN"  # Slurm could not be asked: the job may well be alive
 NOT_FOUND = "NOT_FOUND"  # Slurm answered and no longer knows the job: it has ended
 TIMEOUT_S = 30.0
+JOB_ID = re.compile(r"[0-9]{1,18}(_[0-9]{1,9})?")  # a job, or submitit's ARRAY_TASK
+
+
+def check_job_id(job_id: object) -> str:
+    """A job id as Slurm and submitit write it, or a UserError: it becomes an argument of scontrol and
+    scancel and a folder's name, so '--help' or '../..' must never get that far."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise UserError(f"not a Slurm job id: {str(job_id)[:40]!r} (digits, or digits_digits for an array task)")
+    return job_id
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,8 @@ def parse_sacct(text: str) -> dict[str, JobState]:
 def states(job_ids: list[str]) -> dict[str, JobState]:
     """The state of every job id (submitit's 'ARRAY_TASK' or plain ids); UNKNOWN where Slurm has
     forgotten a job or cannot be asked.  One scontrol call per array, one sacct call for the rest."""
+    for j in job_ids:
+        check_job_id(j)
     found: dict[str, JobState] = {}
     answered = set()  # arrays that scontrol answered for, listed or not
     for array in dict.fromkeys(j.split("_")[0] for j in job_ids):
@@ -114,4 +127,4 @@ def states(job_ids: list[str]) -> dict[str, JobState]:
 def cancel(job_ids: list[str]) -> None:
     """scancel, best effort: a job that has just ended is no error."""
     if job_ids:
-        _run(["scancel", *job_ids])
+        _run(["scancel", *map(check_job_id, job_ids)])

@@ -36,6 +36,7 @@ from typing import Iterator
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WATCH_INTERVAL_S = 1.0
+DRAIN_S = 2.0  # past its time-out, how long a child may take to hand over what it has written
 
 
 class Terminated(BaseException):
@@ -169,7 +170,8 @@ def run_bounded(cmd: list[str], timeout: float, input: str | bytes | None = None
                 **popen_kwargs: object) -> subprocess.CompletedProcess:
     """subprocess.run for a child that may hang or start children of its own: it runs in its own
     process group, dies with us, and on a time-out (TimeoutExpired, carrying what it printed) or
-    any exception of ours (Ctrl-C, Terminated) its whole group is killed before we go on.
+    any exception of ours (Ctrl-C, Terminated) its whole group is killed before we go on.  What it
+    leaves running when it exits is killed too: nothing it started outlives the call.
 
     Called inside `signals_deferred`, a signal that comes once the child has already exited does
     not cost its result: the rest of its output is read and returned, and the signal stays pending
@@ -178,7 +180,7 @@ def run_bounded(cmd: list[str], timeout: float, input: str | bytes | None = None
                             preexec_fn=partial(die_with_parent, os.getpid()), **popen_kwargs)
     try:
         with interruptible():
-            out, err = proc.communicate(input, timeout=timeout)
+            out, err = _communicate(proc, input, timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         out, err = proc.communicate()
@@ -190,7 +192,25 @@ def run_bounded(cmd: list[str], timeout: float, input: str | bytes | None = None
             proc.wait()
             raise
         out, err = proc.communicate()  # the end of what it wrote; input went out before it exited
+    kill_group(proc)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _communicate(proc: subprocess.Popen, input: str | bytes | None, timeout: float) -> tuple:
+    """proc.communicate, where the time-out counts only against a child still at work.  We may have
+    been stopped (SIGSTOP, a suspended machine) for longer than the time-out while the child
+    finished: its answer is then waiting in the pipe, and the clock says nothing about a hang."""
+    try:
+        return proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # a child blocked on a full pipe finishes once read
+        return proc.communicate(timeout=DRAIN_S)
+    except subprocess.TimeoutExpired:
+        if proc.poll() is None:
+            raise
+    kill_group(proc)  # it exited: what still holds its pipes open is a child of its own
+    return proc.communicate()
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from pybench.errors import UserError
 from pybench.records.record import CellRecord
-from pybench.report.format import fmt_duration, model_title
+from pybench.report.format import fmt_duration, model_title, terminal_text
 from pybench.report.view import with_variant
 from pybench.report.selection import latest
 from pybench.report.view import MODEL_ORDER, check_stat
@@ -117,8 +117,10 @@ def diff_table(rows: list[DiffRow], threshold: float = 0.05, alpha: float = 0.05
     for r in rows:
         k = r.key
         table.add_row(
-            model_title(k.model), Text(r.framework), Text(f"{k.device_kind} ({k.label})"),
-            f"{k.batch_size} @ {k.image_size}px", r.phase or "",
+            # Names and labels come from the files: plain text, no markup, no escape sequence.
+            Text(terminal_text(model_title(k.model))), Text(terminal_text(r.framework)),
+            Text(terminal_text(f"{k.device_kind} ({k.label})")),
+            f"{k.batch_size} @ {k.image_size}px", Text(terminal_text(r.phase or "")),
             fmt_duration(r.old) if r.old is not None else "",
             fmt_duration(r.new) if r.new is not None else "",
             f"{r.ratio:.3f}" if r.ratio is not None else "",

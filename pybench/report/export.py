@@ -13,6 +13,7 @@ import io
 import json
 from typing import Any, Iterable
 
+from pybench.report.format import terminal_text
 from pybench.report.selection import Section
 
 IDENTITY = ("machine", "device_kind", "device_name", "model", "framework", "title", "batch_size",
@@ -23,7 +24,7 @@ STAT_COLUMNS = (*IDENTITY, "phase", "statistic", "seconds", "ci_low", "ci_high",
                 "n_rounds", "n_samples", "round_values", "baseline", "ratio", "ratio_ci_low",
                 "ratio_ci_high", "verdict", "faster", "images_per_s", "gflops", "peak_percent",
                 "first_run", "peak_rss_bytes", "cuda_max_allocated_bytes", "energy_j", "energy_source",
-                "cpu_seconds", *VARIANT)
+                "cpu_seconds", *VARIANT, "break_even_steps", "break_even")
 RAW_COLUMNS = (*IDENTITY, "phase", "round", "kind", "index", "seconds", *VARIANT)
 
 
@@ -35,10 +36,14 @@ def _identity(row) -> dict[str, Any]:
 
 def stat_rows(by_stat: dict[str, list[Section]]) -> Iterable[dict[str, Any]]:
     """`by_stat`: the measured sections computed with each statistic."""
+    from pybench.report.answer import answers
+
     for stat, sections in by_stat.items():
         for section in sections:
+            evens = {id(a.row): a.break_even for a in answers(section.rows) if a.break_even}
             for row in section.rows:
                 ident = _identity(row)
+                even = evens.get(id(row))
                 details = {d.phase: d for d in row.details}
                 for phase, cell in row.cells.items():
                     if cell.value is None:
@@ -56,7 +61,9 @@ def stat_rows(by_stat: dict[str, list[Section]]) -> Iterable[dict[str, Any]]:
                            "peak_rss_bytes": d and d.memory.get("cpu_peak_rss"),
                            "cuda_max_allocated_bytes": d and d.memory.get("cuda_max_allocated"),
                            "energy_j": d and d.energy_j, "energy_source": d and d.energy_source,
-                           "cpu_seconds": d and d.cpu_seconds}
+                           "cpu_seconds": d and d.cpu_seconds,
+                           **({"break_even_steps": even.steps, "break_even": even.text}
+                              if even and even.phase == phase else {})}
 
 
 def raw_rows(sections: list[Section]) -> Iterable[dict[str, Any]]:
@@ -75,10 +82,28 @@ def raw_rows(sections: list[Section]) -> Iterable[dict[str, Any]]:
                                    "seconds": s}
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"); the text of such a
+# cell gets a leading single quote, numbers stay numbers.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, list):
         return " ".join(f"{v:.6g}" for v in value)
+    if isinstance(value, str):
+        return _neutral(terminal_text(value))
     return "" if value is None else value
+
+
+def _neutral(text: str) -> str:
+    """`text` as a spreadsheet shows it, never evaluates it: '-1.5' is still a number."""
+    if not text.startswith(FORMULA_START):
+        return text
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return "'" + text
 
 
 def to_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> str:

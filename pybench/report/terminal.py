@@ -9,7 +9,8 @@ from rich.text import Text
 from pybench.backends import FRAMEWORKS
 from pybench.protocol.phases import MODEL_PHASES
 from pybench.records.record import CellRecord
-from pybench.report.format import DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_duration, model_title
+from pybench.report.format import (DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_duration, model_title,
+                                   terminal_text)
 from pybench.report.view import Cell, Row, headline, rows_of
 from pybench.records.statistics import Ratio, Verdict
 from pybench.protocol.workloads import ALL
@@ -17,7 +18,7 @@ from pybench.protocol.workloads import ALL
 
 
 def _label(row: Row) -> Text:
-    return Text(row.label)  # Text: '[x]' in a label is not markup
+    return Text(terminal_text(row.label))  # Text: '[x]' in a label is not markup
 
 
 def _phase_cell(cell: Cell | None) -> Text:
@@ -83,7 +84,7 @@ def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
                       _ratio_text(cell.ratio))
     notes = _notes(rows)
     if notes:
-        table.caption = Text("\n".join(notes), justify="left")
+        table.caption = Text("\n".join(map(terminal_text, notes)), justify="left")  # errors come from files
     return table
 
 
@@ -98,7 +99,7 @@ def ratio_table(records: list[CellRecord], stat: str = "median") -> Table:
     for r in rows_of(records, stat):
         if r.baseline is None:
             continue
-        table.add_row(model_title(r.model), _label(r), Text(r.baseline),
+        table.add_row(model_title(r.model), _label(r), Text(terminal_text(r.baseline)),
                       *[_ratio_text(r.cells[p].ratio if p in r.cells else None) for p in MODEL_PHASES])
     return table
 
@@ -111,7 +112,7 @@ def details_table(records: list[CellRecord], stat: str = "median") -> Table:
     for r in rows_of(records, stat):
         for i, d in enumerate(r.details):
             names = (model_title(r.model), _label(r)) if i == 0 else ("", "")
-            table.add_row(*names, *map(Text, detail_texts(d).values()))
+            table.add_row(*names, *(Text(terminal_text(t)) for t in detail_texts(d).values()))
     return table
 
 

@@ -33,9 +33,11 @@ class Variant:
     name: str
     framework: str
     dtype: str | None = None  # None: the command line's --dtype
-    tf32: bool = False
-    channels_last: bool = False
-    compile: bool = False
+    # Flags: None takes the command line's; False (a preset's eager variant) measures without, and
+    # the command line asking for it is refused rather than quietly turning an A/B into an A/A.
+    tf32: bool | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
     compile_mode: str = ""  # '' the compiler's default mode
     threads: int | None = None  # None: the command line's --threads
     interpreter: str = ""  # absolute path of another Python; '' the one pybench runs in
@@ -66,10 +68,18 @@ class Variant:
         variant measures it."""
         return replace(
             spec, variant_name=self.name, named_variant=True, framework=self.framework, dtype=self.dtype or spec.dtype,
-            tf32=spec.tf32 or self.tf32, channels_last=spec.channels_last or self.channels_last,
-            compile=spec.compile or self.compile, compile_mode=self.compile_mode,
+            tf32=self._flag("tf32", spec.tf32), channels_last=self._flag("channels_last", spec.channels_last),
+            compile=self._flag("compile", spec.compile), compile_mode=self.compile_mode,
             threads=self.threads or spec.threads, interpreter=self.interpreter,
         )
+
+    def _flag(self, name: str, given: bool) -> bool:
+        """The flag as measured: this variant's own, else the command line's (`given`)."""
+        if getattr(self, name) is False and given:
+            option = name.replace("_", "-")
+            raise UserError(f"variant {self.name} measures without {option}, as its preset compares it: "
+                            f"drop --{option}")
+        return given or bool(getattr(self, name))
 
 
 def parse_variant(text: str) -> Variant:
@@ -115,10 +125,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "settings": Preset(
         "eager against channels-last, compiled and bf16 (ratios against eager fp32)",
-        lambda fw: [Variant("eager", fw, dtype="fp32"),
-                    Variant("channels_last", fw, dtype="fp32", channels_last=True),
-                    Variant("compile", fw, dtype="fp32", compile=True),
-                    Variant("bf16", fw, dtype="bf16")]),
+        lambda fw: [Variant("eager", fw, dtype="fp32", channels_last=False, compile=False),
+                    Variant("channels_last", fw, dtype="fp32", channels_last=True, compile=False),
+                    Variant("compile", fw, dtype="fp32", channels_last=False, compile=True),
+                    Variant("bf16", fw, dtype="bf16", channels_last=False, compile=False)]),
     "aa": Preset(
         "the same setup twice, the A/A control: its ratio's interval should contain 1",
         lambda fw: [Variant("a", fw), Variant("b", fw)]),

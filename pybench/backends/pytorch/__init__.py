@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import sysconfig
 from pathlib import Path
@@ -15,6 +16,7 @@ from pybench.records.spec import CellSpec
 # What Triton needs to build its launcher the first time a compiled graph runs on a GPU.
 C_TOOLCHAIN_FIX = ("install a C compiler and the Python headers (Debian/Ubuntu: apt install gcc python3-dev; "
                    "RHEL/Fedora: dnf install gcc python3-devel), or set CC")
+CXX_FIX = "install one (Debian/Ubuntu: apt install g++; RHEL/Fedora: dnf install gcc-c++), or set CXX"
 
 
 def c_toolchain_missing() -> str | None:
@@ -26,6 +28,20 @@ def c_toolchain_missing() -> str | None:
     include = sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
     if not (Path(include) / "Python.h").is_file():
         return f"no Python.h in {include}"
+
+
+def cxx_missing() -> str | None:
+    """What Inductor's CPU code generation lacks here (as torch._inductor.cpp_builder looks: the
+    compiler $CXX names, else g++ on PATH), or None."""
+    cxx = os.environ.get("CXX", "g++")
+    try:
+        words = shlex.split(cxx)
+    except ValueError:  # unbalanced quotes: Inductor cannot run it either
+        words = []
+    if words and shutil.which(words[0]):
+        return None
+    return f"no C++ compiler (CXX={cxx!r} is not a program)" if "CXX" in os.environ else \
+        "no C++ compiler (CXX unset, no g++ on PATH)"
 
 
 class PyTorch(Framework):
@@ -45,6 +61,11 @@ class PyTorch(Framework):
         return Availability(True)
 
     def preflight(self, spec: CellSpec) -> None:
+        if spec.compile and spec.device_kind == "cpu":
+            missing = cxx_missing()
+            if missing:
+                raise UserError(f"--compile on the CPU needs a C++ compiler for Inductor's kernels, but there "
+                                f"is {missing}: {CXX_FIX}")
         if spec.compile and spec.device_kind == "cuda":
             missing = c_toolchain_missing()
             if missing:
