@@ -36,11 +36,13 @@ def _docs(args: argparse.Namespace, reference: list[dict] | None) -> list[result
 
 
 def html_page(docs: list[results.ResultsDoc], stat: str, reference: list[dict] | None) -> str:
+    from pybench.report.history import series_of
     from pybench.report.html import render_html, vega_bundle
-    from pybench.report.selection import history, measured_sections, reference_sections, run_infos
+    from pybench.report.selection import measured_sections, reference_sections, run_infos
+    from pybench.report.trend import trend_section
 
     return render_html(measured_sections(docs, stat), reference_sections(reference or []),
-                       history(docs, stat), run_infos(docs), stat, vega_bundle())
+                       trend_section(series_of(docs, stat)), run_infos(docs), stat, vega_bundle())
 
 
 def export_text(docs: list[results.ResultsDoc], fmt: str, raw: bool, stat: str) -> str:

@@ -16,9 +16,9 @@ import json
 from typing import Any
 
 from pybench.report.format import (
-    DETAILS, FAILED, MARKS, detail_texts, fmt_duration, fmt_seconds, model_title,
+    DETAILS, FAILED, MARKS, detail_texts, fmt_seconds, model_title,
 )
-from pybench.report.selection import HistoryPoint, RunInfo, Section
+from pybench.report.selection import RunInfo, Section
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -60,7 +60,7 @@ def _tooltip(value_title: str, first: str) -> list:
         ("hi:Q", "95% high"), ("rounds:N", "round values (s)"), ("verdict:N", "verdict"))]
 
 
-def _domain(data: list[dict], one: bool) -> list[float]:
+def log_domain(data: list[dict], one: bool) -> list[float]:
     """The points' range widened tenfold each way (and 1 for ratios): a two-round interval can span
     decades, and it is clipped there rather than squeezing every point into one pixel."""
     values = [d["value"] for d in data] + ([1.0] if one else [])
@@ -73,7 +73,7 @@ def _rows_chart(data: list[dict], x_title: str, one: bool = False):
 
     base = alt.Chart(alt.Data(values=data))
     y = {"y": alt.Y("name:N", title=None), "yOffset": alt.YOffset("phase:N")}
-    x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log", domain=_domain(data, one)))
+    x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log", domain=log_domain(data, one)))
     points = base.mark_point(filled=True, size=50).encode(x=x, color="phase:N",
                                                           tooltip=_tooltip(x_title, "name:N"), **y)
     layers = [points]
@@ -85,23 +85,7 @@ def _rows_chart(data: list[dict], x_title: str, one: bool = False):
     return alt.layer(*layers).properties(width=440)
 
 
-def _history_chart(data: list[dict]):
-    """Estimate and interval against the date of each run, one colour per cell."""
-    import altair as alt
-
-    base = alt.Chart(alt.Data(values=data))
-    y = alt.Y("value:Q", title="seconds (log)", scale=alt.Scale(type="log", domain=_domain(data, False)))
-    points = base.mark_point(filled=True, size=50).encode(
-        x=alt.X("created:T", title="run"), y=y, color=alt.Color("name:N", title="cell"),
-        tooltip=_tooltip("seconds", "name:N"))
-    if not any(d["lo"] is not None for d in data):
-        return points.properties(width=440)
-    rules = base.transform_filter("datum.lo != null").mark_rule(clip=True).encode(
-        x="created:T", y="lo:Q", y2="hi:Q", color="name:N")
-    return alt.layer(rules, points).properties(width=440)
-
-
-def _chart(kind: str, spec, marks: int) -> str:
+def chart_div(kind: str, spec, marks: int) -> str:
     return (f'<div class="chart" data-chart="{kind}" data-marks="{marks}">'
             f'<script type="application/json">{_json_script(spec.to_dict())}</script></div>')
 
@@ -161,27 +145,13 @@ def _section(section: Section, stat: str) -> str:
     times = _points(section.rows, "times")
     if times:
         parts.append(f"<h3>{esc(stat)} seconds per batch by phase, 95% interval</h3>")
-        parts.append(_chart("times", _rows_chart(times, "seconds (log)"), len(times)))
+        parts.append(chart_div("times", _rows_chart(times, "seconds (log)"), len(times)))
     ratios = _points(section.rows, "forest")
     if ratios:
         parts.append("<h3>Time relative to the first framework (95% interval of the paired ratio)</h3>")
-        parts.append(_chart("forest", _rows_chart(ratios, "ratio (log)", one=True), len(ratios)))
+        parts.append(chart_div("forest", _rows_chart(ratios, "ratio (log)", one=True), len(ratios)))
     parts.append(_details(section))
     return "".join(parts) + "</div>"
-
-
-def _history(points: list[HistoryPoint]) -> str:
-    if not points:
-        return ""
-    data = [{"name": p.cell, "created": p.created, "value": p.value, "lo": p.ci_low, "hi": p.ci_high,
-             "phase": p.phase, "rounds": f"pybench {p.pybench}, {p.framework}", "verdict": ""} for p in points]
-    spec = _history_chart(data)
-    rows = "".join(f"<tr><td>{esc(p.cell)}</td><td>{esc(p.created)}</td><td>{esc(p.phase)}</td>"
-                   f"<td data-seconds=\"{p.value!r}\">{fmt_duration(p.value)}</td><td>{esc(p.pybench)}</td>"
-                   f"<td>{esc(p.framework)}</td></tr>" for p in points)
-    return ("<h2>History of cells measured more than once</h2>" + _chart("history", spec, len(points))
-            + "<table class=\"history\"><tr><th>Cell</th><th>Date</th><th>Phase</th><th>Estimate</th>"
-            f"<th>pybench</th><th>Framework</th></tr>{rows}</table>")
 
 
 def _runs(infos: list[RunInfo]) -> str:
@@ -206,12 +176,13 @@ for (const div of document.querySelectorAll("div.chart")) {
 """
 
 
-def render_html(sections: list[Section], reference: list[Section], points: list[HistoryPoint],
+def render_html(sections: list[Section], reference: list[Section], trend: str,
                 infos: list[RunInfo], stat: str, bundle: str) -> str:
-    """The page; `bundle` is the inlined Vega JavaScript (`vega_bundle()`)."""
+    """The page; `trend` is the trend section's HTML (`trend.trend_section`), `bundle` the inlined Vega
+    JavaScript (`vega_bundle()`)."""
     body = [f"<h1>pybench results</h1><p>{esc(stat)} per batch; intervals are 95%; the faster framework "
             "is in bold when the ratio's interval excludes 1. Hover a point for its round values.</p>",
-            '<div class="sections">', *(_section(s, stat) for s in sections), "</div>", _history(points)]
+            '<div class="sections">', *(_section(s, stat) for s in sections), "</div>", trend]
     for section in reference:
         body.append(f'<div class="published"><h2>{esc(section.heading)}</h2>{_table(section)}</div>')
     body.append(_runs(infos))

@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 from pybench.errors import UserError
 from pybench.protocol.phases import LAYER_PHASES, SEED_PHASES
 from pybench.records.record import CellRecord
-from pybench.report.format import model_title
-from pybench.report.view import Cell, Row, check_stat, compare_rows, headline, row_of, row_order, with_variant
+from pybench.report.view import Cell, Row, check_stat, compare_rows, row_of, row_order, with_variant
 from pybench.records.results import ResultsDoc
 from pybench.records.spec import CellKey
 from pybench.protocol.workloads import ALL, DEFAULT_IMAGE_SIZE
@@ -118,41 +117,6 @@ def reference_sections(reference: list[dict]) -> list[Section]:
     for section in sections.values():
         compare_rows(section.rows, "median")  # published rows: the smaller number wins
     return list(sections.values())
-
-
-@dataclass(frozen=True)
-class HistoryPoint:
-    """One run's estimate of a cell's headline phase, for the history of a cell measured more than once."""
-
-    cell: str  # "Resnet18 · PyTorch 2.14.1 · machine"
-    created: str
-    phase: str
-    value: float
-    ci_low: float | None
-    ci_high: float | None
-    pybench: str
-    framework: str  # the framework and its version, as the record titles it
-
-
-def history(docs: list[ResultsDoc], stat: str = "median") -> list[HistoryPoint]:
-    """Every ok record of every cell key that more than one results file measured, oldest first."""
-    check_stat(stat)
-    by_key: dict[CellKey, list[tuple[ResultsDoc, CellRecord]]] = {}
-    for doc in sorted(docs, key=_created):
-        for record in doc.records:
-            if record.ok:
-                by_key.setdefault(record.key, []).append((doc, record))
-    out = []
-    for key, runs in by_key.items():
-        if len(runs) < 2:
-            continue
-        for doc, record in runs:
-            phase = headline(record.phase_names)
-            e = record.estimate(phase, stat)
-            cell = f"{model_title(key.model)} · {with_variant(record.title, key.variant)} · {key.label}"
-            out.append(HistoryPoint(cell, _created(doc).isoformat(), phase, e.value, e.ci_low, e.ci_high,
-                                    str(doc.environment.get("pybench", "?")), record.title))
-    return out
 
 
 @dataclass(frozen=True)
