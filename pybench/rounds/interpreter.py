@@ -19,13 +19,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from pybench.errors import UserError
+from pybench.machine.lifetime import remove_stale, run_bounded
 from pybench.records.spec import CellSpec
 
 MIN_PYTHON = (3, 10)
 PROBE_TIMEOUT_S = 120.0
+STAGED_PREFIX = "pybench-src"
 # Run by the other interpreter: which of the modules named on its command line it cannot import.
 PROBE = ("import importlib.util, json, platform, sys; print(json.dumps({'python': platform.python_version(), "
          "'version': list(sys.version_info[:2]), "
@@ -40,10 +42,12 @@ BOOT = ("import runpy, sys; sys.path.insert(0, {root!r}); "
 def staged_source() -> Path:
     """A copy of pybench's package folder, alone in a folder of its own, for this process's life.
     Putting the package's parent on the path instead would show everything beside it there (all of
-    site-packages for a regular install)."""
-    root = Path(tempfile.mkdtemp(prefix="pybench-src-"))
+    site-packages for a regular install).  Named with our pid: the copies of SIGKILLed runs are
+    removed here, as `lifetime.scratch_dir` removes their caches."""
+    remove_stale(STAGED_PREFIX)
+    root = Path(tempfile.mkdtemp(prefix=f"{STAGED_PREFIX}-{os.getpid()}-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    shutil.copytree(Path(__file__).resolve().parent, root / "pybench",
+    shutil.copytree(Path(__file__).resolve().parents[1], root / "pybench",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
@@ -70,17 +74,17 @@ def worker_environ(spec: CellSpec, base: Mapping[str, str]) -> dict[str, str]:
 def probe(interpreter: str, modules: tuple[str, ...], who: str) -> str:
     """Check that `interpreter` runs and can import numpy and `modules`; return its Python version.
     Anything missing is one UserError line naming it (`who` says which variant asked)."""
-    try:
-        done = subprocess.run([interpreter, "-c", PROBE, "numpy", *modules], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT_S, env=clean_environ(os.environ), stdin=subprocess.DEVNULL)
+    try:  # bounded: whatever the interpreter (or a script posing as one) starts dies with the probe
+        done = run_bounded([interpreter, "-c", PROBE, "numpy", *modules], PROBE_TIMEOUT_S,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           errors="replace", env=clean_environ(os.environ))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UserError(f"{who}: {interpreter} does not run as a Python interpreter "
                         f"({type(exc).__name__})") from None
-    try:
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        last = next((ln for ln in reversed(done.stderr.splitlines()) if ln.strip()), "no output")
-        raise UserError(f"{who}: {interpreter} does not run as a Python interpreter: {last.strip()}") from None
+    facts = _facts(done.stdout)
+    if facts is None:
+        last = next((ln for ln in reversed(done.stderr.splitlines()) if ln.strip()), "no answer it could read")
+        raise UserError(f"{who}: {interpreter} does not run as a Python interpreter: {last.strip()[:300]}")
     if tuple(facts["version"]) < MIN_PYTHON:
         raise UserError(f"{who}: {interpreter} is Python {facts['python']}; workers need "
                         f"{'.'.join(map(str, MIN_PYTHON))} or newer")
@@ -90,6 +94,21 @@ def probe(interpreter: str, modules: tuple[str, ...], who: str) -> str:
                         f"{'them' if len(missing) > 1 else 'it'} there ({interpreter} -m pip install "
                         f"{' '.join(missing)})")
     return str(facts["python"])
+
+
+def _facts(stdout: str) -> dict[str, Any] | None:
+    """The probe's answer, the last line of its output, if it has the shape PROBE prints; else None."""
+    try:
+        facts = json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError, RecursionError):
+        return None
+    if not isinstance(facts, dict):
+        return None
+    version, missing = facts.get("version"), facts.get("missing")
+    shaped = (isinstance(facts.get("python"), str) and isinstance(version, list) and len(version) == 2
+              and all(type(v) is int for v in version)
+              and isinstance(missing, list) and all(isinstance(m, str) for m in missing))
+    return facts if shaped else None
 
 
 def interpreter_facts(spec: CellSpec) -> dict:
