@@ -24,7 +24,7 @@ STAT_COLUMNS = (*IDENTITY, "phase", "statistic", "seconds", "ci_low", "ci_high",
                 "n_rounds", "n_samples", "round_values", "baseline", "ratio", "ratio_ci_low",
                 "ratio_ci_high", "verdict", "faster", "images_per_s", "gflops", "peak_percent",
                 "first_run", "peak_rss_bytes", "cuda_max_allocated_bytes", "energy_j", "energy_source",
-                "cpu_seconds", *VARIANT)
+                "cpu_seconds", *VARIANT, "break_even_steps", "break_even")
 RAW_COLUMNS = (*IDENTITY, "phase", "round", "kind", "index", "seconds", *VARIANT)
 
 
@@ -36,10 +36,14 @@ def _identity(row) -> dict[str, Any]:
 
 def stat_rows(by_stat: dict[str, list[Section]]) -> Iterable[dict[str, Any]]:
     """`by_stat`: the measured sections computed with each statistic."""
+    from pybench.report.answer import answers
+
     for stat, sections in by_stat.items():
         for section in sections:
+            evens = {id(a.row): a.break_even for a in answers(section.rows) if a.break_even}
             for row in section.rows:
                 ident = _identity(row)
+                even = evens.get(id(row))
                 details = {d.phase: d for d in row.details}
                 for phase, cell in row.cells.items():
                     if cell.value is None:
@@ -57,7 +61,9 @@ def stat_rows(by_stat: dict[str, list[Section]]) -> Iterable[dict[str, Any]]:
                            "peak_rss_bytes": d and d.memory.get("cpu_peak_rss"),
                            "cuda_max_allocated_bytes": d and d.memory.get("cuda_max_allocated"),
                            "energy_j": d and d.energy_j, "energy_source": d and d.energy_source,
-                           "cpu_seconds": d and d.cpu_seconds}
+                           "cpu_seconds": d and d.cpu_seconds,
+                           **({"break_even_steps": even.steps, "break_even": even.text}
+                              if even and even.phase == phase else {})}
 
 
 def raw_rows(sections: list[Section]) -> Iterable[dict[str, Any]]:

@@ -55,11 +55,20 @@ def fmt_seconds(seconds: float, unit: str = "s") -> str:
     return f"{text.rstrip('0').rstrip('.') if '.' in text else text} {unit}"
 
 
+def fixed(value: float, digits: int = 3) -> str:
+    """`digits` significant digits in fixed notation, never scientific: '21.9', '0.00412', '1,730,000'."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    places = digits - 1 - math.floor(math.log10(abs(value)))  # negative: round to tens, hundreds
+    text = f"{round(value, places):,.{max(0, places)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def fmt_duration(seconds: float, plus_minus: float | None = None) -> str:
     """Terminal form: milliseconds below one second, seconds above; '21.9 ± 0.76 ms' with a spread."""
     scale, unit = (1e3, "ms") if seconds < 1 else (1, "s")
-    spread = f" ± {plus_minus * scale:.2g}" if plus_minus is not None else ""
-    return f"{seconds * scale:.3g}{spread} {unit}"
+    spread = f" ± {fixed(plus_minus * scale, 2)}" if plus_minus is not None else ""
+    return f"{fixed(seconds * scale)}{spread} {unit}"
 
 
 def fmt_mib(n: float) -> str:

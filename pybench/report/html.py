@@ -25,7 +25,8 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 td:nth-child(-n+2),th{text-align:left}.faster{font-weight:bold}.mark{color:#b60}
 .sections{display:flex;flex-wrap:wrap;gap:2em}.section{flex:1 1 760px;min-width:0;overflow-x:auto}
-.published{background:#f6f6f6;padding:.2em 1em}pre{white-space:pre-wrap;background:#f4f4f4;padding:.5em}
+.published{background:#f6f6f6;padding:.2em 1em}
+.verdict{font-weight:bold;font-size:16px;margin:.3em 0}.flag{color:#b00}.facts{color:#555;margin:0 0 .6em}pre{white-space:pre-wrap;background:#f4f4f4;padding:.5em}
 """
 
 
@@ -67,13 +68,25 @@ def log_domain(data: list[dict], one: bool) -> list[float]:
     return [min(values) / 10, max(values) * 10]
 
 
+def ratio_domain(data: list[dict]) -> list[float]:
+    """Ratios: the points, their intervals (each clipped at a tenfold of its ratio) and 1, with a
+    margin; the axis fits the data and the rule at 1 is always on it."""
+    ends = [1.0]
+    for d in data:
+        ends.append(d["value"])
+        if d["lo"] is not None and d["hi"] is not None:
+            ends += [max(d["lo"], d["value"] / 10), min(d["hi"], d["value"] * 10)]
+    return [min(ends) / 1.1, max(ends) * 1.1]
+
+
 def _rows_chart(data: list[dict], x_title: str, one: bool = False):
     """A forest of points with interval rules: one line per row, offset by phase, log x."""
     import altair as alt
 
     base = alt.Chart(alt.Data(values=data))
     y = {"y": alt.Y("name:N", title=None), "yOffset": alt.YOffset("phase:N")}
-    x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log", domain=log_domain(data, one)))
+    domain = ratio_domain(data) if one else log_domain(data, one)
+    x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log", domain=domain))
     points = base.mark_point(filled=True, size=50).encode(x=x, color="phase:N",
                                                           tooltip=_tooltip(x_title, "name:N"), **y)
     layers = [points]
@@ -146,12 +159,26 @@ def _section(section: Section, stat: str) -> str:
     if times:
         parts.append(f"<h3>{esc(stat)} seconds per batch by phase, 95% interval</h3>")
         parts.append(chart_div("times", _rows_chart(times, "seconds (log)"), len(times)))
-    ratios = _points(section.rows, "forest")
-    if ratios:
-        parts.append("<h3>Time relative to the first framework (95% interval of the paired ratio)</h3>")
-        parts.append(chart_div("forest", _rows_chart(ratios, "ratio (log)", one=True), len(ratios)))
     parts.append(_details(section))
     return "".join(parts) + "</div>"
+
+
+def _answer(sections: list[Section]) -> str:
+    """The page's first screen: per section the verdict lines (`answer.Answer`, the same sentences
+    `compare` prints) with their parity, numerics and break-even, then the forest plot of its ratios."""
+    from pybench.report.answer import answers
+
+    parts = []
+    for section in sections:
+        found, ratios = answers(section.rows), _points(section.rows, "forest")
+        if not found and not ratios:
+            continue
+        lines = "".join(f'<p class="verdict{" flag" if a.disagrees or a.numerics else ""}">{esc(a.sentence())}</p>'
+                        f'<p class="facts">{" · ".join(esc(f) for f in a.facts())}</p>' for a in found)
+        chart = chart_div("forest", _rows_chart(ratios, "time relative to the first framework (log)", one=True),
+                          len(ratios)) if ratios else ""
+        parts.append(f'<div class="section"><h2>{esc(section.heading)}</h2>{lines}{chart}</div>')
+    return f'<div class="sections answer">{"".join(parts)}</div>' if parts else ""
 
 
 def _runs(infos: list[RunInfo]) -> str:
@@ -182,7 +209,7 @@ def render_html(sections: list[Section], reference: list[Section], trend: str,
     JavaScript (`vega_bundle()`)."""
     body = [f"<h1>pybench results</h1><p>{esc(stat)} per batch; intervals are 95%; the faster framework "
             "is in bold when the ratio's interval excludes 1. Hover a point for its round values.</p>",
-            '<div class="sections">', *(_section(s, stat) for s in sections), "</div>", trend]
+            _answer(sections), '<div class="sections">', *(_section(s, stat) for s in sections), "</div>", trend]
     for section in reference:
         body.append(f'<div class="published"><h2>{esc(section.heading)}</h2>{_table(section)}</div>')
     body.append(_runs(infos))

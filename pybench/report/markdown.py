@@ -98,6 +98,11 @@ def render_details(section: Section) -> str:
         for i, d in enumerate(row.details):
             names = f"{md_text(model_title(row.model))}|{md_text(row.label)}" if i == 0 else "|"
             lines.append(f"|{names}|" + "|".join(md_text(v) for v in detail_texts(d).values()) + "|")
+    from pybench.report.answer import answers
+
+    facts = [f"- {md_text(model_title(a.model))}, {md_text(a.title)} vs {md_text(a.baseline)}: "
+             + "; ".join(md_text(f) for f in a.facts()) for a in answers(rows)]
+    lines += [""] + facts if facts else []
     records = [row.record for row in rows]
     sources = list(dict.fromkeys(r.peak.source for r in records if r.peak))
     if sources:
