@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from pybench.limits import DEFAULT_RESULTS
 from pybench.records import results
 from pybench.errors import UserError
 from pybench.records.statistics import STATS
+from pybench.report.format import terminal_text
 
 FORMATS = ("md", "csv", "jsonl", "html")
 
@@ -25,8 +28,8 @@ def add_options(rep: argparse.ArgumentParser) -> None:
 
 
 def _docs(args: argparse.Namespace, reference: list[dict] | None) -> list[results.ResultsDoc]:
-    files = args.files or [results.DEFAULT_DIR]
-    if reference is not None and not args.files and not results.DEFAULT_DIR.exists():
+    files = args.files or [DEFAULT_RESULTS]
+    if reference is not None and not args.files and not DEFAULT_RESULTS.exists():
         return []  # the published figures alone
     docs = results.collect(files)
     empty = [str(d.path) for d in docs if not d.records]
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace, say) -> int:
 
         reference = load_reference(args.reference)
     docs = _docs(args, reference)
+    _refuse_overwrite(docs, args)
     if args.format == "md":
         text = render_tables(docs, stat=args.stat, reference=reference, details=args.details)
     elif args.format == "html":
@@ -91,5 +95,29 @@ def run(args: argparse.Namespace, say) -> int:
         results.atomic_write(args.output, text)
         say(f"report written to {args.output}")
     elif not args.html or args.format != "md":
-        sys.stdout.write(text)
+        sys.stdout.write(terminal_text(text, lines=True))
     return 0
+
+
+def _file_id(path: Path) -> tuple:
+    """The file a path names (links followed, hard links too), or the path itself if none is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (os.path.abspath(path),)
+    return (st.st_dev, st.st_ino)
+
+
+def _refuse_overwrite(docs: list[results.ResultsDoc], args: argparse.Namespace) -> None:
+    """A report never replaces what it reads: an output naming an input file is a UserError, found
+    before anything is written."""
+    inputs = {_file_id(d.path) for d in docs}
+    outputs = [(name, path) for name, path in (("--output", args.output), ("--html", args.html),
+                                                ("--plot", args.plot), ("--readme", args.readme)) if path]
+    seen: dict[tuple, str] = {}
+    for name, path in outputs:
+        if _file_id(path) in inputs:
+            raise UserError(f"{name} {path} is a results file this report reads: write the report elsewhere")
+        if _file_id(path) in seen:
+            raise UserError(f"{seen[_file_id(path)]} and {name} name the same file: give each its own")
+        seen[_file_id(path)] = name
