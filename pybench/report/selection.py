@@ -23,8 +23,13 @@ from pybench.protocol.workloads import ALL, DEFAULT_IMAGE_SIZE
 def _created(doc: ResultsDoc) -> datetime:
     try:
         return datetime.strptime(doc.created, "%Y-%m-%dT%H:%M:%S%z")
-    except ValueError:  # undated files count as oldest; sort is stable so input order breaks ties
+    except ValueError:  # undated files count as oldest
         return datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _oldest_first(docs: list[ResultsDoc]) -> list[ResultsDoc]:
+    """Files by creation, ties broken by path: the order the files are named in never decides."""
+    return sorted(docs, key=lambda d: (_created(d), str(d.path.resolve())))
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,16 @@ class Entry:
 
 
 def latest(docs: list[ResultsDoc]) -> list[Entry]:
-    """The newest record of every cell key, files taken oldest first so a rerun replaces a row."""
+    """The newest record of every cell key, files taken oldest first so a rerun replaces a row.  A
+    file holding one cell twice is refused: which of the two is the measurement cannot be told."""
     out: dict[CellKey, Entry] = {}
-    for doc in sorted(docs, key=_created):
+    for doc in _oldest_first(docs):
         cores = doc.environment.get("cores_available")
+        keys = [record.key for record in doc.records]
+        if len(set(keys)) < len(keys):
+            twice = next(i for i, k in enumerate(keys) if k in keys[:i])
+            raise UserError(f"{doc.path}: record #{twice + 1} measures the same cell as an earlier record: "
+                            "a results file holds one record per cell")
         for record in doc.records:
             out[record.key] = Entry(record, cores if isinstance(cores, int) else None)
     return list(out.values())
@@ -134,7 +145,7 @@ def run_infos(docs: list[ResultsDoc]) -> list[RunInfo]:
     from pybench.machine.noise import NoiseAudit, advice
 
     out = []
-    for doc in sorted(docs, key=_created):
+    for doc in _oldest_first(docs):
         noise = doc.environment.get("noise")
         try:
             tips = (advice(NoiseAudit.from_json(noise)) or ["nothing obvious: the machine looked quiet"]
