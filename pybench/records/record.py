@@ -15,9 +15,29 @@ from pybench.protocol.group import PhaseSamples
 from pybench.records.numerics import Numerics, Parity
 from pybench.records.round import (STATUSES, VARYING_ENV, Peak, Round, WorkloadFacts,
                                    parse)
-from pybench.records.shape import MAX_SECONDS, Malformed, field_of, list_of, number_in, text
+from pybench.records.shape import MAX_SECONDS, Malformed, count, field_of, list_of, number_in, text
 from pybench.records.spec import CellKey, CellSpec
 from pybench.records.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
+
+
+@dataclass(frozen=True)
+class CutShort:
+    """A cell stopped before it got what was asked (a Slurm time limit, a cancelled job): the rounds
+    it finished are kept and count, and the command that gathers it exits 1."""
+
+    reason: str
+    rounds_done: int
+    rounds_asked: int | None  # None: --rounds auto, until decided
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "rounds_done": self.rounds_done, "rounds_asked": self.rounds_asked}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "CutShort":
+        asked = field_of(data, "rounds_asked", int, where, optional=True)
+        return cls(field_of(data, "reason", str, where),
+                   count(field_of(data, "rounds_done", int, where), f"{where}.rounds_done"),
+                   None if asked is None else count(asked, f"{where}.rounds_asked"))
 
 
 @dataclass
@@ -37,6 +57,7 @@ class CellRecord:
     undecided: list[str] = field(default_factory=list)  # phases whose ratio (or estimate) stayed open
     numerics: Numerics | None = None  # what the framework computed with, read from it in the worker
     parity: Parity | None = None  # its outputs against PyTorch's on the same weights (compare)
+    cut_short: CutShort | None = None  # stopped before the rounds asked for; None: ran its course
 
     @property
     def key(self) -> CellKey:
@@ -164,6 +185,8 @@ class CellRecord:
             data["numerics"] = self.numerics.to_json()
         if self.parity:
             data["parity"] = self.parity.to_json()
+        if self.cut_short:
+            data["cut_short"] = self.cut_short.to_json()
         if self.ok and self.rounds:  # for readers of the file; never read back
             data["summary"] = {p: self.estimate(p).to_json() for p in self.phase_names}
         return data
@@ -180,6 +203,7 @@ class CellRecord:
         share = field_of(data, "timed_share", (int, float), where, optional=True)
         numerics = field_of(data, "numerics", dict, where, optional=True)
         parity = field_of(data, "parity", dict, where, optional=True)
+        cut_short = field_of(data, "cut_short", dict, where, optional=True)
         rounds = [Round.from_json(r, f"{where}.rounds[{i}]")
                   for i, r in enumerate(field_of(data, "rounds", list, where))]
         record = cls(
@@ -199,6 +223,7 @@ class CellRecord:
             undecided=list_of(data, "undecided", where, text) if data.get("undecided") is not None else [],
             numerics=Numerics.from_json(numerics, f"{where}.numerics") if numerics else None,
             parity=Parity.from_json(parity, f"{where}.parity") if parity else None,
+            cut_short=CutShort.from_json(cut_short, f"{where}.cut_short") if cut_short else None,
         )
         if status == "ok" and not rounds:
             raise Malformed(f"{where}: an ok record without rounds")
