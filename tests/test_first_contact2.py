@@ -289,3 +289,47 @@ def test_a_flux_worker_past_its_timeout_is_a_record_saying_so(tmp_path):
     record = run_flux_round(tmp_path, restore=False, sig=None, timeout=3)  # SIGKILLed: Julia has no say
     assert record.status == "failed" and record.error == "timed out after 3 s (hung?); worker killed"
     assert record.stderr_tail == ["julia: loading PyBench.jl"]
+
+
+# --- the device check's warm-up rule ------------------------------------------------------------------
+
+
+@pytest.fixture
+def device_check(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    import device_check
+
+    return device_check
+
+
+def warmed_record(warmup: dict[str, list[float]], device: str = "cuda:0"):
+    from pybench.protocol.group import PhaseSamples
+    from pybench.records.record import CellRecord
+    from pybench.records.round import Round
+    from pybench.records.spec import CellSpec
+    spec = CellSpec("pytorch", "resnet18", device, 8, 224, 1, phases=tuple(warmup))
+    phases = {p: PhaseSamples(first_run=1.0, warmup=w, samples=[0.01] * 5, stop_reason="converged")
+              for p, w in warmup.items()}
+    return CellRecord(spec=spec, status="ok", title="PyTorch", rounds=[Round(phases=phases, number=1, run="r")])
+
+
+def test_the_device_check_holds_only_each_groups_headline_phase_to_the_warm_up_time(device_check):
+    """What an H100 gives resnet18: forward 0.35 s and backward 0.65 s of a 1 s train warm-up."""
+    warmup_checks = device_check.warmup_checks
+    gpu = {"forward": [0.035] * 10, "backward": [0.065] * 10, "total": [0.1] * 10,
+           "inference": [0.2] * 5, "step": [0.25] * 4}
+    checks = warmup_checks(warmed_record(gpu), gpu=True)
+    assert [passed for passed, _ in checks] == [True] * 3
+    assert "train: 10 warm-up iterations of total, 1.000 s" in checks[0][1]
+    short = warmed_record({**gpu, "total": [0.09] * 10, "step": [0.5, 0.5]})
+    assert [passed for passed, _ in warmup_checks(short, gpu=True)] == [False, False, True]  # 0.9 s; 2 < 3
+
+
+def test_the_cpu_dry_run_applies_the_same_rule_with_the_cpus_bounds(device_check):
+    warmup_checks = device_check.warmup_checks
+    one = {"forward": [0.4], "backward": [0.8], "total": [1.2]}
+    assert warmup_checks(warmed_record(one, "cpu"), gpu=False)[0][0]
+    assert not warmup_checks(warmed_record({p: w * 2 for p, w in one.items()}, "cpu"), gpu=False)[0][0]
+    assert not warmup_checks(warmed_record(one), gpu=True)[0][0]  # 1.2 s but one iteration on a GPU
