@@ -73,7 +73,7 @@ def test_a_30_percent_slowdown_is_found_with_five_runs_of_history():
 def test_runs_that_agree_by_chance_do_not_hide_how_much_their_rounds_disagree():
     # four runs within 0.1% of each other, but rounds 8% apart: a 12% move is ordinary drift
     history = [doc(i, 0.1 * (1 + 0.001 * i), [0.92, 1.0, 1.08]) for i in range(4)]
-    assert Verdict.SLOWER not in verdicts(history, [doc(9, 0.112, [0.92, 1.0, 1.08])])
+    assert Verdict.SLOWER not in verdicts(history, [doc(9, 0.112, [0.999, 1.0, 1.001])])
     steady = [doc(i, 0.1 * (1 + 0.001 * i), [0.999, 1.0, 1.001]) for i in range(4)]
     assert verdicts(steady, [doc(9, 0.112, [0.999, 1.0, 1.001])]) == {Verdict.SLOWER}
 
@@ -206,3 +206,18 @@ def test_real_small_runs_a_slowdown_is_found_and_the_same_code_is_not_slower(tmp
     code = subprocess.run([sys.executable, "-m", "pybench", "history", str(tmp_path / "h")],
                           capture_output=True, text=True, timeout=300)
     assert code.returncode == 0 and "conv" in code.stdout.lower(), code.stderr
+
+
+def test_the_trend_draws_every_run_of_every_phase_marks_changes_and_shows_versions():
+    from pybench.report.trend import trend_section
+
+    newer = {**ENV, "packages": {**ENV["packages"], "torch": "2.15.0<script>"}}
+    runs = [doc(i, 0.1, [0.99, 1.0, 1.01], env=ENV if i < 3 else newer) for i in range(5)]
+    page = trend_section(series_of(runs))
+    marks = int(page.split('data-marks="')[1].split('"')[0])
+    spec = json.loads(page.split('<script type="application/json">')[1].split("</script>")[0])
+    assert marks == 5 * len(PHASES) == len(spec["layer"][1]["data"]["values"])
+    (change,) = spec["layer"][-1]["data"]["values"]
+    assert "package torch: 2.14.1 -> 2.15.0" in change["change"]
+    assert "<script>" not in page.split("application/json")[1]  # file text cannot end the JSON block
+    assert trend_section(series_of(runs[:1])) == ""
