@@ -19,7 +19,7 @@ from pybench.records.round import Round, WorkloadFacts
 from pybench.report.markdown import render_tables
 from pybench.report.view import details_of, rows_of
 from pybench.records.results import ResultsFile, load
-from pybench.records.statistics import SEQUENTIAL_MAX_ROUNDS
+from pybench.rounds.planning import MAX_ATTEMPTS
 
 
 class Script:
@@ -136,16 +136,16 @@ def auto(budget=1e9):
     return Schedule(rounds=None, lockstep=True, budget=budget)
 
 
-def test_a_clear_difference_is_decided_in_three_lockstep_rounds(tmp_path):
+def test_a_clear_difference_is_decided_in_the_minimum_of_lockstep_rounds(tmp_path):
     script = Lockstep({"pytorch": 1.0, "jax": 1.3}, pair_sd=0.002, sample_sd=0.002)
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])
     base, other = matrix.run_matrix(pair_specs(), store, auto(), run_lockstep=script)
-    assert len(script.calls) == 3
-    assert [c[0] for c in script.calls] == [["pytorch", "jax"], ["jax", "pytorch"], ["pytorch", "jax"]]
+    assert len(script.calls) == planning.MIN_ROUNDS == 4
+    assert [c[0] for c in script.calls] == [["pytorch", "jax"], ["jax", "pytorch"]] * 2
     assert script.calls[0][2] is None and script.calls[1][2]  # round 1 unplanned, then planned
-    assert [r.number for r in base.rounds] == [1, 2, 3] and len({r.run for r in base.rounds}) == 1
+    assert [r.number for r in base.rounds] == [1, 2, 3, 4] and len({r.run for r in base.rounds}) == 1
     ratio = other.ratio_to(base, "total")
-    assert ratio.verdict() == "slower" and ratio.n_rounds == 3
+    assert ratio.verdict() == "slower" and ratio.n_rounds == 4
     assert other.undecided == [] and other.timed_share is not None
     saved = load(store.path).records
     assert saved[1].ratio_to(saved[0], "total").verdict() == "slower"
@@ -155,7 +155,7 @@ def test_undecided_phases_get_more_rounds_until_the_budget_is_spent(tmp_path):
     script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.05, seed=3)
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])
     base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(), run_lockstep=script)
-    assert 3 < len(script.calls) <= SEQUENTIAL_MAX_ROUNDS
+    assert 4 < len(script.calls) <= MAX_ATTEMPTS
     later = {p for _, phases, _ in script.calls[3:] for p in phases}
     assert later and later <= set(base.spec.phases)
     # rounds that measured only the undecided groups: every report still reads the record
@@ -170,7 +170,7 @@ def test_the_budget_stops_adaptive_rounds_after_the_minimum(tmp_path):
     script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.05, seed=4)
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])
     base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(budget=0.0), run_lockstep=script)
-    assert len(script.calls) == 3  # the minimum always runs
+    assert len(script.calls) == planning.MIN_ROUNDS  # the minimum always runs
     assert twin.undecided and set(twin.undecided) <= set(base.phase_names)
 
 
@@ -290,4 +290,5 @@ def test_what_would_decide_counts_only_the_rounds_that_count(tmp_path):
                                     run_lockstep=script, meter=busy)
     (u,) = planning.undecided([base, other])
     assert len(base.set_aside) == 2 and u.rounds_needed is not None and u.rounds_needed > 3
-    assert u.seconds_needed == pytest.approx((u.rounds_needed - 3) * 10.0)  # 10 s a round
+    # 10 s a round, 5 rounds for 3 that count: each further counted round is priced at 50 / 3 s
+    assert u.seconds_needed == pytest.approx((u.rounds_needed - 3) * 50.0 / 3)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
+from pybench.rounds.planning import DECIDED_WIDTH, MAX_ROUNDS, MIN_ROUNDS
 from pybench.records.statistics import (
-    SEQUENTIAL_LOOK_CONFIDENCE, SEQUENTIAL_MAX_ROUNDS, Ratio, estimate, holm, judge, paired_ratio,
+    PRECISION_STOP_CONFIDENCE, Ratio, Verdict, estimate, holm, judge, paired_ratio,
     ratio_confidence, round_log_ratio, round_test,
 )
 
@@ -131,25 +132,29 @@ def test_decided_means_excluding_one_or_lying_within_the_precision():
 
 
 def test_a_stricter_level_for_rounds_that_stop_when_decided():
-    assert ratio_confidence(0.95, sequential=True) == SEQUENTIAL_LOOK_CONFIDENCE
+    assert ratio_confidence(0.95, sequential=True) == PRECISION_STOP_CONFIDENCE
     assert ratio_confidence(0.95, sequential=False) == 0.95
 
 
 def test_optional_stopping_keeps_false_decisions_under_five_percent():
-    # A/A: per-round log ratios N(0, sd), a look after every round from 3 on, stop when decided.
+    # A/A: per-round log ratios N(0, sd), a look after every round from MIN_ROUNDS on, stop once the
+    # interval is within +-DECIDED_WIDTH (or at MAX_ROUNDS), verdict from the final interval.  The
+    # spreads are the reference VM's; there the true rate is about half the bound (docs/protocol.md,
+    # "When rounds stop"): with 1,500 sequences the bound lies over 4 standard errors above it, so
+    # the test passes by the rule, not by its seed, and fails if the rule's rate nears 5%.
     rng = np.random.default_rng(7)
-    for sd in (0.01, 0.05):
+    for sd in (0.03, 0.07):
         false = 0
-        for _ in range(400):
-            logs = rng.normal(0, sd, SEQUENTIAL_MAX_ROUNDS)
-            for r in range(3, SEQUENTIAL_MAX_ROUNDS + 1):
+        for _ in range(1500):
+            logs = rng.normal(0, sd, MAX_ROUNDS)
+            for r in range(MIN_ROUNDS, MAX_ROUNDS + 1):
                 rounds = {("run", i): [[math.exp(x)]] for i, x in enumerate(logs[:r])}
                 ratio = paired_ratio(rounds, {k: [[1.0]] for k in rounds},
                                      ratio_confidence(0.95, sequential=True))
-                if ratio.decided(0.02):
-                    false += ratio.verdict() != "tie"
+                if ratio.half_width_rel <= DECIDED_WIDTH or r == MAX_ROUNDS:
+                    false += ratio.verdict() in (Verdict.FASTER, Verdict.SLOWER)
                     break
-        assert false / 400 <= 0.05
+        assert false / 1500 <= 0.05
 
 
 def test_holm_hand_computed():

@@ -17,7 +17,8 @@ from pybench.records.round import (STATUSES, VARYING_ENV, Peak, Round, WorkloadF
                                    parse)
 from pybench.records.shape import MAX_SECONDS, Malformed, count, field_of, list_of, number_in, text
 from pybench.records.spec import CellKey, CellSpec
-from pybench.records.statistics import Estimate, Ratio, estimate, paired_ratio, ratio_confidence
+from pybench.records.statistics import (Estimate, Ratio, Screen, block_value, estimate, paired_ratio,
+                                        ratio_confidence, slow_rounds)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class CutShort:
         return cls(field_of(data, "reason", str, where),
                    count(field_of(data, "rounds_done", int, where), f"{where}.rounds_done"),
                    None if asked is None else count(asked, f"{where}.rounds_asked"))
+
+
+def _slow(paired: dict[tuple[str, int], PhaseSamples]) -> dict[tuple[str, int], float]:
+    return slow_rounds({k: block_value(p.samples, "median") for k, p in paired.items()})
 
 
 @dataclass
@@ -94,10 +99,31 @@ class CellRecord:
         """Raw samples per round that measured the phase."""
         return [run.samples for run in self.runs(phase)]
 
-    def blocks(self, phase: str) -> dict[tuple[str, int], list[list[float]]]:
-        """Per numbered quiet round, the phase's samples in blocks: what ratios pair."""
-        return {r.pair_key: r.phases[phase].block_samples() for r in self.rounds
+    def _paired(self, phase: str) -> dict[tuple[str, int], PhaseSamples]:
+        """The phase in every numbered quiet round: the rounds that may pair."""
+        return {r.pair_key: r.phases[phase] for r in self.rounds
                 if r.pair_key and phase in r.phases and not r.disturbed}
+
+    def slow(self, phase: str) -> dict[tuple[str, int], float]:
+        """The numbered quiet rounds whose process was slow in this phase, each with its factor over
+        the median round (`statistics.slow_rounds`): kept in the file, in no ratio."""
+        return _slow(self._paired(phase))
+
+    def screen(self) -> Screen | None:
+        """What the slow-process screen left out of this record's ratios, over its phases."""
+        factors: dict[tuple[str, int], float] = {}
+        for phase in self.phase_names:
+            for k, f in self.slow(phase).items():
+                factors[k] = max(f, factors.get(k, 0.0))
+        rounds = {r.pair_key for r in self.rounds if r.pair_key and not r.disturbed}
+        return Screen(len(factors), len(rounds), max(factors.values())) if factors else None
+
+    def blocks(self, phase: str) -> dict[tuple[str, int], list[list[float]]]:
+        """Per numbered quiet round whose process was not slow, the phase's samples in blocks: what
+        ratios pair."""
+        paired = self._paired(phase)
+        slow = _slow(paired)
+        return {k: p.block_samples() for k, p in paired.items() if k not in slow}
 
     def ratio_to(self, base: "CellRecord", phase: str, stat: str = "median") -> Ratio | None:
         """This record's time over `base`'s, from the rounds they ran side by side; None if none."""

@@ -44,8 +44,10 @@ rounds a side.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
+from statistics import median
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -162,6 +164,12 @@ class Change:
     ci_high: float | None = None
 
 
+def block_value(samples: Sequence[float], stat: str) -> float:
+    """A block's (or a round's) one number: its median, or its minimum.  The standard library's
+    median: numpy's costs more than the sort of a few dozen samples, and the scheduler asks often."""
+    return float(median(samples) if stat == "median" else min(samples))
+
+
 def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
     """One number per round and the total sample count; every bad input is a clear ValueError."""
     if stat not in STATS:
@@ -170,13 +178,13 @@ def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
         raise ValueError("no rounds")
     values, n = [], 0
     for i, samples in enumerate(rounds):
-        x = np.asarray(samples, dtype=float)
-        if x.size == 0:
+        x = [float(v) for v in samples]
+        if not x:
             raise ValueError(f"round {i} has no samples")
-        if not np.all(np.isfinite(x) & (x > 0)):
+        if not all(0 < v < math.inf for v in x):  # NaN fails every comparison
             raise ValueError(f"round {i} has a sample that is not a positive duration")
-        values.append(np.median(x) if stat == "median" else x.min())
-        n += x.size
+        values.append(block_value(x, stat))
+        n += len(x)
     return np.asarray(values), n
 
 
@@ -194,12 +202,18 @@ def round_values(rounds: Rounds, stat: str = "median") -> list[float]:
     return [float(v) for v in _round_values(rounds, stat)[0]]
 
 
-def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
-    """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
+@functools.lru_cache(maxsize=1024)
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile, remembered: the scheduler asks the same few after every round."""
     from scipy import stats as st  # imported here: the worker's interpreter may lack scipy
 
+    return float(st.t.ppf(p, df))
+
+
+def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
+    """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
     r = len(logs)
-    half = st.t.ppf((1 + confidence) / 2, r - 1) * logs.std(ddof=1) * scale
+    half = t_quantile((1 + confidence) / 2, r - 1) * logs.std(ddof=1) * scale
     m = logs.mean()
     return _exp(m - half), _exp(m + half)
 
@@ -226,11 +240,6 @@ def estimate(rounds: Rounds, confidence: float = 0.95, stat: str = "median") -> 
 Blocks = Sequence[Sequence[float]]  # one round's samples, in the blocks they were taken
 
 
-def block_value(samples: Sequence[float], stat: str) -> float:
-    """A block's (or a round's) one number: its median, or its minimum."""
-    return float(np.median(samples) if stat == "median" else np.min(samples))
-
-
 def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
     """One round's log ratio, from its block pairs (block i of each side ran next to the other's block
     i in a lockstep round; a back-to-back round is one block a side): the median over the pairs of
@@ -239,11 +248,11 @@ def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
     k = min(len(num), len(den))
     if k == 0:
         raise ValueError("a round without blocks")
-    _round_values([list(b) for b in (*num[:k], *den[:k])], stat)  # every block checked
+    values = _round_values([*num[:k], *den[:k]], stat)[0]  # every block checked, one number each
     if stat == "min":
-        return math.log(min(map(min, num[:k]))) - math.log(min(map(min, den[:k])))
-    return float(np.median([math.log(block_value(num[i], stat)) - math.log(block_value(den[i], stat))
-                            for i in range(k)]))  # a difference of logs: the quotient may overflow
+        return math.log(min(values[:k])) - math.log(min(values[k:]))
+    # a difference of logs: the quotient may overflow
+    return float(median([math.log(a) - math.log(b) for a, b in zip(values[:k], values[k:])]))
 
 
 PRECISION_STOP_CONFIDENCE = 0.975
@@ -268,8 +277,8 @@ def slow_rounds(values: Mapping[Hashable, float]) -> dict[Hashable, float]:
     scale-free; with fewer than three rounds no round is typical enough to judge by."""
     if len(values) < 3:
         return {}
-    median = float(np.median(list(values.values())))
-    return {k: v / median for k, v in values.items() if v > (1 + SLOW_PROCESS) * median}
+    typical = median(values.values())
+    return {k: v / typical for k, v in values.items() if v > (1 + SLOW_PROCESS) * typical}
 
 
 def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],

@@ -144,7 +144,8 @@ def details_of(record: CellRecord, stat: str) -> list[GroupDetails]:
 
 
 def _notes(record: CellRecord) -> list[str]:
-    return [*record.warnings, *(record.workload.notes if record.workload else [])]
+    screen = record.screen() if record.ok else None
+    return [*record.warnings, *(record.workload.notes if record.workload else []), *([screen.note()] if screen else [])]
 
 
 def row_of(record: CellRecord, stat: str) -> Row:

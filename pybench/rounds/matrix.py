@@ -29,17 +29,17 @@ from pybench.records.record import CellRecord
 from pybench.records.results import ResultsFile
 from pybench.rounds.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
 from pybench.records.spec import CellKey, CellSpec
-from pybench.records.statistics import SEQUENTIAL_MAX_ROUNDS
 
-AUTO_MIN_ROUNDS = 3
+AUTO_MIN_ROUNDS = planning.MIN_ROUNDS  # rounds a cell runs whatever the budget
 CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp folder, named with our pid
 
 
 @dataclass(frozen=True)
 class Schedule:
     """How many rounds, and how they run.  `rounds` None: adaptive (`--rounds auto`): at least
-    AUTO_MIN_ROUNDS, then rounds only for the cells and phases still undecided, until every ratio is
-    decided, SEQUENTIAL_MAX_ROUNDS are reached or `budget` seconds are spent."""
+    AUTO_MIN_ROUNDS, then rounds only for the cells and phases still open (`planning.open_phases`:
+    undecided, with fewer than planning.MAX_ROUNDS paired quiet rounds), until none is,
+    planning.MAX_ATTEMPTS rounds have run or `budget` seconds are spent."""
 
     rounds: int | None = 1
     lockstep: bool = False  # back to back measured better per second on the reference VM (README)
@@ -50,7 +50,7 @@ class Schedule:
 
     @property
     def max_rounds(self) -> int:
-        return SEQUENTIAL_MAX_ROUNDS if self.rounds is None else self.rounds
+        return planning.MAX_ATTEMPTS if self.rounds is None else self.rounds
 
 
 @dataclass
@@ -125,8 +125,7 @@ class Matrix:
                 r.quality(p, self.schedule.stat) == "precise" for r in members for p in r.phase_names))
         if cell.rounds < AUTO_MIN_ROUNDS:
             return True
-        cell.undecided = [p for p in members[0].phase_names
-                          if not planning.decided(members, p, self.schedule.stat)]
+        cell.undecided = planning.open_phases(members, self.schedule.stat)
         spent = time.monotonic() - self.started
         return bool(cell.undecided) and spent + cell.last_wall <= self.schedule.budget
 

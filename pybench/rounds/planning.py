@@ -1,12 +1,17 @@
 """How long a round is and how many rounds a cell gets, from the noise measured so far.
 
 A phase's interval over R rounds has the width of sqrt((s_b^2 + s_w^2 / n) / R): s_w is the
-within-round noise of one sample (log scale), s_b what each process (or process pair) adds on top,
-n the samples per round.  A round costs C + n c: C the fixed cost (process start, imports, model
+within-round noise of one sample (log scale) as a round's median carries it (pi/2 times a sample's
+variance: the median of n normal samples varies by about pi/2 s^2 / n), s_b what each process (or
+process pair) adds on top, n the samples per round.  A round costs C + n c: C the fixed cost (process start, imports, model
 build, first runs), c one sample.  The width per second of wall time is smallest at the two-stage
 sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference) get more samples, and a noisy
 machine (large s_b) gets more, shorter rounds instead of longer ones.  For a cell of several
 frameworks the noise is that of their ratio, and c the cost of one sample of each.
+
+When rounds stop (`--rounds auto`): once every ratio's interval is within +-DECIDED_WIDTH from at
+least MIN_ROUNDS paired quiet rounds (not set aside, not failed, no slow process), or MAX_ROUNDS of
+them are counted, or the budget is spent; the verdict is read once, from the final interval.
 """
 
 from __future__ import annotations
@@ -16,27 +21,32 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as st
 
 from pybench.protocol.phases import HEADLINE
 from pybench.protocol.group import MIN_PLANNED, group_cap
 from pybench.records.record import CellRecord
-from pybench.records.statistics import SEQUENTIAL_LOOK_CONFIDENCE, block_value, round_log_ratio
+from pybench.records.statistics import block_value, ratio_confidence, round_log_ratio, t_quantile
 
 # Before two rounds exist: a process pair's own effect on this kind of VM (A/A pairs: 0.967, 0.972,
 # 1.048), and a within-round noise of 2%.
 PRIOR_BETWEEN = 0.04
 PRIOR_WITHIN = 0.02
+MEDIAN_VARIANCE = math.pi / 2  # var(median of n) / (var(one sample) / n), for normal samples
 # Two or three rounds barely estimate the between-round spread, and an estimate near 0 would plan
 # endless rounds; per-round JAX/PyTorch ratios spread by 2-7% on the reference VM.
 FLOOR_BETWEEN = 0.015
 # Short rounds give the t interval its degrees of freedom: a round samples at most this many times
 # its fixed cost (at most 2/3 of a round's wall time in timed iterations, by design).
 MAX_SAMPLING_PER_FIXED = 2.0
-DECIDED_WIDTH = 0.10  # a ratio that excludes 1 gets more rounds (within the budget) until this narrow
+DECIDED_WIDTH = 0.10  # a ratio is decided once its interval is within +-this of its value
+# The fewest paired quiet rounds a decision needs: the t quantile of fewer (t(2) at 97.5% is 6.2)
+# makes the interval's width say little about the next round.
+MIN_ROUNDS = 4
+MAX_ROUNDS = 12  # paired quiet rounds after which an undecided ratio stays undecided
+# Rounds run in all, set aside, failed and slow ones included: a machine busy throughout still ends.
+MAX_ATTEMPTS = 2 * MAX_ROUNDS
 # With --rounds auto, rounds are short enough that this many fit in a cell's budget: the optimum above
-# assumes many rounds, but at 99% per look the t quantile of few rounds dominates (t(3) 5.84, t(4)
-# 4.60): a fifth resnet50 round narrows the interval by 30%, more than longer rounds would.
+# assumes many rounds, but the t quantile of few rounds dominates (at 97.5%: t(3) 4.18, t(4) 3.50).
 FIT_ROUNDS = 5
 MAX_PLANNED = 1000
 
@@ -51,7 +61,7 @@ def fit_samples(n: float, cost: float, cap: float) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Noise:
-    within: float  # sd of one sample's log time (of a ratio: the members' added)
+    within: float  # sd of one sample's log time as a round's median carries it (a ratio: the members' added)
     between: float  # sd a round adds to its log value beyond the within noise
     cost: float  # seconds of one sample of every member together
 
@@ -64,7 +74,8 @@ def noise(records: Sequence[CellRecord], group: str, stat: str = "median") -> No
     for r in records:
         rounds = r.samples(phase) if phase in r.phase_names else []
         logs = [np.log(s) for s in rounds if len(s) >= 3]
-        within += float(np.mean([robust_var(x) for x in logs])) if logs else PRIOR_WITHIN ** 2
+        var = float(np.mean([robust_var(x) for x in logs])) if logs else PRIOR_WITHIN ** 2
+        within += var * (MEDIAN_VARIANCE if stat == "median" else 1.0)  # a minimum's: not modelled
         cost += float(np.mean([np.mean(s) for s in rounds])) if rounds else 0.0
         counts += [len(s) for s in rounds]
     if len(records) > 1:
@@ -107,39 +118,56 @@ def plan_round(records: Sequence[CellRecord], groups: Sequence[str], fixed_cost:
             for g, nz in noises.items()}
 
 
-def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
-    """Whether more rounds would change the answer for this phase: every ratio to the first member
-    decided (`Ratio.decided`) and, where it excludes 1, known within +-DECIDED_WIDTH (a decided
-    "slower" of 1.5 [1.1, 2.0] still says too little of how much); for a lone member its interval
-    within the precision."""
+def _look(records: Sequence[CellRecord], phase: str, stat: str) -> tuple[int, bool]:
+    """(counted rounds, decided) of a phase: see `counted` and `decided`."""
     base = records[0]
-    precision = base.spec.stop.precision
     if len(records) == 1:
+        n = sum(phase in r.phases and not r.disturbed for r in base.rounds)
         half = base.estimate(phase, stat).half_width_rel
-        return half is not None and half <= precision
+        return n, n >= MIN_ROUNDS and half is not None and half <= base.spec.stop.precision
     ratios = [r.ratio_to(base, phase, stat) for r in records[1:]]
-    return all(x is not None and x.decided() and (not x.excludes_one or x.half_width_rel <= DECIDED_WIDTH)
-               for x in ratios)
+    n = min(x.n_rounds if x else 0 for x in ratios)
+    return n, n >= MIN_ROUNDS and all(x.half_width_rel is not None and x.half_width_rel <= DECIDED_WIDTH
+                                      for x in ratios)
+
+
+def counted(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int:
+    """The rounds a phase's decision rests on: the fewest paired quiet rounds of any ratio to the first
+    member (set-aside, failed and slow rounds pair with nothing); for a lone member its quiet rounds."""
+    return _look(records, phase, stat)[0]
+
+
+def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
+    """Whether the phase's rounds can stop: at least MIN_ROUNDS counted rounds, and every ratio to the
+    first member known within +-DECIDED_WIDTH, whatever it says (the verdict is read once, from the
+    final interval); for a lone member its interval within the precision."""
+    return _look(records, phase, stat)[1]
+
+
+def open_phases(records: Sequence[CellRecord], stat: str = "median") -> list[str]:
+    """The phases another round could still decide: undecided, with fewer than MAX_ROUNDS counted."""
+    looks = {p: _look(records, p, stat) for p in records[0].phase_names}
+    return [p for p, (n, done) in looks.items() if n < MAX_ROUNDS and not done]
 
 
 def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:
-    """Roughly how many rounds in all the undecided ratios of a phase need, from their spread so far:
-    the smallest R whose interval would exclude 1 at the observed ratio within +-DECIDED_WIDTH, or fit
-    the precision."""
+    """Roughly how many counted rounds in all the phase's ratios need for `decided`, from their spread
+    so far: the smallest R (at least MIN_ROUNDS) whose interval, at the level the ratios use, would be
+    within +-DECIDED_WIDTH.  None with fewer than two counted rounds, or beyond MAX_PLANNED."""
     base = records[0]
-    need = 0
+    stop = base.spec.stop
+    level = (1 + ratio_confidence(stop.confidence, stop.sequential)) / 2
+    need = MIN_ROUNDS
     for r in records[1:]:
         logs = np.array(round_logs(r, base, phase, stat))
         if len(logs) < 2:
             return None
-        s, m = logs.std(ddof=1), abs(logs.mean())
-        target = min(max(m, math.log1p(base.spec.stop.precision)), math.log1p(DECIDED_WIDTH))
-        for total in range(len(logs), 1000):
-            if st.t.ppf((1 + SEQUENTIAL_LOOK_CONFIDENCE) / 2, total - 1) * s / math.sqrt(total) < target:
-                need = max(need, total)
-                break
-        else:
+        s = logs.std(ddof=1)
+        total = next((n for n in range(max(len(logs), MIN_ROUNDS), MAX_PLANNED)
+                      if t_quantile(level, n - 1) * s / math.sqrt(n) <= math.log1p(DECIDED_WIDTH)), None)
+        if total is None:
             return None
+        need = max(need, total)
     return need
 
 
@@ -166,8 +194,8 @@ def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
             continue
         needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
         need = None if None in needs else max(needs)
-        per_round = max(r.wall_time for r in members) / len(members[0].rounds)
-        done = len(members[0].rounds) - len(members[0].set_aside)  # the rounds that count
+        done = min(counted(members, p) for p in phases)
+        per_round = max(r.wall_time for r in members) / max(done, 1)  # set-aside and slow ones paid too
         seconds = (need - done) * per_round if need is not None and need > done else None
         out.append(Undecided(members[0], phases, need, seconds))
     return out
