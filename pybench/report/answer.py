@@ -160,7 +160,7 @@ def break_even(row: Row, base: Row, phase: str) -> BreakEven:
     step = {id(r): r.cells[phase].value for r in (row, base)}
     if verdict not in (Verdict.FASTER, Verdict.SLOWER):
         ahead = min((row, base), key=lambda r: first[id(r)])
-        why = "step times tie" if verdict == Verdict.TIE else "the step ratio is undecided"
+        why = "the times tie" if verdict == Verdict.TIE else f"the ratio {PER[phase]} is undecided"
         word = "never" if verdict == Verdict.TIE else "not known"
         return BreakEven(phase, "", None, f"break-even: {word} ({why}; {short_title(ahead)}'s first run is shorter)")
     fast, slow = (row, base) if verdict == Verdict.FASTER else (base, row)
@@ -186,6 +186,7 @@ class Answer:
     parity: list[Parity] = field(default_factory=list)
     numerics: list[str] = field(default_factory=list)  # speed-changing differences; one reason if unknown
     numerics_known: bool = True
+    parity_exists: bool = False  # a weight-transfer check exists for one of the two frameworks
     break_even: BreakEven | None = None
     row: Row | None = field(default=None, repr=False)  # the row answered for
 
@@ -215,7 +216,9 @@ class Answer:
 
     def facts(self) -> list[str]:
         """The lines under the sentence: parity, numerics, break-even, each with its reason."""
-        out = [p.text() for p in self.parity] or ["parity: not checked (no weight-transfer check for this pair)"]
+        out = [p.text() for p in self.parity] or [
+            "parity: not recorded (compare checks it; run and older files do not)" if self.parity_exists
+            else "parity: no weight-transfer check for this pair"]
         if not self.numerics_known:
             out.append("numerics: not recorded (a file from before pybench stated them)")
         elif not self.numerics:
@@ -245,6 +248,7 @@ def answer_of(row: Row, base: Row) -> Answer:
         inference=readings.get(INFERENCE) if INFERENCE in readings else None,
         decided=sum(r is not None and r.decided() for r in ratios), phases=len(ratios),
         parity=[p for p in (row.record.parity, base.record.parity) if p is not None],
+        parity_exists=any(f is not None and f.has_parity for f in map(FRAMEWORKS.get, (row.framework, base.framework))),
         numerics=speed_differences(a, b, cpu) if a and b else [], numerics_known=bool(a and b), row=row,
     )
     if train and train in base.cells and base.cells[train].value is not None:

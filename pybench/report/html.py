@@ -84,7 +84,8 @@ def _rows_chart(data: list[dict], x_title: str, one: bool = False):
     import altair as alt
 
     base = alt.Chart(alt.Data(values=data))
-    y = {"y": alt.Y("name:N", title=None), "yOffset": alt.YOffset("phase:N")}
+    y = {"y": alt.Y("name:N", title=None, axis=alt.Axis(labelLimit=400)),  # whole names, not cut at 180 px
+         "yOffset": alt.YOffset("phase:N")}
     domain = ratio_domain(data) if one else log_domain(data, one)
     x = alt.X("value:Q", title=x_title, scale=alt.Scale(type="log", domain=domain))
     points = base.mark_point(filled=True, size=50).encode(x=x, color="phase:N",
