@@ -221,3 +221,14 @@ def test_the_trend_draws_every_run_of_every_phase_marks_changes_and_shows_versio
     assert "package torch: 2.14.1 -> 2.15.0" in change["change"]
     assert "<script>" not in page.split("application/json")[1]  # file text cannot end the JSON block
     assert trend_section(series_of(runs[:1])) == ""
+
+
+def test_a_bad_threshold_or_a_missing_folder_is_one_line_exit_2(tmp_path):
+    _write(tmp_path / "h", [doc(i, 0.1, [0.99, 1.0, 1.01]) for i in range(3)])
+    for bad in ("nan", "0", "1.5"):
+        args = _args(tmp_path / "h")
+        args.threshold = float(bad)
+        with pytest.raises(UserError, match="--threshold"):
+            history_command.run(args, print)
+    with pytest.raises(UserError, match="not a folder"):
+        history_command.run(_args(tmp_path / "missing"), print)

@@ -99,7 +99,7 @@ class Typical:
     low: float | None  # CONFIDENCE prediction interval for one new run; None below MIN_HISTORY runs
     high: float | None
     n_runs: int
-    spread: float | None  # between-run standard deviation, relative (log scale)
+    spread: float | None  # the spread of one run about it, relative: between-run, floored by the rounds
 
 
 @dataclass(frozen=True)

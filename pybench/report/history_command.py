@@ -22,22 +22,12 @@ EXIT_REGRESSION = 1
 STYLES = {Verdict.SLOWER: "bold red", Verdict.BROKEN: "bold red", Verdict.FASTER: "green", Verdict.SAME: "dim"}
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
-    return value
-
-
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="each cell's runs in a results folder; --check: a new run against them")
     p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RESULTS, help="the history (default: results)")
     p.add_argument("--check", type=Path, metavar="NEW",
                    help="a results file or folder to judge against the history; exit 1 on a slowdown")
-    p.add_argument("--threshold", type=_fraction, default=0.05,
+    p.add_argument("--threshold", type=float, default=0.05,
                    help="the smallest slowdown that fails a check (default 0.05)")
     p.add_argument("--strict", action="store_true", help="with --check: exit 1 on 'inconclusive' too")
     p.add_argument("--stat", choices=STATS, default="median")
@@ -98,6 +88,8 @@ def _new_docs(path: Path, history: list[results.ResultsDoc]) -> tuple[list[resul
 
 def run(args: argparse.Namespace, print_: Callable[[object], None]) -> int:
     """Print the history (or the check) with `print_`; the exit code: 1 on a confirmed slowdown."""
+    if not 0 < args.threshold < 1:  # NaN fails too
+        raise UserError(f"--threshold must lie between 0 and 1, got {args.threshold:g}")
     if not args.dir.is_dir():
         raise UserError(f"{args.dir}: not a folder of results files")
     docs = results.collect([args.dir])
