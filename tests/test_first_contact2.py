@@ -278,7 +278,7 @@ def test_an_interrupted_flux_worker_leaves_a_record_naming_the_signal(tmp_path, 
     assert not any("Allocations" in line for line in record.stderr_tail)
 
 
-def test_without_default_signals_julia_would_answer_sigterm_with_a_backtrace(tmp_path):
+def test_a_flux_worker_without_the_hand_back_answers_sigterm_with_a_backtrace(tmp_path):
     import signal
 
     record = run_flux_round(tmp_path, restore=False, sig=signal.SIGTERM)
@@ -327,7 +327,7 @@ def test_the_device_check_holds_only_each_groups_headline_phase_to_the_warm_up_t
     assert [passed for passed, _ in warmup_checks(short, gpu=True)] == [False, False, True]  # 0.9 s; 2 < 3
 
 
-def test_the_cpu_dry_run_applies_the_same_rule_with_the_cpus_bounds(device_check):
+def test_the_cpu_dry_run_applies_the_same_warm_up_rule_with_the_cpus_bounds(device_check):
     warmup_checks = device_check.warmup_checks
     one = {"forward": [0.4], "backward": [0.8], "total": [1.2]}
     assert warmup_checks(warmed_record(one, "cpu"), gpu=False)[0][0]
