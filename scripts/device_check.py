@@ -97,9 +97,9 @@ def warmup_checks(rec: CellRecord, gpu: bool) -> list[tuple[bool, str]]:
             phase = HEADLINE[group]
             warmup = r.phases[phase].warmup
             wanted = f"{least}+" if most == math.inf else f"{least}-{most}"
-            out.append((least <= len(warmup) <= most and sum(warmup) >= seconds - 1e-9,  # ns resolution
-                        f"{cell_name(rec)} round {i + 1} {group}: {len(warmup)} warm-up iterations of {phase}, "
-                        f"{sum(warmup):.3f} s (the protocol's {wanted}, at least {seconds:g} s)"))
+            what = (f"{cell_name(rec)} round {i + 1} {group}: {len(warmup)} warm-up iterations of {phase}, "
+                    f"{sum(warmup):.3f} s (the protocol's {wanted}, at least {seconds:g} s)")
+            out.append((least <= len(warmup) <= most and sum(warmup) >= seconds - 1e-9, what))  # ns resolution
     return out
 
 

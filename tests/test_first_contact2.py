@@ -245,7 +245,6 @@ def run_flux_round(tmp_path, restore: bool, sig: int | None, timeout: float = 60
     """One round of a Flux cell through the real runner, its worker being JULIA_LIKE_WORKER; `sig`
     is sent to the worker once it waits."""
     import os
-    import signal
     import sys
     import threading
     import time
