@@ -10,7 +10,7 @@ import pytest
 from pybench.machine import devices
 from pybench.backends.efficiency import gpu_peak_gflops
 from pybench.machine.environment import capture
-from pybench.machine.devices import (Device, cuda_devices, gpu_facts, gpu_identity,
+from pybench.machine.devices import (Device, cuda_devices, gpu_identity,
                                  gpu_memory_used, gpus, nvml_uuid_forms, parse_visible_devices,
                                  resolve_device)
 from pybench.errors import UserError
@@ -184,12 +184,10 @@ def test_torch_cuda_version_without_importing_torch(tmp_path, monkeypatch):
 
 def test_facts_by_uuid(nvml):
     fake = nvml(two_h100s())
-    facts = gpu_facts(H100)
+    facts = next(g for g in gpus() if g["uuid"] == H100)
     assert facts["name"] == "NVIDIA H100 80GB HBM3" and facts["memory_total"] == 80 << 30
-    assert facts["driver"] == "570.86.15" and facts["cuda_driver"] == "12.8"
-    assert facts["compute_capability"] == "9.0" and facts["sm_clock_max_mhz"] == 1980
-    assert facts["power_limit_w"] == 700 and facts["pci_bus_id"] == "00000000:18:00.0"
-    assert facts["is_mig"] is False and facts["parent_uuid"] is None
+    assert facts["driver"] == "570.86.15" and facts["pci_bus_id"] == "00000000:18:00.0"
+    assert facts["mig_mode"] is False and facts["mig"] == []
     assert gpu_memory_used(H100) == 5 << 30 and gpu_memory_used(H100_B) == 1 << 30
     assert fake.open == 0  # every query shuts NVML down again
 
@@ -197,10 +195,9 @@ def test_facts_by_uuid(nvml):
 def test_each_refused_call_is_one_missing_fact(nvml):
     nvml(mig_a100(), fail=("nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetPowerManagementLimit",
                            "nvmlDeviceGetName"))
-    facts = gpu_facts(SLICE_1)
-    assert facts["sm_clock_max_mhz"] is None and facts["power_limit_w"] is None and facts["name"] is None
-    assert facts["memory_total"] == 5 << 30 and facts["is_mig"] and facts["parent_uuid"] == A100
-    assert facts["compute_capability"] == "9.0"
+    facts = gpus()[0]["mig"][0]
+    assert facts["uuid"] == SLICE_1 and facts["name"] is None
+    assert facts["memory_total"] == 5 << 30 and facts["parent_uuid"] == A100
     assert [g["name"] for g in gpus()] == [None, None] and gpus()[0]["uuid"] == A100
     assert resolve_device("cuda:0").uuid == SLICE_1  # resolution needs UUIDs, not names
 
@@ -208,8 +205,7 @@ def test_each_refused_call_is_one_missing_fact(nvml):
 def test_refused_memory_query(nvml):
     nvml(two_h100s(), fail=("nvmlDeviceGetMemoryInfo",))
     assert gpu_memory_used(H100) is None
-    assert gpu_facts(H100)["memory_total"] is None and gpu_facts(H100)["name"] is not None
-    assert gpus()[0]["memory_total"] is None
+    assert gpus()[0]["memory_total"] is None and gpus()[0]["name"] is not None
 
 
 @pytest.mark.parametrize("fail", ["nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex"])
@@ -221,10 +217,9 @@ def test_nvml_failing_early_means_no_gpu(nvml, fail):
 
 def test_unknown_uuid_and_no_nvml(nvml):
     nvml(two_h100s())
-    assert gpu_memory_used("GPU-nope") is None and gpu_facts("GPU-nope")["name"] is None
+    assert gpu_memory_used("GPU-nope") is None
     nvml(two_h100s(), fail=("nvmlInit",))
     assert gpu_memory_used(H100) is None
-    assert set(gpu_facts(H100)) == set(gpu_facts("GPU-nope"))  # same keys either way
     assert capture("box", 1)["gpus"] == []
 
 

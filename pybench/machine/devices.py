@@ -91,39 +91,6 @@ def gpus() -> list[dict]:
         return out
 
 
-def gpu_facts(uuid: str) -> dict:
-    """What NVML says of one GPU or MIG slice, looked up by UUID.  Clocks, power limit, compute
-    capability and PCI address are the whole GPU's (a slice refuses them).  Same keys always; None
-    for what NVML does not answer."""
-    facts: dict[str, Any] = dict.fromkeys(
-        ("name", "memory_total", "driver", "cuda_driver", "compute_capability", "sm_clock_max_mhz",
-         "memory_clock_max_mhz", "power_limit_w", "pci_bus_id", "is_mig", "parent_uuid"))
-    facts["uuid"] = uuid
-    with nvml_session() as nv:
-        handle = None if nv is None else nvml_call(nv, "nvmlDeviceGetHandleByUUID", uuid)
-        if handle is None:
-            return facts
-        is_mig = bool(nvml_call(nv, "nvmlDeviceIsMigDeviceHandle", handle))
-        gpu = nvml_call(nv, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", handle) if is_mig else handle
-        cuda_driver = nvml_call(nv, "nvmlSystemGetCudaDriverVersion")  # e.g. 12080 for 12.8
-        capability = nvml_call(nv, "nvmlDeviceGetCudaComputeCapability", gpu)
-        power_mw = nvml_call(nv, "nvmlDeviceGetPowerManagementLimit", gpu)
-        facts.update(
-            name=_text(nvml_call(nv, "nvmlDeviceGetName", handle)),
-            memory_total=_memory_total(nv, handle),
-            driver=_text(nvml_call(nv, "nvmlSystemGetDriverVersion")),
-            cuda_driver=None if cuda_driver is None else f"{cuda_driver // 1000}.{cuda_driver % 1000 // 10}",
-            compute_capability=None if capability is None else "{}.{}".format(*capability),
-            sm_clock_max_mhz=nvml_call(nv, "nvmlDeviceGetMaxClockInfo", gpu, nv.NVML_CLOCK_SM),
-            memory_clock_max_mhz=nvml_call(nv, "nvmlDeviceGetMaxClockInfo", gpu, nv.NVML_CLOCK_MEM),
-            power_limit_w=None if power_mw is None else power_mw / 1000,
-            pci_bus_id=_text(_field(nvml_call(nv, "nvmlDeviceGetPciInfo", gpu), "busId")),
-            is_mig=is_mig,
-            parent_uuid=_text(nvml_call(nv, "nvmlDeviceGetUUID", gpu)) if is_mig else None,
-        )
-    return facts
-
-
 def gpu_memory_used(uuid: str) -> int | None:
     """Device memory in use as NVML sees it (every allocator and context, not only the framework's),
     of the GPU or MIG slice with this UUID; None when NVML cannot say."""
