@@ -24,7 +24,8 @@ Set by pybench for every Flux worker (`juliacall_env`):
   `--threads` (`PyBench.configure` sets it again once Julia runs and says why: NNlib's convolutions
   would otherwise run N tasks of N BLAS threads each).
 - `PYTHON_JULIACALL_HANDLE_SIGNALS=yes`: Julia handles its own signals (juliacall requires it with
-  several threads).
+  several threads), but for SIGTERM and SIGINT, which the worker takes back once Julia runs
+  (`backend.default_signals`).
 - `NVIDIA_TF32_OVERRIDE=0` on CUDA without `--tf32`: read when cuBLAS and cuDNN load, it keeps fp32
   at fp32 in both (CUDA.jl's default math mode lets cuDNN use TF32), as PyTorch's row is.
 - `PYTHON_JULIACALL_STARTUP_FILE=no`: a personal startup.jl does not change the benchmark.
