@@ -20,6 +20,7 @@ SMALL = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--thread
          "--max-time", "3", "--precision", "0.2"]
 
 
+@pytest.mark.slow
 def test_run_writes_a_valid_results_file_and_a_summary(tmp_path):
     p = pybench("run", "--framework", "pytorch", "--model", "resnet18", *SMALL,
                 "--label", "ci box", "--results", tmp_path)
@@ -39,6 +40,7 @@ def test_run_writes_a_valid_results_file_and_a_summary(tmp_path):
     assert "Resnet18" in p.stdout and "PyTorch 2." in p.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FLUX.availability().ok, reason="Flux is set up here: nothing to explain")
 def test_compare_runs_pytorch_and_explains_flux(tmp_path):
     p = pybench("compare", "--model", "resnet18", *SMALL, "--results", tmp_path)
@@ -51,6 +53,7 @@ def test_compare_runs_pytorch_and_explains_flux(tmp_path):
     assert "juliacall" in by_fw["flux"].error or "Julia" in by_fw["flux"].error
 
 
+@pytest.mark.slow
 def test_list_and_env():
     p = pybench("list")
     assert p.returncode == 0, p.stderr
@@ -63,6 +66,7 @@ def test_list_and_env():
     assert '"label": "x"' in p.stdout
 
 
+@pytest.mark.slow
 def test_report_of_a_run(tmp_path):
     assert pybench("run", "--framework", "pytorch", "--model", "resnet18", *SMALL,
                    "--results", tmp_path).returncode == 0
@@ -135,6 +139,7 @@ def test_report_rejects_a_malformed_file(tmp_path):
     assert p.stderr == f"pybench: error: {bad}: not a pybench results file (no 'pybench.results' schema tag)\n"
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_cells_and_kills_the_worker(tmp_path):
     import signal
     import time

@@ -7,6 +7,8 @@ import pytest
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
 from processes import pybench
 
+pytestmark = pytest.mark.slow  # every test reads runs of real workers
+
 ROUNDS = ["--device", "cpu", "--batch-size", "2", "--image-size", "64", "--threads", "1", "--rounds", "3",
           "--max-time", "4"]
 

@@ -138,6 +138,7 @@ def test_flux_params_resnet18_matches_metalhead_slots():
     assert all(p.dtype == np.float32 for p in params)
 
 
+@pytest.mark.slow
 def test_flux_params_vgg16_bn_drops_conv_bias_and_folds_pool():
     params = convert.flux_params(torch_layers(build_module("vgg16_bn")), vgg_fmap=2)
     assert len(params) == 13 + 13 * 4 + 3 * 2

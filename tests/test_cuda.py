@@ -10,7 +10,7 @@ from pybench.records.record import CellRecord
 from pybench.rounds.runner import run_cell
 from pybench.records.spec import CellSpec, StopRule
 
-pytestmark = pytest.mark.skipif(not visible_gpus(), reason="no CUDA GPU visible to NVML")
+pytestmark = [pytest.mark.skipif(not visible_gpus(), reason="no CUDA GPU visible to NVML"), pytest.mark.slow]
 
 GROUPS = ("train", "step", "inference")
 

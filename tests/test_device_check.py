@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_passes_every_step(tmp_path):
     out = tmp_path / "first contact"  # a space: the script quotes its paths
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}

@@ -21,7 +21,7 @@ from pybench.records.spec import CellSpec, StopRule
 
 FLUX = get_framework("flux")
 AVAILABLE = FLUX.availability()
-pytestmark = pytest.mark.skipif(not AVAILABLE.ok, reason=f"flux unavailable: {AVAILABLE.reason}")
+pytestmark = [pytest.mark.skipif(not AVAILABLE.ok, reason=f"flux unavailable: {AVAILABLE.reason}"), pytest.mark.slow]
 DEVICES = ["cpu"] + (["cuda:0"] if gpus() else [])
 QUICK = StopRule(max_time=20, min_samples=3, max_samples=20)
 needs_gpu = pytest.mark.skipif(not gpus(), reason="no CUDA GPU visible to NVML")

@@ -178,6 +178,7 @@ def test_signal_to_the_orchestrator_kills_the_worker_and_its_children(tmp_path, 
     assert [p.name for p in (tmp_path / "r").iterdir() if p.suffix != ".json"] == []
 
 
+@pytest.mark.slow
 def test_sigterm_to_pybench_run_is_one_line_and_leaves_no_worker(tmp_path, leftovers):
     proc = subprocess.Popen(
         [PY, "-m", "pybench", "run", "--framework", "pytorch", "--model", "resnet18", "--device",
@@ -401,6 +402,7 @@ def test_a_read_only_readme_is_left_alone(tmp_path):
 
 # --- terminal output -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_piped_output_is_not_cut_to_80_columns():
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     p = subprocess.run([PY, "-m", "pybench", "list"], capture_output=True, text=True, timeout=120,

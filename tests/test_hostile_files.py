@@ -8,6 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
 from pybench.cli import main as cli
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
 
@@ -64,6 +66,7 @@ def _mutated(path, value) -> str:
     return text.replace(json.dumps(RAW), raw) if raw is not None else text
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), value=VALUES)
 def test_no_mutated_file_makes_exit_3(tmp_path, restore_signals, path, value):

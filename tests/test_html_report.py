@@ -20,6 +20,7 @@ from pybench.cli.main import main
 from pybench.records.results import collect
 
 FIXTURE = Path(__file__).parent / "data" / "html"
+pytestmark = pytest.mark.slow  # a real Chromium
 
 
 def _browser() -> str:

@@ -26,6 +26,7 @@ def leaves_equal(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_every_phase_is_traced_once_however_often_it_runs():
     b, facts, sampler = backend()
     assert facts.params == 11_689_512
@@ -38,6 +39,7 @@ def test_every_phase_is_traced_once_however_often_it_runs():
     assert dict(b.traces) == {"forward": 1, "backward": 1, "step": 1, "inference": 1}
 
 
+@pytest.mark.slow
 def test_forward_updates_running_statistics_and_backward_gives_parameter_gradients():
     b, _, _ = backend()
     before = b.stats
@@ -59,6 +61,7 @@ def test_layers_differentiate_the_input_too():
     assert dx.shape == (1, 32, 32, 3)  # NHWC, the layout XLA prefers
 
 
+@pytest.mark.slow
 def test_step_updates_the_weights_with_sgd_momentum():
     b, _, sampler = backend()
     first = jax.tree.map(np.asarray, b.params)
@@ -70,6 +73,7 @@ def test_step_updates_the_weights_with_sgd_momentum():
     assert b.opt_state is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, expected", [("bf16", jnp.bfloat16), ("fp16", jnp.float16)])
 def test_reduced_precision_computes_in_that_dtype_with_fp32_parameters(dtype, expected):
     b, _, _ = backend(dtype=dtype)
@@ -84,6 +88,7 @@ PROBE = ("import sys, json; from pybench.records.spec import CellSpec; from pybe
          "print(json.dumps(rec.to_json()))")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework, absent", [("jax", "torch"), ("pytorch", "jax")])
 def test_a_worker_imports_its_own_framework_only(framework, absent):
     spec = CellSpec(framework, "resnet18", "cpu", 1, 32, threads=1, phases=("inference",),
@@ -93,6 +98,7 @@ def test_a_worker_imports_its_own_framework_only(framework, absent):
     assert absent not in rec.framework_env["modules"] and rec.framework_env["modules"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "vgg16_bn"])
 def test_parity_through_the_command_line(model):
     from processes import pybench

@@ -44,6 +44,7 @@ def test_the_stated_counts_are_the_nine_models():
     assert set(TORCHVISION_PARAMS) == set(WORKLOADS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*WORKLOADS, *LAYERS])
 def test_parameter_count_equals_torch(name):
     # jax.eval_shape and torch's meta device: no weights are allocated on either side.
@@ -59,6 +60,7 @@ def test_parameter_count_does_not_depend_on_image_size():
     assert counts == {TORCHVISION_PARAMS["vgg16"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet18", "vgg16_bn", "resnet50"])
 def test_eval_output_parity_with_torchvision(model):
     r = parity.run_parity(model, image_size=32, batch=2)
@@ -102,6 +104,7 @@ def resnet18_variables():
     return models.init_variables(models.build("resnet18"), image_size=32, batch=2, seed=0)
 
 
+@pytest.mark.slow
 def test_train_forward_updates_every_batch_stat(resnet18_variables):
     module, variables, x = models.build("resnet18"), resnet18_variables, IMAGES
     y, updated = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
@@ -112,6 +115,7 @@ def test_train_forward_updates_every_batch_stat(resnet18_variables):
     assert all(not np.allclose(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.slow
 def test_vgg_train_mode_drops_out_with_the_dropout_rng():
     module = models.build("vgg16")
     variables = models.init_variables(module, image_size=32, batch=1, seed=0)
@@ -125,6 +129,7 @@ def test_vgg_train_mode_drops_out_with_the_dropout_rng():
     assert not np.array_equal(train(variables, x, k1), module.apply(variables, x, train=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_low_precision_computes_in_dtype_with_fp32_params(dtype, resnet18_variables):
     variables, x = resnet18_variables, IMAGES
@@ -136,6 +141,7 @@ def test_low_precision_computes_in_dtype_with_fp32_params(dtype, resnet18_variab
     assert rel < 5e-2  # the same function, rounded: bf16 keeps 8 bits of mantissa
 
 
+@pytest.mark.slow
 def test_adaptive_pool_bins_as_torch():
     x = np.random.default_rng(0).standard_normal((2, 4, 10, 13), dtype=np.float32)
     for size in (1, 3, 7, 10, 13):
@@ -179,6 +185,7 @@ def test_conversion_fails_loudly():
         convert.from_torchvision("conv3x3_s1", {"weight": _conv_state()["weight"]}, template)
 
 
+@pytest.mark.slow
 def test_jax_side_never_imports_torch():
     code = (
         "import sys; import pybench.backends.jax.models, pybench.backends.jax.convert, "

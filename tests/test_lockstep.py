@@ -1,11 +1,14 @@
 """Lockstep rounds with real workers: two PyTorch workers (the A/A control) side by side."""
 
+import pytest
+
 from pybench.rounds.lockstep import lockstep_round
 from pybench.protocol.group import StopRule
 from pybench.rounds.runner import failed_record
 from pybench.records.spec import CellSpec
 
 STOP = StopRule(precision=0.5, max_time=4)
+pytestmark = pytest.mark.slow  # real workers
 
 
 def spec(name="", **kw):

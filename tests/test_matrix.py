@@ -45,6 +45,7 @@ def matrix_specs(frameworks=("pytorch", "flux"), models=("resnet18", "resnet34")
             for m in models for fw in frameworks]
 
 
+@pytest.mark.slow
 def test_rounds_go_round_robin_with_frameworks_alternating(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.get_framework("flux"), "availability",
                         lambda: runner.get_framework("pytorch").availability())
@@ -63,6 +64,7 @@ def test_rounds_go_round_robin_with_frameworks_alternating(tmp_path, monkeypatch
     assert "noise" in saved.environment
 
 
+@pytest.mark.slow
 def test_precise_cells_stop_after_two_rounds(tmp_path):
     script = Script()  # identical rounds: precise at once
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])

@@ -3,6 +3,8 @@
 import sys
 import time
 
+import pytest
+
 from pybench.rounds.runner import run_cell
 from pybench.protocol.group import StopRule
 from pybench.records.spec import CellSpec
@@ -21,6 +23,7 @@ def py(code):
     return [sys.executable, "-c", code]
 
 
+@pytest.mark.slow
 def test_real_worker_measures_resnet18():
     rec = run_cell(spec())
     assert rec.ok, rec.error
@@ -33,6 +36,7 @@ def test_real_worker_measures_resnet18():
     assert set(rec.rounds[0].memory) == {"train", "step", "inference"}
 
 
+@pytest.mark.slow
 def test_framework_exception_becomes_a_failed_record():
     # The real worker, with a framework that raises a two-line error while preparing.
     code = ("import sys, json; from pybench.records.spec import CellSpec; from pybench.rounds.worker import run_round; "
@@ -62,6 +66,7 @@ def test_worker_exiting_with_error_keeps_its_last_words():
     assert rec.error == "worker exited with code 1: CUDA error: out of memory"
 
 
+@pytest.mark.slow
 def test_hanging_worker_is_killed_with_its_children():
     code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"
     t0 = time.monotonic()

@@ -28,6 +28,7 @@ BENCH = ("bench_fidelity", "bench_overhead", "bench_time_to_result", "bench_cali
          "bench_slurm_dispatch")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BENCH)
 def test_every_script_explains_itself(name):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

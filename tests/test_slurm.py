@@ -93,6 +93,7 @@ def cluster(slow_job: Path) -> None:
     """Every cluster test asks for the slow job first, so it is always submitted first."""
 
 
+@pytest.mark.slow
 def test_two_cells_two_frameworks_each_job_on_its_own_core(cluster, tmp_path: Path) -> None:
     done = pybench("run", "--executor", "slurm", "--framework", "pytorch", "jax", *TINY, *TWO_CELLS,
                    "--results", str(tmp_path))
@@ -114,6 +115,7 @@ def test_two_cells_two_frameworks_each_job_on_its_own_core(cluster, tmp_path: Pa
     assert {f: f.read_bytes() for f in sorted(tmp_path.glob("*.json"))} == before
 
 
+@pytest.mark.slow
 def test_detach_then_collect_with_a_cancelled_job(cluster, tmp_path: Path) -> None:
     done = pybench("run", "--executor", "slurm", "--detach", "--framework", "pytorch", *TINY, *TWO_CELLS,
                    "--max-parallel", "1", "--results", str(tmp_path))
@@ -136,6 +138,7 @@ def test_detach_then_collect_with_a_cancelled_job(cluster, tmp_path: Path) -> No
     assert {f: f.read_bytes() for f in tmp_path.glob("*.json")} == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_rest_and_keeps_what_finished(cluster, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "pybench", "run", "--executor", "slurm", "--framework",
@@ -160,6 +163,7 @@ def test_ctrl_c_cancels_the_rest_and_keeps_what_finished(cluster, tmp_path: Path
     assert second[0]["status"] == "failed" and "cancelled by pybench" in second[0]["error"]
 
 
+@pytest.mark.slow
 def test_a_refused_submission_leaves_no_job_and_no_folder(cluster, tmp_path: Path) -> None:
     before = set(queued_ids())
     done = pybench("run", "--executor", "slurm", "--partition", "debug", "--partition", "nosuch", *TINY,
@@ -170,12 +174,14 @@ def test_a_refused_submission_leaves_no_job_and_no_folder(cluster, tmp_path: Pat
     assert wait_for(lambda: not set(queued_ids()) - before, 30, 0.5), set(queued_ids()) - before
 
 
+@pytest.mark.slow
 def test_env_runs_on_a_node(cluster) -> None:
     done = pybench("env", "--executor", "slurm", "--slurm-time", "5")
     facts = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
     assert facts["hostname"] and "pytorch" in facts["frameworks"]
 
 
+@pytest.mark.slow
 def test_a_job_past_its_time_limit_is_a_failed_record_with_slurms_reason(slow_job: Path) -> None:
     done = pybench("collect", "--wait", str(submission(slow_job)), check_rc=None, timeout=300)
     [record] = records_of(slow_job)

@@ -136,6 +136,7 @@ def test_a_stricter_level_for_rounds_that_stop_when_decided():
     assert ratio_confidence(0.95, sequential=False) == 0.95
 
 
+@pytest.mark.slow
 def test_optional_stopping_keeps_false_decisions_under_five_percent():
     # A/A: per-round log ratios N(0, sd), a look after every round from MIN_ROUNDS on, stop once the
     # interval is within +-DECIDED_WIDTH (or at MAX_ROUNDS), verdict from the final interval.  The

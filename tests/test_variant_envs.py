@@ -47,6 +47,7 @@ def other_python(tmp_path_factory):
     return python
 
 
+@pytest.mark.slow
 def test_a_variant_runs_under_another_interpreter_without_pybench(other_python, tmp_path):
     p = pybench("compare", *TINY, "--variant", "here=pytorch", "--variant", f"there=pytorch@{other_python}",
                 "--results", tmp_path / "r", cwd=tmp_path)
@@ -96,6 +97,7 @@ print(json.dumps({"status": record.status, "error": record.error, "json": bool(r
 """
 
 
+@pytest.mark.slow
 def test_the_worker_needs_only_the_stdlib_numpy_and_its_framework():
     # pybench's other dependencies made unimportable: a whole round still measures and serialises.
     p = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, timeout=300,
