@@ -11,6 +11,7 @@ compare_answer`) at `--width` columns, and writes that text between the `<!-- sa
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ DEFAULT = ["--model", "resnet18", "--image-size", "96", "--device", "cpu", "--ro
 
 
 def render(records: list, width: int) -> str:
-    console = Console(width=width, record=True, file=open(os.devnull, "w"))
+    console = Console(width=width, record=True, file=io.StringIO())
     for item in compare_answer(records, width):
         console.print(item)
     return "\n".join(line.rstrip() for line in console.export_text().splitlines())

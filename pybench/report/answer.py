@@ -183,7 +183,7 @@ class Answer:
     inference: RatioText | None
     decided: int
     phases: int
-    parity: list[Parity] = field(default_factory=list)
+    parity: dict[str, Parity] = field(default_factory=dict)  # short title -> its check against PyTorch
     numerics: list[str] = field(default_factory=list)  # speed-changing differences; one reason if unknown
     numerics_known: bool = True
     parity_exists: bool = False  # a weight-transfer check exists for one of the two frameworks
@@ -192,7 +192,7 @@ class Answer:
 
     @property
     def disagrees(self) -> bool:
-        return any(p.checked and not p.ok for p in self.parity)
+        return any(p.checked and not p.ok for p in self.parity.values())
 
     def sentence(self) -> str:
         """'resnet50: JAX 1.78× slower than PyTorch per training step [1.69, 1.88]; inference 1.16×
@@ -216,7 +216,8 @@ class Answer:
 
     def facts(self) -> list[str]:
         """The lines under the sentence: parity, numerics, break-even, each with its reason."""
-        out = [p.text() for p in self.parity] or [
+        named = len(self.parity) > 1  # two sides checked against PyTorch: say which is which
+        out = [p.text() + (f" ({title} vs PyTorch)" if named else "") for title, p in self.parity.items()] or [
             "parity: not recorded (compare checks it; run and older files do not)" if self.parity_exists
             else "parity: no weight-transfer check for this pair"]
         if not self.numerics_known:
@@ -247,7 +248,7 @@ def answer_of(row: Row, base: Row) -> Answer:
         training=(train, readings[train]) if train else None,
         inference=readings.get(INFERENCE) if INFERENCE in readings else None,
         decided=sum(r is not None and r.decided() for r in ratios), phases=len(ratios),
-        parity=[p for p in (row.record.parity, base.record.parity) if p is not None],
+        parity={short_title(r): r.record.parity for r in (row, base) if r.record.parity is not None},
         parity_exists=any(f is not None and f.has_parity for f in map(FRAMEWORKS.get, (row.framework, base.framework))),
         numerics=speed_differences(a, b, cpu) if a and b else [], numerics_known=bool(a and b), row=row,
     )
