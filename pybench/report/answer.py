@@ -169,7 +169,11 @@ def break_even(row: Row, base: Row, phase: str) -> BreakEven:
     if lead <= 0:
         return BreakEven(phase, short_title(fast), 1, f"break-even: from the first step ({head} and its first run "
                                                       "is no longer)")
-    steps = math.floor(lead / (step[id(slow)] - step[id(fast)])) + 2
+    saving = step[id(slow)] - step[id(fast)]
+    if saving <= 0:  # the estimates (all rounds) can disagree with the paired ratio (quiet pairs only)
+        return BreakEven(phase, short_title(fast), None, "break-even: not known (the time estimates do not "
+                                                         "agree with the paired ratio on which side is faster)")
+    steps = math.floor(lead / saving) + 2
     return BreakEven(phase, short_title(fast), steps,
                      f"break-even after {steps:,} steps ({head}; its first run is {lead:.3g} s longer)")
 
@@ -184,7 +188,7 @@ class Answer:
     decided: int
     phases: int
     parity: dict[str, Parity] = field(default_factory=dict)  # short title -> its check against PyTorch
-    numerics: list[str] = field(default_factory=list)  # speed-changing differences; one reason if unknown
+    numerics: list[str] = field(default_factory=list)  # the settings that differ in a way that changes speed
     numerics_known: bool = True
     parity_exists: bool = False  # a weight-transfer check exists for one of the two frameworks
     break_even: BreakEven | None = None
@@ -246,7 +250,7 @@ def answer_of(row: Row, base: Row) -> Answer:
     answer = Answer(
         model=row.model, title=short_title(row), baseline=short_title(base),
         training=(train, readings[train]) if train else None,
-        inference=readings.get(INFERENCE) if INFERENCE in readings else None,
+        inference=readings.get(INFERENCE),
         decided=sum(r is not None and r.decided() for r in ratios), phases=len(ratios),
         parity={short_title(r): r.record.parity for r in (row, base) if r.record.parity is not None},
         parity_exists=any(f is not None and f.has_parity for f in map(FRAMEWORKS.get, (row.framework, base.framework))),
