@@ -1,0 +1,152 @@
+"""When `--rounds auto` stops and what its verdicts are worth, on the real scheduler (`run_matrix`) with
+scripted processes and a fake clock (scripts/simulate_stopping.py): the rule as documented, the
+slow-process screen, what counts as a round, the rounds-needed advice, and the error rates."""
+
+import math
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from factories import record
+from pybench.machine.noise import OTHER_BUSY_LIMIT, CpuShare
+from pybench.protocol.group import StopRule
+from pybench.records.statistics import PRECISION_STOP_CONFIDENCE, SLOW_PROCESS, Verdict, t_quantile
+from pybench.rounds import planning
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import simulate_stopping as sim  # noqa: E402
+
+W = math.log1p(planning.DECIDED_WIDTH)
+
+
+def _rule_holds(runs: list[list[sim.Outcome]]) -> None:
+    """Each phase ended decided exactly when its final interval is within +-DECIDED_WIDTH from at least
+    MIN_ROUNDS counted rounds; an undecided one ran into a cap (the budget is unbounded here)."""
+    for row in runs:
+        attempts = row[0].attempts
+        assert planning.MIN_ROUNDS <= attempts <= planning.MAX_ATTEMPTS
+        for o in row:
+            narrow = o.low is not None and max(o.high / o.value - 1, 1 - o.low / o.value) <= planning.DECIDED_WIDTH
+            assert o.decided == (o.counted >= planning.MIN_ROUNDS and narrow)
+            if not o.decided:
+                assert o.counted >= planning.MAX_ROUNDS or attempts == planning.MAX_ATTEMPTS
+            assert (o.verdict in (Verdict.FASTER, Verdict.SLOWER)) == (o.low is not None and not o.low <= 1 <= o.high)
+
+
+def test_the_scheduler_stops_by_the_rule_and_its_answers_are_roughly_right():
+    aa = sim.simulate(1.0, 80, seed=11)
+    far = sim.simulate(1.8, 80, seed=12)
+    _rule_holds(aa)
+    _rule_holds(far)
+    # Coarse (the slow test holds the real bounds): a rule that looked at the verdict, or from two
+    # rounds on, or paired slow processes, is far outside these.
+    for i in range(len(sim.PHASES)):
+        assert sum(row[i].false_call for row in aa) / len(aa) <= 0.10
+        assert sum(row[i].covered for row in far) / len(far) >= 0.90
+    assert abs(np.median([o.value for row in far for o in row]) / 1.8 - 1) < 0.02  # slow JAX processes screened
+
+
+class _Quiet:
+    """A scripted meter: other work disturbs the first `busy` processes, then none."""
+
+    def __init__(self, busy: int, worker: sim.Worker):
+        self.busy, self.worker = busy, worker
+
+    def __call__(self):
+        self.busy -= 1
+        self.worker.disturbed = self.busy >= 0
+        share = CpuShare(0.0, 2 * OTHER_BUSY_LIMIT if self.worker.disturbed else 0.0, 1.0)
+        return SimpleNamespace(read=lambda: share)
+
+
+def test_the_minimum_and_the_cap_count_only_paired_quiet_rounds(monkeypatch):
+    """The first decision rests on MIN_ROUNDS paired quiet rounds even when the first rounds were set
+    aside (they counted toward the minimum before)."""
+    machine = sim.Machine(process_sd=0.001, phase_sd=0.0, sample_sd=0.001, slow_chance=(0.0, 0.0), drift=0.0,
+                          busy_chance=0.0)
+    seqs = {1: sim.Sequence(1.3, 0.0, 1000.0)}
+    clock = sim.Clock()
+    worker = sim.Worker(machine, seqs, clock, np.random.default_rng(0))
+    monkeypatch.setattr(sim.matrix, "time", clock)
+    base, other = sim.matrix.run_matrix(sim.specs(1), sim.Store(), sim.matrix.Schedule(rounds=None, budget=1e9),
+                                        run_one=worker, meter=_Quiet(4, worker))  # rounds 1 and 2 set aside
+    assert len(base.set_aside) == 2 and len(base.rounds) == 2 + planning.MIN_ROUNDS
+    ratio = other.ratio_to(base, "total")
+    assert ratio.n_rounds == planning.MIN_ROUNDS and ratio.verdict() == Verdict.SLOWER and not other.undecided
+
+
+def _with_rounds(values: list[float], sequential: bool = True):
+    """Two members whose per-round total ratio is `values` (the first member steady)."""
+    stop = StopRule(sequential=sequential)
+    base = record("pytorch", "resnet18", rounds=[{"total": [1.0] * 3}] * len(values))
+    other = record("jax", "resnet18", rounds=[{"total": [v] * 3} for v in values])
+    for r in (base, other):
+        r.spec = replace(r.spec, stop=stop)
+    return [base, other]
+
+
+def test_a_slow_process_is_screened_on_either_side_kept_in_the_file_and_said():
+    typical = [1.00, 1.03, 0.98, 1.01, 0.99, 1.02]
+    for slow_side in (0, 1):
+        members = _with_rounds(typical)
+        slowed = members[slow_side]
+        slowed.rounds[3].phases["total"].samples = [1.4] * 3  # process 4: 40% slower
+        values = [1.0] * 6 if slow_side == 0 else list(typical)
+        values[3] = 1.4
+        assert list(slowed.slow("total").values()) == [pytest.approx(1.4 / np.median(values))]
+        ratio = members[1].ratio_to(members[0], "total")
+        assert ratio.n_rounds == len(typical) - 1  # in no ratio, on either side
+        assert len(slowed.samples("total")) == len(typical)  # kept, and in the time estimate
+        note = slowed.screen().note()
+        assert note.startswith("1 of 6 processes ") and "slower than the typical one, not in the ratios" in note
+        assert members[1 - slow_side].screen() is None
+    # just under the threshold: typical
+    members = _with_rounds([1.0, 1.0, 1.0, 1.0 + 0.9 * SLOW_PROCESS])
+    assert members[1].slow("total") == {} and members[1].ratio_to(members[0], "total").n_rounds == 4
+
+
+def test_rounds_needed_is_the_rule_at_the_level_the_ratios_use():
+    logs = [0.0, 0.15, -0.08, 0.11, -0.04]  # a noisy pair: undecided after 5 rounds, at either level
+    for sequential, level in ((True, PRECISION_STOP_CONFIDENCE), (False, 0.95)):
+        members = _with_rounds([math.exp(x) for x in logs], sequential)
+        assert not planning.decided(members, "total")
+        need = planning.rounds_to_decide(members, "total")
+        s = float(np.std(logs, ddof=1))
+        half = lambda n: t_quantile((1 + level) / 2, n - 1) * s / math.sqrt(n)  # noqa: E731
+        assert half(need) <= W < half(need - 1)
+        ratio = members[1].ratio_to(members[0], "total")
+        assert math.log(ratio.ci_high / ratio.value) == pytest.approx(half(len(logs)))  # the same level
+    tight = _with_rounds([1.30, 1.31, 1.29, 1.30])
+    assert planning.decided(tight, "total") and planning.rounds_to_decide(tight, "total") == planning.MIN_ROUNDS
+    few = _with_rounds([1.30, 1.31, 1.29])  # narrow, but one round short of the minimum
+    assert not planning.decided(few, "total") and planning.rounds_to_decide(few, "total") == planning.MIN_ROUNDS
+
+
+def test_a_round_median_carries_pi_over_2_of_the_sample_variance():
+    """Rounds without any process effect: what their medians spread by is all within-round noise."""
+    rng = np.random.default_rng(3)
+    rounds = [{"total": list(np.exp(rng.normal(0, 0.2, 9)))} for _ in range(400)]
+    alone = record("pytorch", "resnet18", rounds=rounds)
+    assert planning.noise([alone], "train").between == pytest.approx(planning.FLOOR_BETWEEN, abs=0.01)
+
+
+@pytest.mark.slow
+def test_error_rates_on_the_real_scheduler():
+    """A/A false calls per phase at least 3 standard errors under 5%; coverage of true ratios 1.05, 1.2
+    and 1.8 at least 3 standard errors over 95%; 41,000 sequences (docs/protocol.md, "When rounds stop")."""
+    workers = os.cpu_count() or 1
+    aa = sim.simulate(1.0, 20000, seed=1, workers=workers)
+    n = len(aa)
+    for i, phase in enumerate(sim.PHASES):
+        p = sum(row[i].false_call for row in aa) / n
+        assert p + 3 * math.sqrt(p * (1 - p) / n) <= 0.05, phase
+    for seed, ratio in enumerate((1.05, 1.2, 1.8), start=2):
+        runs = sim.simulate(ratio, 7000, seed=seed, workers=workers)
+        for i, phase in enumerate(sim.PHASES):
+            c = sum(row[i].covered for row in runs) / len(runs)
+            assert c - 3 * math.sqrt(c * (1 - c) / len(runs)) >= 0.95, (ratio, phase)
