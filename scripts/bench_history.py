@@ -2,6 +2,7 @@
 
     python scripts/bench_history.py collect DIR [--runs 30] [--slow-env NAME=VALUE] [--slow-every 3]
     python scripts/bench_history.py figures DIR [--scaled 1.1 1.3] [--threshold 0.05]
+    python scripts/bench_history.py simulate [--between 0.03 0.05 0.08] [--within 0.05] [--trials 2000]
 
 `collect` makes --runs small runs of one cell into DIR/base, one after another (`pybench run
 --framework pytorch --model resnet18 --image-size 64 --batch-size 2 --device cpu --rounds 3
@@ -17,6 +18,10 @@ worktree) measures one code while others edit theirs.
 - scaled slowdowns: the same runs with every sample multiplied by each --scaled factor, against the 5
   runs before them: real noise and an exact slowdown (target: found in >= 9 of 10 at 1.3);
 - real slowdowns: each run of DIR/slow against the 5 base runs made just before it.
+
+`simulate` draws scripted histories instead (no run): five phases of one cell sharing each run's
+factor (log-normal, --between), three rounds a run with their own noise (--within), and counts
+false alarms (histories of 4-10 runs, identical code) and slowdowns found (history of 5 runs).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from cli_run import pybench_run  # beside this script
 
@@ -112,6 +119,50 @@ def figures(args: argparse.Namespace) -> None:
     print(f"real slowdown: found in {found} of {total} checks (history: the {DETECT_HISTORY} base runs before each)")
 
 
+def _simulated(rng, n: int, between: float, within: float, factor: float = 1.0):
+    """One cell's five phases over n runs, as history.Series of synthetic runs."""
+    from datetime import datetime, timezone
+
+    from pybench.report.history import Run, Series
+    from pybench.records.spec import CellKey
+
+    key = CellKey("resnet18", "cpu", "CPU", "sim", 2, 64, "fp32", 2, False, "pytorch")
+    levels = factor * np.exp(rng.normal(0, between, n))
+    out = []
+    for phase in ("forward", "backward", "total", "inference", "step"):
+        runs = []
+        for i, level in enumerate(levels):
+            rounds = tuple(level * np.exp(rng.normal(0, within, 3)))
+            runs.append(Run("sim", datetime.fromtimestamp(i, timezone.utc), float(np.exp(np.mean(np.log(rounds)))),
+                            None, None, rounds))
+        out.append(Series(key, phase, "sim", tuple(runs)))
+    return out
+
+
+def simulate(args: argparse.Namespace) -> None:
+    from pybench.records.statistics import Verdict
+    from pybench.report.history import judge_runs
+
+    rng = np.random.default_rng(26)
+    for between in args.between:
+        alarms = 0
+        for t in range(args.trials):
+            n = HISTORIES[t % len(HISTORIES)]
+            series = _simulated(rng, n + 1, between, args.within)
+            pairs = [(dataclasses.replace(s, runs=s.runs[:-1]), s.runs[-1:]) for s in series]
+            alarms += any(j.verdict == Verdict.SLOWER for j in judge_runs(pairs, args.threshold))
+        line = [f"run spread {between:.0%}, rounds {args.within:.0%}: false alarms {alarms / args.trials:.2%}"]
+        for factor in args.scaled:
+            found = 0
+            for _ in range(args.trials):
+                history = _simulated(rng, DETECT_HISTORY, between, args.within)
+                new = _simulated(rng, 1, between, args.within, factor)
+                found += any(j.verdict == Verdict.SLOWER
+                             for j in judge_runs([(h, s.runs) for h, s in zip(history, new)], args.threshold))
+            line.append(f"x{factor:g} found {found / args.trials:.0%}")
+        print(", ".join(line) + f" ({args.trials} trials each)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -125,8 +176,14 @@ def main() -> None:
     f.add_argument("dir", type=Path)
     f.add_argument("--scaled", type=float, nargs="*", default=[1.1, 1.3])
     f.add_argument("--threshold", type=float, default=0.05)
+    m = sub.add_parser("simulate", help="scripted histories: false alarms and slowdowns found")
+    m.add_argument("--between", type=float, nargs="*", default=[0.02, 0.03, 0.05, 0.08])
+    m.add_argument("--within", type=float, default=0.05)
+    m.add_argument("--trials", type=int, default=2000)
+    m.add_argument("--scaled", type=float, nargs="*", default=[1.1, 1.3])
+    m.add_argument("--threshold", type=float, default=0.05)
     args = ap.parse_args()
-    (collect if args.what == "collect" else figures)(args)
+    {"collect": collect, "figures": figures, "simulate": simulate}[args.what](args)
 
 
 if __name__ == "__main__":

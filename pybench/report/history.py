@@ -18,9 +18,9 @@ A change is called as `diff` calls one (`statistics.change_verdict`): significan
 every phase of every cell compared, at CONFIDENCE, and beyond the threshold; "same" only when the
 interval lies within the threshold.  With CONFIDENCE at 98% (two-sided), a false "slower" needs a run
 beyond the one-sided 1% tail of the history's own spread, family-wise: a nightly check of identical
-code fails about once in a hundred nights at most.  A higher level buys little: with five runs of
-history t(4) already makes the interval wide, and 99% would miss a third of 30% slowdowns that
-98% finds (scripted in tests/test_history.py).
+code fails about once in a hundred nights at most.  False alarms are what users of such checks on
+shared machines complain of, so the level leans that way; a higher one costs much power, as t(4)
+already makes the interval of a five-run history wide (the trade-off, simulated: docs/history.md).
 
 Change points: where the versions or environment of a run differ from the run before it (said, never
 assumed to move the time), and steps: asv-like binary segmentation of the run estimates, a split
@@ -127,7 +127,9 @@ def facts(doc: ResultsDoc, record: CellRecord) -> dict[str, str]:
     Python, kernel, GPU driver, pybench; values are file data, shown escaped by every formatter."""
     env = doc.environment
     out = {"framework": record.title}
-    out.update({k: _shown(env[k]) for k in ("python", "os", "pybench", "git_commit") if env.get(k) is not None})
+    out.update({k: _shown(env[k]) for k in ("python", "os", "pybench") if env.get(k) is not None})
+    if env.get("git_commit") is not None:
+        out["git_commit"] = _shown(env["git_commit"])[:12]  # as git abbreviates it: still one commit
     packages = env.get("packages")
     if isinstance(packages, dict):
         out.update({f"package {k}": _shown(v) for k, v in packages.items() if v is not None})
