@@ -103,8 +103,8 @@ def test_ratio_of_identical_distributions_is_mostly_a_tie():
 def test_one_round_pair_gives_a_value_but_no_interval_and_no_verdict():
     rng = np.random.default_rng(3)  # a clear 20% difference, yet one process pair promises nothing
     r = paired_ratio(_keyed(_run(rng, factors=[1.0], n=50, true=0.12)), _keyed(_run(rng, factors=[1.0], n=50)))
-    assert not r.between_rounds and r.ci_low is None and r.verdict() == "tie"
-    assert r.value == pytest.approx(1.2, rel=0.05) and not r.decided(0.02)
+    assert not r.between_rounds and r.ci_low is None and r.verdict() == Verdict.UNDECIDED
+    assert r.value == pytest.approx(1.2, rel=0.05) and not r.decided()
 
 
 def test_rounds_pair_by_number_and_unpaired_rounds_are_dropped_and_counted():
@@ -122,13 +122,15 @@ def test_a_lockstep_round_ratio_is_the_median_over_block_pairs():
     assert round_log_ratio([[3.0, 2.0], [4.0]], [[1.0], [1.5]], stat="min") == pytest.approx(math.log(2))
 
 
-def test_decided_means_excluding_one_or_lying_within_the_precision():
-    assert Ratio(1.2, 1.1, 1.3, 3, True).decided(0.02)
-    assert Ratio(1.0, 0.99, 1.01, 3, True).decided(0.02)
-    assert not Ratio(1.0, 0.95, 1.05, 3, True).decided(0.02)
-    # what a reader is told: a wide interval around 1 is undecided, not a tie
-    assert Ratio(1.38, 0.93, 2.05, 3, True, precision=0.02).verdict() == "undecided"
-    assert Ratio(1.0, 0.99, 1.01, 3, True, precision=0.02).verdict() == "tie"
+def test_decided_means_known_within_the_decided_width_whatever_it_says():
+    assert Ratio(1.2, 1.1, 1.3, 3, True).decided()  # +-8.3%
+    assert Ratio(1.0, 0.95, 1.05, 3, True).decided()
+    assert not Ratio(1.5, 1.1, 2.0, 3, True).decided()  # slower, but by how much is still open
+    assert not Ratio(1.2, None, None, 1, False).decided()
+    # what a reader is told: an interval that excludes 1 says so; around 1, a tie only when narrow
+    assert Ratio(1.5, 1.1, 2.0, 3, True).verdict() == Verdict.SLOWER
+    assert Ratio(1.38, 0.93, 2.05, 3, True).verdict() == Verdict.UNDECIDED
+    assert Ratio(1.0, 0.95, 1.05, 3, True).verdict() == Verdict.TIE
 
 
 def test_a_stricter_level_for_rounds_that_stop_when_decided():

@@ -129,7 +129,7 @@ class CellRecord:
         """This record's time over `base`'s, from the rounds they ran side by side; None if none."""
         stop = self.spec.stop
         return paired_ratio(self.blocks(phase), base.blocks(phase),
-                            ratio_confidence(stop.confidence, stop.sequential), stat, stop.precision)
+                            ratio_confidence(stop.confidence, stop.sequential), stat)
 
     def estimate(self, phase: str, stat: str = "median") -> Estimate:
         return estimate(self.samples(phase), self.spec.stop.confidence, stat)

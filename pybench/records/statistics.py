@@ -56,6 +56,7 @@ from pybench.protocol.ranks import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 STATS = ("median", "min")
+DECIDED_WIDTH = 0.10  # a ratio is decided once its interval is within +-this of its value
 
 
 class Verdict(str, enum.Enum):
@@ -112,8 +113,7 @@ class Ratio:
     ci_high: float | None
     n_rounds: int
     between_rounds: bool
-    unpaired: int = 0  # rounds of one side without a partner (a failed round), left out
-    precision: float | None = None  # the run's target: a tie is a ratio within +-precision of 1
+    unpaired: int = 0  # rounds of one side without a partner (failed, set aside, slow), left out
 
     @property
     def half_width_rel(self) -> float | None:
@@ -125,19 +125,18 @@ class Ratio:
             self.ci_high < 1 or self.ci_low > 1)
 
     def verdict(self) -> Verdict:
-        """FASTER or SLOWER for the numerator when the interval excludes 1; else TIE when it lies
-        within the precision (or none is known), UNDECIDED when it is wider."""
+        """FASTER or SLOWER for the numerator when the interval excludes 1; else TIE when the ratio is
+        decided (any difference is within about +-DECIDED_WIDTH), UNDECIDED when it is wider or there
+        is no interval."""
         if self.excludes_one:
             return Verdict.FASTER if self.value < 1 else Verdict.SLOWER
-        return Verdict.TIE if self.precision is None or self.decided() else Verdict.UNDECIDED
+        return Verdict.TIE if self.decided() else Verdict.UNDECIDED
 
-    def decided(self, precision: float | None = None) -> bool:
-        """The interval excludes 1, or lies within +-precision (default: the run's) of 1: more
-        rounds would not change what a reader concludes."""
-        precision = self.precision if precision is None else precision
-        if self.ci_low is None or self.ci_high is None or precision is None:
-            return False
-        return self.excludes_one or (self.ci_high <= 1 + precision and self.ci_low >= 1 / (1 + precision))
+    def decided(self) -> bool:
+        """The interval is within +-DECIDED_WIDTH of the value, whatever it says: the answer a reader
+        needs, and what `--rounds auto` stops on (with enough rounds: `planning.decided`)."""
+        half = self.half_width_rel
+        return half is not None and half <= DECIDED_WIDTH
 
 
 @dataclass(frozen=True)
@@ -282,8 +281,7 @@ def slow_rounds(values: Mapping[Hashable, float]) -> dict[Hashable, float]:
 
 
 def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],
-                 confidence: float = 0.95, stat: str = "median", precision: float | None = None
-                 ) -> Ratio | None:
+                 confidence: float = 0.95, stat: str = "median") -> Ratio | None:
     """Ratio num/den from the rounds both measured side by side, paired by their key (run and round
     number); rounds of only one side are dropped and counted.  None when no round pairs."""
     keys = [k for k in num_rounds if k in den_rounds]
@@ -293,9 +291,9 @@ def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hash
     logs = np.array([round_log_ratio(num_rounds[k], den_rounds[k], stat) for k in keys])
     value = _exp(logs.mean())
     if len(keys) < 2:  # one process pair says nothing about the next: no interval, no verdict
-        return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired, precision=precision)
+        return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired)
     lo, hi = _t_interval(logs, confidence, math.sqrt(1 / len(keys)))
-    return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired, precision=precision)
+    return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired)
 
 
 def _welch(old: np.ndarray, new: np.ndarray, confidence: float) -> tuple[float, float, float]:

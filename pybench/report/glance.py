@@ -19,6 +19,7 @@ from rich.text import Text
 
 from pybench.protocol.phases import PHASES
 from pybench.records.record import CellRecord
+from pybench.records.statistics import PRECISION_STOP_CONFIDENCE
 from pybench.report.answer import (REASONS, Answer, RatioText, TimeText, answers, percent, ratio_reading,
                                    time_text)
 from pybench.report.format import detail_texts, fmt_duration, fmt_memory, model_title, terminal_text
@@ -144,7 +145,8 @@ def compare_answer(records: list[CellRecord], width: int, stat: str = "median") 
             continue
         spec = model_rows[0].record.spec
         out.append(_text(f"{model_title(model)}: {stat} per batch of {spec.batch_size} at {spec.image_size} px "
-                         f"on {spec.device} [95% interval; ratios 99% per look with --rounds auto]", "bold"))
+                         f"on {spec.device} [95% interval; ratios {PRECISION_STOP_CONFIDENCE:.1%} with --rounds auto]",
+                         "bold"))
         out += _fit((_together, _apart), model_rows, width)
         out += _fit((_details,), model_rows, width)
         reasons |= {time_text(r, p).reason for r in model_rows for p in r.cells}

@@ -12,7 +12,7 @@ from pybench.records.record import CellRecord
 from pybench.report.format import (DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_duration, model_title,
                                    terminal_text)
 from pybench.report.view import Cell, Row, headline, rows_of
-from pybench.records.statistics import Ratio, Verdict
+from pybench.records.statistics import DECIDED_WIDTH, PRECISION_STOP_CONFIDENCE, Ratio, Verdict
 from pybench.protocol.workloads import ALL
 
 
@@ -91,9 +91,10 @@ def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
 def ratio_table(records: list[CellRecord], stat: str = "median") -> Table:
     """Every framework's time relative to the first framework of its cell, per phase, with the 95%
     interval from rounds paired back to back: 'faster'/'slower' only when it excludes 1."""
-    table = Table(title="time relative to the first framework [interval: 95%, or 99% per look with --rounds "
-                        "auto; rounds paired within the run]: faster, slower, tie (within the precision) or "
-                        "undecided")
+    # Text: rich would take '[interval: ...]' for markup and drop it
+    table = Table(title=Text(f"time relative to the first framework [interval: 95%, or {PRECISION_STOP_CONFIDENCE:.1%} "
+                             "with --rounds auto; rounds paired within the run]: faster, slower, tie (holds 1, "
+                             f"within +-{DECIDED_WIDTH:.0%}) or undecided"))
     for col in ("model", "framework", "vs", *MODEL_PHASES):
         table.add_column(col, justify="left" if col in ("model", "framework", "vs") else "right")
     for r in rows_of(records, stat):

@@ -25,7 +25,7 @@ import numpy as np
 from pybench.protocol.phases import HEADLINE
 from pybench.protocol.group import MIN_PLANNED, group_cap
 from pybench.records.record import CellRecord
-from pybench.records.statistics import block_value, ratio_confidence, round_log_ratio, t_quantile
+from pybench.records.statistics import DECIDED_WIDTH, block_value, ratio_confidence, round_log_ratio, t_quantile
 
 # Before two rounds exist: a process pair's own effect on this kind of VM (A/A pairs: 0.967, 0.972,
 # 1.048), and a within-round noise of 2%.
@@ -38,7 +38,6 @@ FLOOR_BETWEEN = 0.015
 # Short rounds give the t interval its degrees of freedom: a round samples at most this many times
 # its fixed cost (at most 2/3 of a round's wall time in timed iterations, by design).
 MAX_SAMPLING_PER_FIXED = 2.0
-DECIDED_WIDTH = 0.10  # a ratio is decided once its interval is within +-this of its value
 # The fewest paired quiet rounds a decision needs: the t quantile of fewer (t(2) at 97.5% is 6.2)
 # makes the interval's width say little about the next round.
 MIN_ROUNDS = 4
@@ -127,8 +126,7 @@ def _look(records: Sequence[CellRecord], phase: str, stat: str) -> tuple[int, bo
         return n, n >= MIN_ROUNDS and half is not None and half <= base.spec.stop.precision
     ratios = [r.ratio_to(base, phase, stat) for r in records[1:]]
     n = min(x.n_rounds if x else 0 for x in ratios)
-    return n, n >= MIN_ROUNDS and all(x.half_width_rel is not None and x.half_width_rel <= DECIDED_WIDTH
-                                      for x in ratios)
+    return n, n >= MIN_ROUNDS and all(x.decided() for x in ratios)
 
 
 def counted(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int:
@@ -139,8 +137,8 @@ def counted(records: Sequence[CellRecord], phase: str, stat: str = "median") -> 
 
 def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
     """Whether the phase's rounds can stop: at least MIN_ROUNDS counted rounds, and every ratio to the
-    first member known within +-DECIDED_WIDTH, whatever it says (the verdict is read once, from the
-    final interval); for a lone member its interval within the precision."""
+    first member decided (`Ratio.decided`: within +-DECIDED_WIDTH, whatever it says; the verdict is
+    read once, from the final interval); for a lone member its interval within the precision."""
     return _look(records, phase, stat)[1]
 
 
