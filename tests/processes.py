@@ -1,9 +1,10 @@
-"""Real processes from tests: pybench run as a user runs it, and (Linux /proc) whose children, still
-running or not."""
+"""Real processes from tests: pybench run as a user runs it, whether a Slurm cluster answers, and
+(Linux /proc) whose children, still running or not."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,3 +49,17 @@ def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+def cluster_problem() -> str | None:
+    if not shutil.which("sbatch"):
+        return "Slurm's commands are not installed (sudo scripts/slurm_local.sh start installs and starts one)"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"sinfo failed: {exc}"
+    if done.returncode != 0:
+        return f"no Slurm controller answers: {done.stderr.strip()[:200]} (scripts/slurm_local.sh start)"
+    if not any(s.startswith(("idle", "mix", "alloc")) for s in done.stdout.split()):
+        return f"no Slurm node accepts jobs (sinfo: {done.stdout.split()})"
+    return None

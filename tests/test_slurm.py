@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pybench.cluster.options import SlurmConfig
 from pybench.cluster.options import key_value, slurm_time
 from pybench.request.request import SlurmOptions
 from pybench.cluster.slurm import JobState, parse_sacct, parse_scontrol
-from processes import wait_for
+from processes import cluster_problem, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--threads", "1", "--rounds", "1", "--max-time", "0.5", "--min-samples", "5", "--max-samples", "50"]
@@ -35,20 +34,6 @@ def pybench(*args: str, check_rc: int | None = 0, timeout: float = 240) -> subpr
     if check_rc is not None:
         assert done.returncode == check_rc, done.stdout[-3000:] + done.stderr[-3000:]
     return done
-
-
-def cluster_problem() -> str | None:
-    if not shutil.which("sbatch"):
-        return "Slurm's commands are not installed (sudo scripts/slurm_local.sh start installs and starts one)"
-    try:
-        done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"sinfo failed: {exc}"
-    if done.returncode != 0:
-        return f"no Slurm controller answers: {done.stderr.strip()[:200]} (scripts/slurm_local.sh start)"
-    if not any(s.startswith(("idle", "mix", "alloc")) for s in done.stdout.split()):
-        return f"no Slurm node accepts jobs (sinfo: {done.stdout.split()})"
-    return None
 
 
 def submission(results: Path) -> Path:
