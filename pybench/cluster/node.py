@@ -22,6 +22,7 @@ from pybench.records.spec import CellSpec
 from pybench.request.request import Request
 from pybench.rounds.cells import build_specs
 from pybench.rounds.matrix import Schedule, run_matrix
+from pybench.rounds.runner import prime_cell
 
 PLAN = "plan.json"
 RECORDS = "records"
@@ -61,7 +62,7 @@ def run_cell_job(job: CellJob) -> str:
     folder = Path(job.folder)
     atomic_write(folder / PLAN, json.dumps([s.to_json() for s in specs]))
     store = ResultsFile.create(folder / RECORDS, env, list(request.argv))
-    run_matrix(specs, store, Schedule.of(request), peak_gflops=request.peak_gflops)
+    run_matrix(specs, store, Schedule.of(request), peak_gflops=request.peak_gflops, prime=prime_cell)
     return str(store.path)
 
 

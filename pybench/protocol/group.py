@@ -127,6 +127,7 @@ class Measurement:
     phases: dict[str, PhaseSamples] = field(default_factory=dict)
     memory: dict[str, dict[str, int]] = field(default_factory=dict)
     energy: dict[str, dict[str, int]] = field(default_factory=dict)
+    timeline: dict[str, float] = field(default_factory=dict)  # "<group>.<step>" -> wall-clock time.time()
 
 
 def _stop_reason(cols: Mapping[str, list[float]], stop: StopRule, limit: str) -> str:
@@ -176,12 +177,16 @@ class GroupRun:
         self.ordered: dict[str, list[float]] = {n: [] for n in self.names}  # sorted, for stopping
         self.blocks: list[int] = []
         self.started = 0.0
+        # Wall-clock ends of its steps (first_run, warmup, sampling) for the round's timeline: the
+        # injected `clock` drives limits, this only describes where the round's time went.
+        self.marks: dict[str, float] = {}
 
     def begin(self, budget: float = math.inf) -> dict[str, float]:
         """First run, then warm-up until two iterations agree (and on a GPU GPU_WARMUP_MIN_TIME of
         work has run), within the device's bounds and `budget` seconds after the first run."""
         first = _derive(self.sampler.sample(self.group, 1), self.names)
         self.first = {n: first[n][0] for n in self.names}
+        self.marks[f"{self.group}.first_run"] = time.time()
         warm_from = self.clock()
         least, most, min_time = ((GPU_WARMUP_MIN, GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME) if self.gpu
                                  else (CPU_WARMUP_MIN, CPU_WARMUP_MAX, 0.0))
@@ -196,6 +201,7 @@ class GroupRun:
             if sum(self.warmup[self.lead]) >= min_time and (i >= most or (i >= least and settled)):
                 break
         self.started = self.clock()  # the sampling clock: caps and budgets count samples only
+        self.marks[f"{self.group}.warmup"] = time.time()
         if self.memory:
             self.memory.reset()
         if self.clocks:
@@ -244,6 +250,7 @@ class GroupRun:
         energy over the blocks is `self.energy`)."""
         if self.clocks:
             self.clocks.mark(self.group, "end")
+        self.marks[f"{self.group}.sampling"] = time.time()
         peak = self.memory.read() if self.memory else {}
         self.sampler.finish(self.group)
         reason = _stop_reason(self.cols, stop, limit)
@@ -315,6 +322,7 @@ def measure(
         remaining = max(0.0, remaining - used)
         out.phases.update({p: r for p, r in got.items() if p in phases})
         out.memory[group] = peak
+        out.timeline.update(run.marks)
         if run.energy:
             out.energy[group] = run.energy
     out.phases = {p: out.phases[p] for p in phases}

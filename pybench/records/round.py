@@ -8,15 +8,19 @@ from typing import Any, Callable, TypeVar
 
 from pybench.errors import UserError
 from pybench.machine.noise import OTHER_BUSY_LIMIT
-from pybench.protocol.phases import PHASES
+from pybench.protocol.phases import GROUP_WEIGHTS, PHASES
 from pybench.protocol.group import STOP_REASONS, Measurement, PhaseSamples
-from pybench.records.shape import MAX_COUNT, Malformed, count, field_of, list_of, number_in, seconds, text
+from pybench.records.shape import MAX_COUNT, MAX_SECONDS, Malformed, count, field_of, list_of, number_in, seconds, text
 
 SCHEMA = "pybench.results"
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "skipped")  # skipped: never attempted (framework unavailable, option unsupported)
 
 T = TypeVar("T")
+# A round's timeline: its worker's steps in order, each group's first run, warm-up and sampling.
+TIMELINE_MARKS = ("started", "imported", "prepared",
+                  *(f"{g}.{step}" for g in GROUP_WEIGHTS for step in ("first_run", "warmup", "sampling")),
+                  "finished", "exited")
 # framework_env facts that legitimately change from one worker process to the next
 VARYING_ENV = frozenset({"cores", "gpu_identity", "traces"})
 
@@ -81,14 +85,21 @@ class Round:
     # group -> "start"/"end" of sampling -> {"sm_mhz", "reasons"} (gpu_probe.clock_state); GPU only
     clocks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     other_busy: float | None = None  # share of all CPUs' time other work used in the round; None: unknown
+    # Seconds from the worker's spawn to the end of each step (TIMELINE_MARKS), `anatomy` reads it.
+    timeline: dict[str, float] = field(default_factory=dict)
 
     @property
     def disturbed(self) -> bool:
         return self.other_busy is not None and self.other_busy > OTHER_BUSY_LIMIT
 
     @classmethod
-    def of(cls, m: Measurement, clocks: dict | None = None) -> "Round":
-        return cls(phases=dict(m.phases), memory=dict(m.memory), energy=dict(m.energy), clocks=dict(clocks or {}))
+    def of(cls, m: Measurement, clocks: dict | None = None, timeline: dict[str, float] | None = None) -> "Round":
+        return cls(phases=dict(m.phases), memory=dict(m.memory), energy=dict(m.energy), clocks=dict(clocks or {}),
+                   timeline=dict(timeline or {}))
+
+    def anatomy(self) -> "Anatomy | None":
+        """Where the round's wall time went; None for a round recorded without a timeline."""
+        return Anatomy.of(self) if "prepared" in self.timeline else None
 
     @property
     def pair_key(self) -> tuple[str, int] | None:
@@ -99,6 +110,7 @@ class Round:
                 "number": self.number, "run": self.run}
         data = {**data, "energy": self.energy} if self.energy else data
         data = {**data, "other_busy": self.other_busy} if self.other_busy is not None else data
+        data = {**data, "timeline": self.timeline} if self.timeline else data
         return {**data, "clocks": self.clocks} if self.clocks else data
 
     @classmethod
@@ -130,7 +142,57 @@ class Round:
                    other_busy=None if busy is None else float(number_in(busy, 0, 1, f"{where}.other_busy")),
                    energy=_per_group(data, "energy", where, optional=True),
                    number=int(number_in(number, 0, MAX_COUNT, f"{where}.number", integer=True)), run=run,
-                   clocks=field_of(data, "clocks", dict, where, optional=True) or {})
+                   clocks=field_of(data, "clocks", dict, where, optional=True) or {},
+                   timeline=_timeline(data, where))
+
+
+def _timeline(data: Any, where: str) -> dict[str, float]:
+    """A round's optional timeline: known marks only, each a time since the spawn."""
+    out = {}
+    for mark, value in (field_of(data, "timeline", dict, where, optional=True) or {}).items():
+        if mark not in TIMELINE_MARKS:
+            raise Malformed(f"{where}.timeline.{text(mark, where)[:40]}: unknown mark")
+        out[mark] = float(number_in(value, 0, MAX_SECONDS, f"{where}.timeline.{mark}"))
+    return out
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Where one round's wall time went, in seconds, from its worker's spawn to its exit."""
+
+    start: float  # the interpreter and pybench's own imports
+    imports: float  # the framework's imports
+    model: float  # model built, weights initialised, inputs on the device
+    first_runs: float  # each group's first iteration: tracing, compiling or loading compiled code
+    warmup: float
+    sampling: float  # the groups' sampling windows: samples and the loop around them
+    samples: float  # of which timed iterations (the measured phases, derived ones not counted twice)
+    teardown: float  # the record built, the process gone
+
+    @property
+    def total(self) -> float:
+        return self.start + self.imports + self.model + self.first_runs + self.warmup + self.sampling + self.teardown
+
+    @property
+    def outside_samples(self) -> float:
+        return self.total - self.samples
+
+    @classmethod
+    def of(cls, r: "Round") -> "Anatomy":
+        t = r.timeline
+        at = t["prepared"]
+        first = warm = sampling = 0.0
+        for group in GROUP_WEIGHTS:  # measurement order
+            if f"{group}.sampling" not in t:
+                continue
+            first += t[f"{group}.first_run"] - at
+            warm += t[f"{group}.warmup"] - t[f"{group}.first_run"]
+            sampling += t[f"{group}.sampling"] - t[f"{group}.warmup"]
+            at = t[f"{group}.sampling"]
+        samples = sum(sum(p.samples) for name, p in r.phases.items() if not PHASES[name].parts)
+        end = t.get("exited", t.get("finished", at))
+        return cls(start=t["started"], imports=t["imported"] - t["started"], model=t["prepared"] - t["imported"], first_runs=first,
+                   warmup=warm, sampling=sampling, samples=samples, teardown=end - at)
 
 
 @dataclass

@@ -52,7 +52,8 @@ def execute(request: Request, console: Console) -> list[CellRecord]:
             def started(spec: CellSpec, round_no: int) -> None:
                 if round_no > (AUTO_MIN_ROUNDS if auto else request.rounds):
                     progress.update(task, total=progress.tasks[0].total + 1)
-                progress.update(task, description=f"round {round_no}: {spec.variant_name or spec.framework} "
+                step = f"round {round_no}" if round_no else "priming the compile cache"
+                progress.update(task, description=f"{step}: {spec.variant_name or spec.framework} "
                                                   f"{spec.model} on {spec.device}")
 
             def finished(record: CellRecord, round_no: int) -> None:
@@ -62,7 +63,7 @@ def execute(request: Request, console: Console) -> list[CellRecord]:
                 progress.advance(task)
 
             records = run_matrix(specs, store, schedule, peak_gflops=request.peak_gflops,
-                                 events=runner.MatrixEvents(started, finished))
+                                 events=runner.MatrixEvents(started, finished), prime=runner.prime_cell)
     except BaseException:
         try:
             console.print(f"pybench: {store.kept()}")

@@ -23,6 +23,7 @@ import queue
 import subprocess
 import tempfile
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,7 @@ class Member:
         self.spec = spec
         env = worker_environment(spec, cache_dir)
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a file: chatter can never fill a pipe
+        self.spawned = time.time()  # the round's timeline counts from here
         self.proc = subprocess.Popen(
             worker_command(spec), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.stderr, text=True, env=env, start_new_session=True,
@@ -58,7 +60,7 @@ class Member:
         threading.Thread(target=self._read, daemon=True).start()
         self.record: CellRecord | None = None  # the final (or failed) record
         self.cost: dict[str, float] = {}  # seconds per iteration of each group's headline phase
-        self.send({"spec": spec.to_json(), "serve": True})
+        self.send({"spec": spec.to_json(), "serve": True, "spawned": self.spawned})
 
     def _read(self) -> None:
         for line in self.proc.stdout:

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,8 +75,9 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
     timeout = default_timeout(spec) if timeout is None else timeout
     cmd = command or worker_command(spec)
     env = worker_environment(spec, cache_dir)
+    spawned = time.time()
     try:
-        request = {"spec": spec.to_json(), "plan": plan, "initial": initial}
+        request = {"spec": spec.to_json(), "plan": plan, "initial": initial, "spawned": spawned}
         done = run_bounded(cmd, timeout, json.dumps(request) + "\n", stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     except subprocess.TimeoutExpired as exc:
@@ -90,7 +92,29 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
         return failed_record(spec, "worker returned no valid JSON record", err)
     if not record.ok:
         record.stderr_tail = err.splitlines()[-STDERR_TAIL_LINES:]
+    for r in record.rounds:  # the process is gone: the round's timeline ends here
+        r.timeline["exited"] = time.time() - spawned
     return record
+
+
+def prime_cell(spec: CellSpec, timeout: float, cache_dir: Path) -> str | None:
+    """A priming worker: compiles every group of the cell into the matrix's cache before round 1, so
+    that every counted round finds the same cache (round 1 would otherwise compile and the others
+    load).  None when it primed; else why not (the counted rounds then say it again)."""
+    env = worker_environment(spec, cache_dir)
+    request = {"spec": spec.to_json(), "prime": True}
+    try:
+        done = run_bounded(worker_command(spec), timeout, json.dumps(request) + "\n", stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {_seconds(timeout)} s"
+    if done.returncode != 0:
+        return exit_reason(done.returncode, done.stderr)
+    try:
+        reply = json.loads(done.stdout.strip().splitlines()[-1])
+        return None if isinstance(reply.get("primed"), (int, float)) else str(reply["record"]["error"])
+    except (json.JSONDecodeError, IndexError, KeyError, TypeError, AttributeError):
+        return "the priming worker returned no valid reply"
 
 
 def _seconds(t: float) -> str:

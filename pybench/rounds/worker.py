@@ -13,6 +13,9 @@ Anything a framework prints goes to stderr: stdout carries the record alone.
 from __future__ import annotations
 
 import os
+import time
+
+STARTED = time.time()  # before anything heavy is imported: the round's timeline starts its worker here
 
 # Framework.preload, passed by the runner: Julia's libstdc++/OpenSSL must load before numpy's and
 # scipy's, which the pybench imports below bring in.
@@ -21,7 +24,6 @@ for _module in filter(None, os.environ.get("PYBENCH_PRELOAD", "").split(",")):
 
 import json  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 import traceback  # noqa: E402
 from typing import TextIO  # noqa: E402
 
@@ -33,6 +35,7 @@ from pybench.machine.gpu_probe import ClockProbe, clock_warnings, local_cores, p
 from pybench.rounds.interpreter import interpreter_facts
 from pybench.machine.lifetime import watch_parent
 from pybench.protocol.group import GroupRun, Measurement, measure
+from pybench.protocol.phases import groups_of
 from pybench.records.record import CellRecord
 from pybench.records.round import Round
 from pybench.records.spec import CellSpec
@@ -113,16 +116,21 @@ class WorkerRound:
     """One round of a cell in this process: prepare, then groups as `protocol.GroupRun`s, then the
     record.  `run_round` drives it in one go; `serve` lets a lockstep orchestrator drive it."""
 
-    def __init__(self, spec: CellSpec) -> None:
+    def __init__(self, spec: CellSpec, spawned: float | None = None) -> None:
         self.started = time.time()
+        self.spawned = STARTED if spawned is None else spawned  # when the orchestrator started us
+        self.marks = {"started": STARTED}  # wall-clock ends of the round's steps (`Round.timeline`)
         self.spec = spec
         framework = get_framework(spec.framework)
         self.record = CellRecord(spec=spec, status="failed", title=framework.title)
         gpu_uuid = spec.gpu.uuid if spec.gpu else None
         self.cores = pin_cores(spec.threads, gpu_uuid)
         self.clocks = ClockProbe(gpu_uuid) if gpu_uuid else None
-        self.backend = framework.load_backend()(spec)
+        backend = framework.load_backend()
+        self.marks["imported"] = time.time()
+        self.backend = backend(spec)
         self.record.workload = self.backend.prepare()
+        self.marks["prepared"] = time.time()
         self.record.title = f"{framework.title} {self.backend.version()}"
         self.sampler = self.backend.sampler()
         self.memory = ProcessMemory(self.backend, spec.gpu.uuid if spec.gpu else None)
@@ -141,6 +149,7 @@ class WorkerRound:
         phases, peak, _ = run.end(self.spec.stop, limit)
         self.measurement.phases.update({p: r for p, r in phases.items() if p in self.spec.phases})
         self.measurement.memory[group] = peak
+        self.measurement.timeline.update(run.marks)
         if run.energy:
             self.measurement.energy[group] = run.energy
 
@@ -154,7 +163,9 @@ class WorkerRound:
         order = [p for p in self.spec.phases if p in self.measurement.phases]
         self.measurement.phases = {p: self.measurement.phases[p] for p in order}
         readings = self.clocks.readings if self.clocks else {}
-        record.rounds = [Round.of(self.measurement, readings)]
+        marks = {**self.marks, **self.measurement.timeline, "finished": time.time()}
+        record.rounds = [Round.of(self.measurement, readings,
+                                  {k: max(0.0, t - self.spawned) for k, t in marks.items()})]
         record.warnings.extend(clock_warnings(readings))
         record.status = "ok"
         record.wall_time = time.time() - self.started
@@ -169,11 +180,12 @@ def _failed(spec: CellSpec, exc: BaseException, started: float) -> CellRecord:
     return record
 
 
-def run_round(spec: CellSpec, plan: dict[str, int] | None = None, initial: float | None = None) -> CellRecord:
+def run_round(spec: CellSpec, plan: dict[str, int] | None = None, initial: float | None = None,
+              spawned: float | None = None) -> CellRecord:
     """Prepare, measure and describe one round of a cell; an exception becomes a failed record."""
     started = time.time()
     try:
-        one = WorkerRound(spec)
+        one = WorkerRound(spec, spawned)
         one.measurement = measure(one.sampler, spec.phases, spec.stop, gpu=spec.device_kind == "cuda",
                                   memory=one.memory, plan=plan, energy=one.energy, initial=initial,
                                   clocks=one.clocks)
@@ -182,7 +194,21 @@ def run_round(spec: CellSpec, plan: dict[str, int] | None = None, initial: float
         return _failed(spec, exc, started)
 
 
-def serve(spec: CellSpec, commands: TextIO, replies: TextIO) -> None:
+def prime(spec: CellSpec) -> dict:
+    """A priming worker: the model built and each group run once, which fills the matrix's compile
+    cache.  Its reply is {"primed": seconds}, or the failed record."""
+    started = time.time()
+    try:
+        one = WorkerRound(spec)
+        for group in groups_of(spec.phases):
+            one.sampler.sample(group, 1)
+            one.sampler.finish(group)
+        return {"primed": time.time() - started}
+    except Exception as exc:  # noqa: BLE001 - the counted rounds will fail with the same reason
+        return {"record": _failed(spec, exc, started).to_json()}
+
+
+def serve(spec: CellSpec, commands: TextIO, replies: TextIO, spawned: float | None = None) -> None:
     """Lockstep mode: prepare, say so, then obey one JSON command per line until "done".
 
     Commands: {"begin": group} (first run, warm-up), {"block": group, "n": k} (k samples, reply their
@@ -197,7 +223,7 @@ def serve(spec: CellSpec, commands: TextIO, replies: TextIO) -> None:
         replies.flush()
 
     try:
-        one = WorkerRound(spec)
+        one = WorkerRound(spec, spawned)
         reply({"ready": True})
         for line in commands:
             cmd = json.loads(line)
@@ -223,10 +249,14 @@ def main() -> None:
     os.dup2(2, 1)  # frameworks' chatter (Julia's included) goes to stderr
     request = json.loads(sys.stdin.readline())
     spec = CellSpec.from_json(request["spec"])
+    spawned = request.get("spawned")
+    spawned = float(spawned) if isinstance(spawned, (int, float)) else None
     if request.get("serve"):
-        serve(spec, sys.stdin, record_out)
+        serve(spec, sys.stdin, record_out, spawned)
+    elif request.get("prime"):
+        record_out.write(json.dumps(prime(spec)) + "\n")
     else:
-        record = run_round(spec, request.get("plan"), request.get("initial"))
+        record = run_round(spec, request.get("plan"), request.get("initial"), spawned)
         record_out.write(json.dumps(record.to_json()) + "\n")
     record_out.flush()
     sys.stderr.flush()
