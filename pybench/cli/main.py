@@ -128,6 +128,7 @@ def _aside(record: CellRecord) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from pybench.report.anatomy import anatomy_rows, anatomy_tables
     from pybench.report.terminal import details_table, ratio_table, summary_table
     from pybench.rounds.planning import DECIDED_WIDTH, undecided
 
@@ -138,6 +139,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.print(summary_table(records, stat=request.stat))
     out.print(ratio_table(records, stat=request.stat))
     out.print(details_table(records, stat=request.stat))
+    for table in anatomy_tables(anatomy_rows(records)):
+        out.print(table)
     for u in undecided(records):
         more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
                 "decide it" if u.seconds_needed else "")
