@@ -6,12 +6,13 @@
     clocks DIR DEVICE      every group's headline phase warmed up as the protocol promises (on a GPU
                            for GPU_WARMUP_MIN_TIME seconds); on a GPU the SM clock was read at the
                            start and end of every group's sampling, and had settled; each round's
-                           anatomy is printed where the record carries one
+                           anatomy (Round.anatomy) is printed where the record has its timeline
     compare DIR DEVICE     PyTorch's and JAX's rows ran, on that device (Flux may be skipped, saying why)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -96,20 +97,20 @@ def warmup_checks(rec: CellRecord, gpu: bool) -> list[tuple[bool, str]]:
         for group in (g for g in groups_of(list(r.phases)) if HEADLINE[g] in r.phases):
             phase = HEADLINE[group]
             warmup = r.phases[phase].warmup
-            wanted = f"{least}+" if most == math.inf else f"{least}-{most}"
+            wanted = f"{least}+" if most == math.inf else f"{least}" if least == most else f"{least}-{most}"
             what = (f"{cell_name(rec)} round {i + 1} {group}: {len(warmup)} warm-up iterations of {phase}, "
-                    f"{sum(warmup):.3f} s (the protocol's {wanted}, at least {seconds:g} s)")
+                    f"{sum(warmup):.3f} s (the protocol's {wanted}" + (f", at least {seconds:g} s)" if seconds else ")"))
             out.append((least <= len(warmup) <= most and sum(warmup) >= seconds - 1e-9, what))  # ns resolution
     return out
 
 
 def anatomy(rec: CellRecord) -> None:
-    """Print where each round's time went, if the record says (a round's `timeline`)."""
+    """Print where each round's wall time went, for rounds recorded with a timeline."""
     for i, r in enumerate(rec.rounds):
-        timeline = getattr(r, "timeline", None)
-        if timeline:
-            data = timeline.to_json() if hasattr(timeline, "to_json") else timeline
-            print(f"info  {cell_name(rec)} round {i + 1} anatomy: {json.dumps(data, default=str)}", flush=True)
+        a = r.anatomy()
+        if a is not None:
+            parts = ", ".join(f"{f.name} {getattr(a, f.name):.2f}" for f in dataclasses.fields(a))
+            print(f"info  {cell_name(rec)} round {i + 1} anatomy, {a.total:.2f} s: {parts}", flush=True)
 
 
 def clocks(folder: str, device_arg: str) -> None:

@@ -321,7 +321,7 @@ def test_the_device_check_holds_only_each_groups_headline_phase_to_the_warm_up_t
            "inference": [0.2] * 5, "step": [0.25] * 4}
     checks = warmup_checks(warmed_record(gpu), gpu=True)
     assert [passed for passed, _ in checks] == [True] * 3
-    assert "train: 10 warm-up iterations of total, 1.000 s" in checks[0][1]
+    assert checks[0][1].endswith("train: 10 warm-up iterations of total, 1.000 s (the protocol's 3+, at least 1 s)")
     short = warmed_record({**gpu, "total": [0.09] * 10, "step": [0.5, 0.5]})
     assert [passed for passed, _ in warmup_checks(short, gpu=True)] == [False, False, True]  # 0.9 s; 2 < 3
 
@@ -332,3 +332,13 @@ def test_the_cpu_dry_run_applies_the_same_warm_up_rule_with_the_cpus_bounds(devi
     assert warmup_checks(warmed_record(one, "cpu"), gpu=False)[0][0]
     assert not warmup_checks(warmed_record({p: w * 2 for p, w in one.items()}, "cpu"), gpu=False)[0][0]
     assert not warmup_checks(warmed_record(one), gpu=True)[0][0]  # 1.2 s but one iteration on a GPU
+
+
+def test_the_device_check_prints_each_rounds_anatomy_where_it_was_recorded(device_check, capsys):
+    rec = warmed_record({"forward": [0.4], "backward": [0.8], "total": [1.2]}, "cpu")
+    device_check.anatomy(rec)  # no timeline: nothing to say
+    rec.rounds[0].timeline = {"started": 0.5, "imported": 2.0, "prepared": 3.0, "train.first_run": 4.0,
+                              "train.warmup": 5.5, "train.sampling": 9.0, "exited": 9.5}
+    device_check.anatomy(rec)
+    out = capsys.readouterr().out
+    assert out.count("anatomy") == 1 and "round 1 anatomy, 9.50 s: start 0.50, imports 1.50" in out
