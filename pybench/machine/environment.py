@@ -89,7 +89,7 @@ def capture(label: str | None = None, threads: int | None = None, tf32: bool = F
         "gpus": gpus(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cuda_device_order": os.environ.get("CUDA_DEVICE_ORDER"),
-        "threads": threads or available_cores(),
+        "threads": checked_threads(threads),
         "tf32": tf32,
         "pybench": __version__,
         "git_commit": git_commit(),

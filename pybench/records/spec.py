@@ -19,18 +19,6 @@ from pybench.protocol.workloads import get_workload
 
 DTYPES = ("fp32", "bf16", "fp16")
 DEVICE = re.compile(r"cpu|cuda:[0-9]{1,3}")
-_KINDS: dict[str, type | tuple[type, ...]] = {
-    "framework": str, "model": str, "device": str, "batch_size": int, "image_size": int,
-    "device_name": str, "label": str, "dtype": str, "channels_last": bool, "compile": bool,
-    "threads": int, "tf32": bool, "seed": int, "variant_name": str, "compile_mode": str,
-    "interpreter": str, "named_variant": bool,
-}
-_STOP_KINDS: dict[str, type | tuple[type, ...]] = {
-    "precision": (int, float), "min_samples": int, "max_samples": int, "max_time": (int, float),
-    "confidence": (int, float), "sequential": bool,
-}
-
-
 def _within(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
     if not finite_within(value, low, high) or (low_open and value == low):
         side = f"above {shown(low)}" if low_open else f"at least {shown(low)}"
@@ -169,13 +157,7 @@ class CellSpec:
 
     @property
     def key(self) -> CellKey:
-        return CellKey(
-            model=self.model, device_kind=self.device_kind, device_name=self.device_name,
-            label=self.label, batch_size=self.batch_size, image_size=self.image_size,
-            dtype=self.dtype, threads=self.threads, tf32=self.tf32, framework=self.framework,
-            channels_last=self.channels_last, compile=self.compile, variant_name=self.variant_name,
-            compile_mode=self.compile_mode, interpreter=self.interpreter, named_variant=self.named_variant,
-        )
+        return CellKey(**{f.name: getattr(self, f.name) for f in fields(CellKey)})
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -199,3 +181,10 @@ class CellSpec:
         gpu = field_of(data, "gpu", dict, where, optional=True)
         kwargs["gpu"] = Device.from_json(gpu) if gpu else None
         return cls(**kwargs)
+
+
+# The JSON types of the plain fields, read off the dataclasses themselves: a field added to the spec
+# or the stop rule is checked on reading without a second list to keep in step.
+_JSON_KINDS: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool, "float": (int, float)}
+_KINDS = {f.name: _JSON_KINDS[f.type] for f in fields(CellSpec) if f.type in _JSON_KINDS}
+_STOP_KINDS = {f.name: _JSON_KINDS[f.type] for f in fields(StopRule) if f.type in _JSON_KINDS}

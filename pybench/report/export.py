@@ -11,15 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import fields
 from typing import Any, Iterable
 
+from pybench.records.spec import CellKey
 from pybench.report.format import terminal_text
 from pybench.report.selection import Section
 
 IDENTITY = ("machine", "device_kind", "device_name", "model", "framework", "title", "batch_size",
             "image_size", "dtype", "threads", "tf32", "channels_last", "compile", "status")
-# Identity added with variants, hence at the end: the variant's name, the compiler mode, the interpreter.
-VARIANT = ("variant_name", "compile_mode", "interpreter", "named_variant")
+# The rest of the cell identity (`CellKey`, whose `label` is the machine column), in its order: the
+# fields added with variants, and any added later, come after the columns above.
+VARIANT = tuple(f.name for f in fields(CellKey) if f.name not in IDENTITY and f.name != "label")
 STAT_COLUMNS = (*IDENTITY, "phase", "statistic", "seconds", "ci_low", "ci_high", "half_width", "quality",
                 "n_rounds", "n_samples", "round_values", "baseline", "ratio", "ratio_ci_low",
                 "ratio_ci_high", "verdict", "faster", "images_per_s", "gflops", "peak_percent",
