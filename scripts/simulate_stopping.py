@@ -14,6 +14,9 @@ disturbs (set aside).  Per phase and sequence it keeps the final ratio's interva
 - how many rounds ran, and the share of ratios decided (within +-planning.DECIDED_WIDTH).
 
     python scripts/simulate_stopping.py [--sequences 20000] [--ratios 1 1.05 1.2 1.8] [--seed 1]
+
+`--spread-scan` instead runs the rule alone on normal per-round log ratios (no scheduler, 400,000 A/A
+sequences per spread, in seconds): its false-call rate for every spread of the rounds, the worst case.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pybench.protocol.group import PhaseSamples, StopRule
 from pybench.records.record import CellRecord
 from pybench.records.round import Round
 from pybench.records.spec import CellSpec
-from pybench.records.statistics import Verdict
+from pybench.records.statistics import Verdict, ratio_confidence, t_quantile
 from pybench.rounds import matrix, planning
 
 PHASES = ("forward", "backward", "total", "inference", "step")
@@ -223,13 +226,36 @@ def summary(ratio: float, runs: list[list[Outcome]]) -> list[str]:
     return lines
 
 
+def spread_scan(level: float, sequences: int = 400_000, seed: int = 0) -> list[str]:
+    """A/A false calls of the rule alone, per spread of the per-round log ratio: stop at the first
+    round from MIN_ROUNDS on whose interval is within +-DECIDED_WIDTH (or at MAX_ROUNDS)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for sd in (0.01, 0.03, 0.05, 0.08, 0.1, 0.12, 0.14, 0.16, 0.2, 0.3):
+        x = rng.normal(0, sd, (sequences, planning.MAX_ROUNDS))
+        open_, false = np.ones(sequences, bool), np.zeros(sequences, bool)
+        for n in range(planning.MIN_ROUNDS, planning.MAX_ROUNDS + 1):
+            half = t_quantile((1 + level) / 2, n - 1) * x[:, :n].std(1, ddof=1) / math.sqrt(n)
+            stop = open_ & ((half <= math.log1p(planning.DECIDED_WIDTH)) | (n == planning.MAX_ROUNDS))
+            false[stop] = np.abs(x[stop, :n].mean(1)) > half[stop]
+            open_ &= ~stop
+        lines.append(f"  spread {sd:.0%}: false calls {rate(int(false.sum()), sequences)}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sequences", type=int, default=20000)
     ap.add_argument("--ratios", type=float, nargs="+", default=[1.0, 1.05, 1.2, 1.8])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
+    ap.add_argument("--spread-scan", action="store_true", help="the rule alone, A/A, for every spread")
     args = ap.parse_args(argv)
+    if args.spread_scan:
+        level = ratio_confidence(0.95, sequential=True)
+        print(f"the rule alone at {level:.1%}, A/A, normal per-round log ratios:")
+        print("\n".join(spread_scan(level, seed=args.seed)))
+        return 0
     print(f"rule: stop at >= {planning.MIN_ROUNDS} paired quiet rounds once every ratio is within "
           f"+-{planning.DECIDED_WIDTH:.0%}, at most {planning.MAX_ROUNDS} counted "
           f"({planning.MAX_ATTEMPTS} run); {Machine()}")

@@ -19,14 +19,14 @@ from rich.text import Text
 
 from pybench.protocol.phases import PHASES
 from pybench.records.record import CellRecord
-from pybench.records.statistics import PRECISION_STOP_CONFIDENCE
+from pybench.records.statistics import PRECISION_STOP_CONFIDENCE, Verdict
 from pybench.report.answer import (REASONS, Answer, RatioText, TimeText, answers, percent, ratio_reading,
                                    time_text)
 from pybench.report.format import detail_texts, fmt_duration, fmt_memory, model_title, terminal_text
 from pybench.report.view import Row, rows_of
 
 INTERVALS = ("bracket", "percent")  # the forms an interval takes, widest first
-STYLE = {"faster": "bold green", "slower": "bold red", "undecided": "yellow", "tie": ""}
+STYLE = {Verdict.FASTER: "bold green", Verdict.SLOWER: "bold red", Verdict.UNDECIDED: "yellow", Verdict.TIE: ""}
 
 
 def _text(value: object, style: str = "") -> Text:
