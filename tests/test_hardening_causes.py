@@ -89,6 +89,7 @@ from pybench.rounds import matrix
 from pybench.rounds import runner
 worker = [sys.executable, "-c", sys.argv[1], *sys.argv[3:]]
 matrix.run_matrix = functools.partial(matrix.run_matrix, run_one=functools.partial(runner.run_cell, command=worker))
+runner.prime_cell = lambda spec, timeout, cache_dir: None  # a scripted worker has no compile cache to fill
 sys.exit(cli.main(["run", "--framework", "pytorch", "--model", "resnet18", "--device", "cpu",
                    "--batch-size", "1", "--image-size", "64", "--threads", "1", "--rounds", "1",
                    "--results", sys.argv[2]]))
