@@ -142,9 +142,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for table in anatomy_tables(anatomy_rows(records)):
         out.print(table)
     for u in undecided(records):
-        more = (f"; about {u.rounds_needed} rounds in all (+{u.seconds_needed:.0f} s of --budget) would "
+        more = (f"; about {u.rounds_needed} counted rounds (+{u.seconds_needed:.0f} s of --budget) would "
                 "decide it" if u.seconds_needed else "")
-        console.print(Text(f"undecided (or wider than +-{DECIDED_WIDTH:.0%}): {u.cell.spec.model} "
+        console.print(Text(f"undecided (not within +-{DECIDED_WIDTH:.0%}): {u.cell.spec.model} "
                            f"{', '.join(u.phases)} after {len(u.cell.rounds)} rounds"
                            f"{_aside(u.cell)}{more}", style="yellow"))
     return _exit_code(records)
