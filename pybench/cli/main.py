@@ -63,7 +63,8 @@ def build_parser() -> Parser:
 
     rep = sub.add_parser("report", help="render the seed's tables from results files")
     rep.add_argument("files", nargs="*", type=Path)
-    rep.add_argument("--readme", type=Path, help="rewrite the tables between the markers in this file")
+    rep.add_argument("--readme", type=Path, metavar="PAGE.md",
+                     help="rewrite the tables between the markers of this markdown file (docs/results.md here)")
     rep.add_argument("--stat", choices=STATS, default="median")
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
