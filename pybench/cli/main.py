@@ -17,6 +17,7 @@ from rich.text import Text
 
 from pybench import __version__
 from pybench.backends import FRAMEWORKS, get_framework
+from pybench.cli import output
 from pybench.cli.options import label_text, number
 from pybench.cli.request_args import add_cell_options, request_of
 from pybench.cluster import options as cluster_options
@@ -29,10 +30,10 @@ from pybench.protocol.workloads import get_workload
 from pybench.records import results
 from pybench.records.record import CellRecord
 from pybench.records.statistics import STATS
-from pybench.report import history_command
 from pybench.request.request import Request
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
+output.plug_closed()  # a closed stdout or stderr (`>&-`) becomes /dev/null before the consoles ask
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
 out = Console(width=None if sys.stdout.isatty() else 10_000)
 
@@ -79,7 +80,6 @@ def build_parser() -> Parser:
     diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
     diff.add_argument("--stat", choices=STATS, default="median")
     diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
-    history_command.add_parser(sub)
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
@@ -99,8 +99,8 @@ def build_parser() -> Parser:
 
 
 def _exit_code(records: list[CellRecord]) -> int:
-    """1 when any attempted cell failed (a skipped one is a row saying why, not a failure)."""
-    return EXIT_FAILED if any(r.status == "failed" for r in records) else 0
+    """1 when any attempted cell failed or was cut short (a skipped one is a row saying why, not a failure)."""
+    return EXIT_FAILED if any(r.status == "failed" or r.cut_short for r in records) else 0
 
 
 def execute(request: Request) -> list[CellRecord] | None:
@@ -239,7 +239,6 @@ COMMANDS = {
     "compare": cmd_compare,
     "report": cmd_report,
     "diff": cmd_diff,
-    "history": lambda args: history_command.run(args, out.print),
     "parity": cmd_parity,
     "list": cmd_list,
     "env": cmd_env,
@@ -251,10 +250,11 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     install_signal_handlers()
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        with output.guarded():  # stdout's faults: see cli/output.py
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"pybench: error: {exc}", file=sys.stderr)
+        print(output.error_line(exc), file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         print("pybench: interrupted", file=sys.stderr)

@@ -28,6 +28,7 @@ from pybench.cluster.submission import (JobEntry, Submission, collect_job, colle
 from pybench.errors import UserError
 from pybench.records.record import CellRecord
 from pybench.records.spec import CellSpec
+from pybench.report.format import terminal_text
 from pybench.request.request import Request, SlurmOptions
 from pybench.rounds.cells import build_specs
 from pybench.protocol.workloads import resolve_models
@@ -132,8 +133,8 @@ def watch(sub: Submission, console: Console, wait: bool = True) -> list[CellReco
                 out[e.job.index] = collect_job(sub, e, state)
                 for r in out[e.job.index]:
                     if r.status == "failed":
-                        progress.console.print(Text.assemble(
-                            ("failed ", "red"), f"{r.spec.model} {r.spec.framework}: {r.error}"))
+                        progress.console.print(Text.assemble(  # the error quotes the job's log
+                            ("failed ", "red"), terminal_text(f"{r.spec.model} {r.spec.framework}: {r.error}")))
             failed = sum(any(r.status == "failed" for r in rs) for rs in out.values())
             live = [states[e.job_id] for e in pending if e.job.index not in out]
             queued = sum(s.queued for s in live)
@@ -154,9 +155,9 @@ def cmd_collect(args: argparse.Namespace, console: Console) -> list[CellRecord]:
     return records
 
 
-def node_env(slurm: SlurmOptions, label: str | None, console: Console) -> dict:
+def node_env(options: SlurmOptions, label: str | None, console: Console) -> dict:
     """`pybench env` run as a Slurm job on a node of the partition; waits for it."""
-    config = SlurmConfig.of(slurm)
+    config = SlurmConfig.of(options)  # not named `slurm`: that is the module this function polls with
     if len(config.partitions) > 1:
         raise UserError("env --executor slurm takes one --partition")
     import submitit

@@ -10,13 +10,16 @@ measured.
 from __future__ import annotations
 
 import json
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from pybench.machine import environment
 from pybench.backends import FRAMEWORKS
+from pybench.errors import UserError
 from pybench.machine.lifetime import install_signal_handlers
+from pybench.records import results
 from pybench.records.results import ResultsFile, atomic_write
 from pybench.records.spec import CellSpec
 from pybench.request.request import Request
@@ -26,6 +29,7 @@ from pybench.rounds.runner import prime_cell
 
 PLAN = "plan.json"
 RECORDS = "records"
+FINISHED = "finished"  # written after the last round: the job ran its course (when Slurm has forgotten it)
 
 
 @dataclass(frozen=True)
@@ -57,20 +61,28 @@ def run_cell_job(job: CellJob) -> str:
     # worker is killed, what finished stays in the file, and the job ends at once.
     install_signal_handlers()
     request = job.request
-    env = environment.capture(request.cell.label, request.cell.threads, request.cell.tf32)
+    env = {**environment.capture(request.cell.label, request.cell.threads, request.cell.tf32), "slurm": slurm_facts()}
     specs = build_specs(request, request.framework_names(), env)
     folder = Path(job.folder)
     atomic_write(folder / PLAN, json.dumps([s.to_json() for s in specs]))
     store = ResultsFile.create(folder / RECORDS, env, list(request.argv))
     run_matrix(specs, store, Schedule.of(request), peak_gflops=request.peak_gflops, prime=prime_cell)
+    atomic_write(folder / FINISHED, "")
     return str(store.path)
+
+
+def slurm_facts() -> dict[str, str | None]:
+    """Where this job runs, as Slurm tells it: submitit's job id (ARRAY_TASK), the partition, the node."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return {"job_id": f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID"),
+            "partition": os.environ.get("SLURM_JOB_PARTITION"), "node": os.environ.get("SLURMD_NODENAME")}
 
 
 def read_plan(folder: Path) -> list[CellSpec] | None:
     """The specs a job built on its node, or None when it never got that far."""
-    try:
-        return [CellSpec.from_json(s) for s in json.loads((folder / PLAN).read_text())]
-    except (OSError, ValueError, KeyError, TypeError):
+    try:  # data on a shared filesystem: a regular file of bounded size, any shape
+        return [CellSpec.from_json(s) for s in json.loads(results.read_regular_file(folder / PLAN))]
+    except (UserError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
