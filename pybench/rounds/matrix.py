@@ -22,13 +22,14 @@ from pybench.machine import noise
 from pybench.rounds import planning
 from pybench.machine.lifetime import scratch_dir, signals_deferred
 from pybench.rounds.lockstep import lockstep_round
-from pybench.cli.options import CELL_BUDGET_S
+from pybench.limits import CELL_BUDGET_S
 from pybench.protocol.phases import HEADLINE, groups_of
 from pybench.protocol.group import INITIAL_GROUP_S
 from pybench.records.record import CellRecord
 from pybench.records.results import ResultsFile
 from pybench.rounds.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
 from pybench.records.spec import CellKey, CellSpec
+from pybench.request.request import Request
 
 AUTO_MIN_ROUNDS = planning.MIN_ROUNDS  # rounds a cell runs whatever the budget
 CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp folder, named with our pid
@@ -39,14 +40,20 @@ class Schedule:
     """How many rounds, and how they run.  `rounds` None: adaptive (`--rounds auto`): at least
     AUTO_MIN_ROUNDS, then rounds only for the cells and phases still open (`planning.open_phases`:
     undecided, with fewer than planning.MAX_ROUNDS paired quiet rounds), until none is,
-    planning.MAX_ATTEMPTS rounds have run or `budget` seconds are spent."""
+    planning.MAX_ATTEMPTS rounds have run or `budget` seconds per cell are spent."""
 
     rounds: int | None = 1
-    lockstep: bool = False  # back to back measured better per second on the reference VM (README)
-    budget: float | None = None  # seconds for the whole matrix (auto rounds only)
+    lockstep: bool = False  # back to back measured better per second on the reference VM (docs)
+    budget: float = CELL_BUDGET_S  # seconds per cell (auto rounds only)
     min_rounds: int = 2  # fixed rounds: a cell stops early after this many once every phase is precise
     timeout: float | None = None
     stat: str = "median"
+
+    @classmethod
+    def of(cls, request: Request) -> "Schedule":
+        """How the request's rounds run (a Slurm job's too)."""
+        return cls(rounds=request.rounds, lockstep=request.lockstep, timeout=request.timeout,
+                   budget=request.budget, stat=request.stat)
 
     @property
     def max_rounds(self) -> int:
@@ -78,14 +85,16 @@ class Matrix:
     def __init__(self, specs: list[CellSpec], store: ResultsFile, schedule: Schedule,
                  peak_gflops: float | None, events: MatrixEvents, cache: Path,
                  run_one: Callable[..., CellRecord], run_lockstep: Callable[..., list[CellRecord]],
-                 meter: Callable[[], noise.StealMeter] = noise.StealMeter) -> None:
+                 meter: Callable[[], noise.StealMeter] = noise.StealMeter,
+                 prime: Callable[[CellSpec, float, Path], str | None] | None = None) -> None:
         self.specs, self.store, self.schedule = specs, store, schedule
         self.peak_gflops, self.events, self.cache = peak_gflops, events, cache
-        self.run_one, self.run_lockstep, self.meter = run_one, run_lockstep, meter
+        self.run_one, self.run_lockstep, self.meter, self.prime = run_one, run_lockstep, meter, prime
         self.run_id = uuid.uuid4().hex[:12]
         self.records: dict[CellSpec, CellRecord] = {}
         self.cells: dict[CellKey, Cell] = {}
         self.started = time.monotonic()
+        self.primed = 0.0  # seconds the priming workers took
 
     def run(self) -> list[CellRecord]:
         gpus = sorted({s.gpu.uuid for s in self.specs if s.gpu})
@@ -100,8 +109,7 @@ class Matrix:
                 self.store.add(self.records[spec])
             else:
                 self.cells.setdefault(spec.key.cell, Cell([])).specs.append(spec)
-        if self.schedule.rounds is None and self.schedule.budget is None:
-            self.schedule = replace(self.schedule, budget=CELL_BUDGET_S * len(self.cells))
+        self._prime()
         for round_no in range(1, self.schedule.max_rounds + 1):
             active = [c for c in self.cells.values() if self._wants_round(c, round_no)]
             if not active:
@@ -112,6 +120,19 @@ class Matrix:
         self.store.environment["noise"] = noise.capture_end(audit, meter, gpus).to_json()
         self.store.save()
         return [self.records[s] for s in self.specs]
+
+    def _prime(self) -> None:
+        """One priming worker per distinct setup (an A/A pair's twins are one) fills the compile cache,
+        so that round 1 loads compiled code as every later round does.  Its seconds count against the
+        budget and are reported; a setup that cannot prime fails again, and says why, in round 1."""
+        if self.prime is None:
+            return
+        started = time.monotonic()
+        setups = {replace(s, variant_name=""): s for c in self.cells.values() for s in c.specs}
+        for spec in setups.values():
+            self.events.started(spec, 0)
+            self.prime(spec, self._timeout(spec), self.cache)
+        self.primed = time.monotonic() - started
 
     def live(self, cell: Cell) -> list[CellRecord]:
         return [self.records[s] for s in cell.specs if s in self.records and self.records[s].ok]
@@ -127,7 +148,7 @@ class Matrix:
             return True
         cell.undecided = planning.open_phases(members, self.schedule.stat)
         spent = time.monotonic() - self.started
-        return bool(cell.undecided) and spent + cell.last_wall <= self.schedule.budget
+        return bool(cell.undecided) and spent + cell.last_wall <= self.schedule.budget * len(self.cells)
 
     def _round(self, cell: Cell, round_no: int) -> None:
         members = [s for s in cell.specs if s not in self.records or self.records[s].ok]
@@ -180,7 +201,7 @@ class Matrix:
         if not cell.rounds or not members:
             return None
         fixed = max(0.0, cell.wall - cell.timed) / cell.rounds
-        budget = self.schedule.budget / len(self.cells) if self.schedule.rounds is None else None
+        budget = self.schedule.budget if self.schedule.rounds is None else None
         return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat, budget)
 
     def _timeout(self, spec: CellSpec) -> float:
@@ -221,7 +242,7 @@ class Matrix:
             for r in members:
                 r.timed_share = cell.timed / cell.wall if cell.wall else None
                 r.undecided = undecided
-        self.store.environment["time"] = {"wall_s": wall, "timed_s": timed,
+        self.store.environment["time"] = {"wall_s": wall, "timed_s": timed, "priming_s": self.primed,
                                           "timed_share": timed / wall if wall else None}
 
 
@@ -234,6 +255,7 @@ def run_matrix(
     run_one: Callable[..., CellRecord] = run_cell,
     run_lockstep: Callable[..., list[CellRecord]] = lockstep_round,
     meter: Callable[[], noise.StealMeter] = noise.StealMeter,
+    prime: Callable[[CellSpec, float, Path], str | None] | None = None,
 ) -> list[CellRecord]:
     """Measure every cell in rounds, saving after every round, and return the records.
 
@@ -241,8 +263,9 @@ def run_matrix(
     attempted.  A cell whose round fails keeps the rounds it has and a warning.  `run_one` measures
     one back-to-back round and `run_lockstep` one lockstep round of a cell (tests script them);
     `meter` measures the other work on the machine during each round.  Rounds of one matrix share a
-    folder where frameworks may cache compiled code.
+    folder where frameworks may cache compiled code; `prime` (`runner.prime_cell`) fills it before
+    round 1, once per setup.
     """
     with scratch_dir(CACHE_PREFIX) as cache:
         return Matrix(specs, store, schedule, peak_gflops, events or MatrixEvents(), cache,
-                      run_one, run_lockstep, meter).run()
+                      run_one, run_lockstep, meter, prime).run()
