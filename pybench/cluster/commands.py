@@ -28,7 +28,7 @@ from pybench.cluster.submission import (JobEntry, Submission, collect_job, colle
 from pybench.errors import UserError
 from pybench.records.record import CellRecord
 from pybench.records.spec import CellSpec
-from pybench.report.format import terminal_text
+from pybench.text import terminal_text
 from pybench.request.request import Request, SlurmOptions
 from pybench.rounds.cells import build_specs
 from pybench.protocol.workloads import resolve_models

@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING
 
 from pybench.protocol.workloads import ALL
+from pybench.text import terminal_text  # noqa: F401 - the renderers' one sanitiser, defined below them
 
 if TYPE_CHECKING:  # the view imports this module for names
     from pybench.report.view import GroupDetails
@@ -31,19 +32,6 @@ def md_text(text: object) -> str:
 
 # ESC sequences whole (CSI, OSC up to BEL or ST, DCS/SOS/PM/APC up to ST, two-character ones), so
 # that no parameter is left behind as text; then single C0/C1 controls and bidi overrides.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|.?)",
-                     re.DOTALL)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def terminal_text(text: object, lines: bool = False) -> str:
-    """Untrusted text (from a results file, a job's log, another program's stderr) safe for a terminal:
-    no escape sequence (clearing the screen, hyperlinks, window titles), no control character that
-    moves the cursor, no bidi override.  One line unless `lines` (then newlines and tabs stay)."""
-    clean = _CONTROL.sub("", _ESCAPE.sub("", str(text)))
-    return clean if lines else " ".join(clean.split())
-
-
 def fmt_seconds(seconds: float, unit: str = "s") -> str:
     """Seconds to 4 significant digits in `unit` (s or ms), fixed notation and no trailing zeros, as
     the seed writes them: '0.0259 s', '16.04 s', '0.4982 ms'."""
