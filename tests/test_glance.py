@@ -105,8 +105,8 @@ def test_disagreeing_parity_and_speed_changing_numerics_are_flagged_in_the_verdi
 def test_numerics_that_change_speed_are_told_from_those_that_do_not():
     a = _numerics()
     assert speed_differences(a, _numerics(layout="NHWC", compile="XLA jit"), cpu=True) == []
-    assert speed_differences(a, _numerics(dtype="bfloat16 (autocast)"), cpu=False) == ["compute dtype float32 vs "
-                                                                                      "bfloat16 (autocast)"]
+    mixed = _numerics(dtype="bfloat16 (autocast)")
+    assert speed_differences(a, mixed, cpu=False) == ["compute dtype float32 vs bfloat16 (autocast)"]
     assert speed_differences(a, _numerics(threads=8), cpu=True) == ["threads 4 vs 8"]
     assert speed_differences(a, _numerics(threads=8), cpu=False) == []
 
@@ -210,3 +210,69 @@ def test_html_opens_with_the_verdict_and_a_forest_axis_that_fits():
     assert "resnet50: JAX 1." in page[answer:forest] and "break-even" in page[answer:forest]
     low, high = ratio_domain([{"value": 1.7, "lo": 1.6, "hi": 1.8}, {"value": 1.2, "lo": None, "hi": None}])
     assert 0.85 < low < 1 and 1.8 < high < 2.0  # 1 and the data, not 0.1 to 100
+
+
+@pytest.mark.slow
+def test_compare_prints_the_answer_with_parity_numerics_and_break_even(tmp_path, monkeypatch):
+    from processes import pybench
+    from pybench.records import results
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = ["--model", "resnet18", "--framework", "pytorch", "jax", "--device", "cpu", "--batch-size", "2",
+             "--image-size", "64", "--threads", "1", "--rounds", "2", "--max-time", "1", "--precision", "0.2"]
+    p = pybench("compare", *small, "--results", tmp_path / "a", timeout=600)
+    assert p.returncode == 0, p.stderr
+    first = p.stdout.splitlines()[0]
+    assert first.startswith("resnet18: JAX ") and "phases decided" in first, p.stdout
+    assert re.search(r"parity: outputs agree to \de-\d", p.stdout), p.stdout
+    assert "numerics" in p.stdout and "break-even" in p.stdout
+    (path,) = (tmp_path / "a").glob("*.json")
+    torch, jax = results.load(path).records
+    assert torch.numerics.compile == "eager" and jax.numerics.compile == "XLA jit" and jax.parity.ok
+    assert json.loads((tmp_path / "cache" / "pybench" / "parity.json").read_text())
+    p = pybench("compare", *small, "--no-parity", "--results", tmp_path / "b", timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "parity: not checked (--no-parity)" in p.stdout
+
+
+@pytest.mark.slow
+def test_the_html_first_screen_shows_the_verdict_and_the_forest_plot(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.skip("no Chromium: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+    from pybench.cli.main import main
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(Path(__file__).parent / "data" / "html"), "--html", str(out)]) == 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(out.as_uri())
+        page.wait_for_function("[...document.querySelectorAll('div.chart')].every(d => d.dataset.rendered)",
+                               timeout=30_000)
+        page.screenshot(path=str(tmp_path / "first-screen.png"))
+        verdict = page.query_selector("p.verdict").bounding_box()
+        forest = page.query_selector("div.chart[data-chart=forest] svg").bounding_box()
+        browser.close()
+    assert verdict["y"] + verdict["height"] <= 900 and forest["y"] + forest["height"] <= 900
+
+
+def test_the_readme_sample_replaces_only_its_block():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "readme_sample.py"
+    spec = importlib.util.spec_from_file_location("readme_sample", path)
+    sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sample)
+    text = f"a\n{sample.BEGIN}\nold\n{sample.END}\nz\n"
+    assert sample.replace_block(text, "new") == f"a\n{sample.BEGIN}\nnew\n{sample.END}\nz\n"
+    with pytest.raises(SystemExit):
+        sample.replace_block(text + sample.BEGIN, "new")
+    rendered = sample.render(_pair(), 100)
+    assert rendered.startswith("resnet50: JAX") and max(map(len, rendered.splitlines())) <= 100

@@ -61,6 +61,8 @@ def build_parser() -> Parser:
     cmp_.add_argument("--model", nargs="+", required=True)
     cmp_.add_argument("--framework", nargs="+", default=["all"],
                       help="the frameworks side by side; one twice (pytorch pytorch) is the A/A control")
+    cmp_.add_argument("--no-parity", dest="parity", action="store_false",
+                      help="skip the check that each framework's outputs match PyTorch's on the same weights")
     add_cell_options(cmp_)
 
     rep = sub.add_parser("report", help="render the seed's tables from results files")
@@ -132,16 +134,15 @@ def _aside(record: CellRecord) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pybench.report.anatomy import anatomy_rows, anatomy_tables
-    from pybench.report.terminal import details_table, ratio_table, summary_table
+    from pybench.report.glance import compare_answer
     from pybench.rounds.planning import DECIDED_WIDTH, undecided
 
     request = request_of(args, sys.argv)
     records = execute(request)
     if records is None:
         return 0
-    out.print(summary_table(records, stat=request.stat))
-    out.print(ratio_table(records, stat=request.stat))
-    out.print(details_table(records, stat=request.stat))
+    for item in compare_answer(records, out.width, stat=request.stat):
+        out.print(item)
     for table in anatomy_tables(anatomy_rows(records)):
         out.print(table)
     for u in undecided(records):

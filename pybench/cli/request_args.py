@@ -83,5 +83,5 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> Request:
         rounds=None if rounds == "auto" else rounds, budget=args.budget or CELL_BUDGET_S,
         lockstep=args.lockstep, timeout=args.timeout, stat=args.stat, results=args.results,
         peak_gflops=args.peak_gflops, executor=args.executor, slurm=cluster_options.slurm_options(args),
-        argv=tuple(argv),
+        argv=tuple(argv), parity=args.command == "compare" and args.parity,
     )

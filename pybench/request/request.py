@@ -78,6 +78,7 @@ class Request:
     rounds: int | None = None  # None: auto, until every ratio is decided or the budget is spent
     budget: float = CELL_BUDGET_S  # seconds per cell, for auto rounds
     lockstep: bool = False
+    parity: bool = True  # compare: each framework's outputs checked against PyTorch's (rounds/parity.py)
     timeout: float | None = None  # per worker; None: generous, from the workload
     stat: str = "median"
     results: Path = DEFAULT_RESULTS

@@ -18,7 +18,7 @@ from pybench.records import results
 from pybench.records.record import CellRecord
 from pybench.records.spec import CellSpec
 from pybench.request.request import Request
-from pybench.rounds import runner
+from pybench.rounds import parity, runner
 from pybench.rounds.cells import request_specs
 from pybench.rounds.matrix import AUTO_MIN_ROUNDS, Schedule, run_matrix
 
@@ -70,6 +70,9 @@ def execute(request: Request, console: Console) -> list[CellRecord]:
         except OSError:  # the terminal is gone (SIGHUP): the file is what matters
             pass
         raise
+    if request.command == "compare":  # parity beside speed, stored with the records
+        parity.attach(records, request.parity, console.print)
+        store.save()
     console.print(f"results saved to {store.path}")
     share = store.environment.get("time", {}).get("timed_share")
     if share is not None:
