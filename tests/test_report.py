@@ -11,7 +11,8 @@ from pybench.records.round import Peak
 from pybench.report import markdown as report
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER
 from pybench.report.format import detail_texts
-from pybench.report.terminal import details_table, summary_table
+from pybench.report.glance import compare_answer
+from pybench.report.terminal import summary_table
 from pybench.report.view import details_of
 
 OLDER = results_file([record("pytorch", "resnet18", train(0.5, 0.5, 0.5))],
@@ -220,6 +221,7 @@ def test_compare_details_show_energy_or_why_not():
     rec = record("pytorch", "resnet18", train(0.1, 0.2), device="cpu")
     rec.rounds[0].energy["train"] = {"cpu_ns": 9 * 10**9, "window_ns": 3 * 10**9}
     console = Console(file=io.StringIO(), width=300, color_system=None)
-    console.print(details_table([rec]))
+    for item in compare_answer([rec], 300):
+        console.print(item)
     text = console.file.getvalue()
-    assert "Energy per batch" in text and "unavailable (no RAPL), 1 CPU-s" in text
+    assert "train: energy" in text and "unavailable (no RAPL), 1 CPU-s" in text

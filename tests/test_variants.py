@@ -15,7 +15,8 @@ from pybench.cli.request_args import request_of
 from pybench.machine.environment import available_cores
 from pybench.errors import UserError
 from pybench.rounds.interpreter import staged_source, worker_command, worker_environ
-from pybench.report.terminal import ratio_table, summary_table
+from pybench.report.glance import compare_answer
+from pybench.report.terminal import summary_table
 from pybench.rounds.cells import variant_specs
 from pybench.request.variants import PRESETS, Variant, parse_variant
 
@@ -164,11 +165,9 @@ def test_tables_name_the_variants_and_take_ratios_against_the_first():
     # Given in this order: "z" first, although it sorts after "a": it is the baseline.
     first = _variant("z", train(1.0, 2.0), threads=1)
     second = _variant("a", train(0.5, 1.0), threads=2)
-    text = _render(ratio_table([first, second]))
-    assert "PyTorch 2.14.1 (a, 2 threads)" in text and "PyTorch 2.14.1 (z, 1 thread)" in text
-    row = next(line for line in text.splitlines() if "(a, 2 threads)" in line)
-    assert row.index("(a, 2 threads)") < row.index("(z, 1 thread)")  # a, vs z
-    assert "0.50×" in row and "faster" in row
+    text = "\n".join(_render(item) for item in compare_answer([first, second], 300))
+    assert "PyTorch 2.14.1 (a, 2 threads) vs PyTorch 2.14.1 (z, 1 thread)" in text  # a, vs z
+    assert "PyTorch (a, 2 threads) 2.00× faster than PyTorch (z, 1 thread)" in text
     assert "(z, 1 thread)" in _render(summary_table([first, second]))
 
 

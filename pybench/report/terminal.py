@@ -1,5 +1,5 @@
-"""Terminal tables (rich), a pure formatter of `view` rows: the summary after a run, and for `compare` the ratios to the first
-framework with their intervals and the throughput/memory/first-run details."""
+"""Terminal tables (rich), a pure formatter of `view` rows: the summary after a run or a collection,
+frameworks and workloads (`compare`'s answer is `glance.py`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from rich.text import Text
 from pybench.backends import FRAMEWORKS
 from pybench.protocol.phases import MODEL_PHASES
 from pybench.records.record import CellRecord
-from pybench.report.format import (DETAILS, FAILED, FEW, MARKS, NOISY, detail_texts, fmt_duration, model_title,
-                                   terminal_text)
+from pybench.report.format import FAILED, FEW, MARKS, NOISY, fmt_duration, model_title, terminal_text
 from pybench.report.view import Cell, Row, headline, rows_of
-from pybench.records.statistics import DECIDED_WIDTH, PRECISION_STOP_CONFIDENCE, Ratio, Verdict
+from pybench.records.statistics import Ratio, Verdict
 from pybench.protocol.workloads import ALL
 
 
@@ -85,35 +84,6 @@ def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
     notes = _notes(rows)
     if notes:
         table.caption = Text("\n".join(map(terminal_text, notes)), justify="left")  # errors come from files
-    return table
-
-
-def ratio_table(records: list[CellRecord], stat: str = "median") -> Table:
-    """Every framework's time relative to the first framework of its cell, per phase, with the 95%
-    interval from rounds paired back to back: 'faster'/'slower' only when it excludes 1."""
-    # Text: rich would take '[interval: ...]' for markup and drop it
-    table = Table(title=Text(f"time relative to the first framework [interval: 95%, or {PRECISION_STOP_CONFIDENCE:.1%} "
-                             "with --rounds auto; rounds paired within the run]: faster, slower, tie (holds 1, "
-                             f"within +-{DECIDED_WIDTH:.0%}) or undecided"))
-    for col in ("model", "framework", "vs", *MODEL_PHASES):
-        table.add_column(col, justify="left" if col in ("model", "framework", "vs") else "right")
-    for r in rows_of(records, stat):
-        if r.baseline is None:
-            continue
-        table.add_row(model_title(r.model), _label(r), Text(terminal_text(r.baseline)),
-                      *[_ratio_text(r.cells[p].ratio if p in r.cells else None) for p in MODEL_PHASES])
-    return table
-
-
-def details_table(records: list[CellRecord], stat: str = "median") -> Table:
-    """Terminal form of the details, for `compare`."""
-    table = Table(title="throughput, memory, first run (includes compilation) and energy per batch")
-    for col in ("model", "framework", *DETAILS.values()):
-        table.add_column(col, justify="left" if col in ("model", "framework") else "right")
-    for r in rows_of(records, stat):
-        for i, d in enumerate(r.details):
-            names = (model_title(r.model), _label(r)) if i == 0 else ("", "")
-            table.add_row(*names, *(Text(terminal_text(t)) for t in detail_texts(d).values()))
     return table
 
 
