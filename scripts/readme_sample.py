@@ -46,10 +46,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--width", type=int, default=100)
+    parser.add_argument("--keep", type=Path, help="keep the run's results file in this folder")
     parser.add_argument("compare", nargs=argparse.REMAINDER, help="options for compare (after --)")
     args = parser.parse_args()
     options = [a for a in args.compare if a != "--"] or DEFAULT
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = str(args.keep or temporary)
         cmd = [sys.executable, "-m", "pybench", "compare", *options, "--results", folder]
         load = os.getloadavg()[0]
         started = time.time()
