@@ -8,6 +8,7 @@ job already gathered; `collect` later turns the cancelled ones into failed recor
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -21,12 +22,13 @@ from rich.text import Text
 
 from pybench.machine import environment
 from pybench.cluster import slurm
-from pybench.cluster.node import CellJob, node_facts, run_cell_job
+from pybench.cluster.node import CellJob, run_cell_job, write_node_facts
 from pybench.cluster.options import SlurmConfig
 from pybench.cluster.submission import (JobEntry, Submission, collect_job, collected,
                                         mark_cancelled)
 from pybench.errors import UserError
 from pybench.records.record import CellRecord
+from pybench.records.results import read_regular_file
 from pybench.records.spec import CellSpec
 from pybench.text import terminal_text
 from pybench.request.request import Request, SlurmOptions
@@ -162,27 +164,29 @@ def node_env(options: SlurmOptions, label: str | None, console: Console) -> dict
         raise UserError("env --executor slurm takes one --partition")
     import submitit
 
-    # submitit's pickles and logs, on a path the node sees too (the home folder is shared on clusters)
+    # The job's logs and its JSON answer, on a path the node sees too (the home folder is shared on
+    # clusters); only the JSON is read back, never submitit's result pickle.
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench" / "slurm-env"
     folder = Submission.new(cache, sys.argv).folder
+    answer = folder / "facts.json"
     try:
-        job = executor(folder, config, config.partitions[0]).submit(node_facts, label)
+        job = executor(folder, config, config.partitions[0]).submit(write_node_facts, label, str(answer))
     except submitit.core.utils.FailedJobError as exc:
         raise _submit_error(exc) from None
     console.print(f"Slurm job {job.job_id} submitted; waiting for a node")
     try:
         while True:
             state = slurm.states([job.job_id])[job.job_id]
-            if job.paths.result_pickle.exists() or not state.active:
+            if not state.active:
                 break
             time.sleep(POLL_S)
-        if not job.paths.result_pickle.exists():
-            raise UserError(f"{state.describe(job.job_id)}; its log: {job.paths.stderr}")
         try:
-            facts = job.result()
-        except Exception as exc:  # noqa: BLE001 - the node's error, for the user
-            raise UserError(f"pybench env failed on the node: {str(exc).splitlines()[0]}; its log: "
-                            f"{job.paths.stderr}") from None
+            facts = json.loads(read_regular_file(answer))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, UserError):
+            raise UserError(f"pybench env found no answer from the node ({terminal_text(state.describe(job.job_id))}); "
+                            f"its log: {job.paths.stderr}") from None
+        if not isinstance(facts, dict) or not isinstance(facts.get("frameworks"), dict):
+            raise UserError(f"pybench env: the node's answer in {answer} is not what its job writes")
         shutil.rmtree(folder, ignore_errors=True)  # kept only when something went wrong
         return facts
     except BaseException:

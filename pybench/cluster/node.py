@@ -89,3 +89,9 @@ def read_plan(folder: Path) -> list[CellSpec] | None:
 def node_facts(label: str | None) -> dict:
     """What `pybench env` shows, captured on the node."""
     return {**environment.capture(label), "frameworks": {fw.name: fw.describe() for fw in FRAMEWORKS.values()}}
+
+
+def write_node_facts(label: str | None, path: str) -> None:
+    """`env --executor slurm`'s job: the node's facts as JSON at `path`, which the submitter reads
+    (never submitit's result pickle: the folder is on a filesystem other users may write to)."""
+    atomic_write(Path(path), json.dumps(node_facts(label), default=str))
