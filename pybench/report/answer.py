@@ -160,7 +160,8 @@ def break_even(row: Row, base: Row, phase: str) -> BreakEven:
     step = {id(r): r.cells[phase].value for r in (row, base)}
     if verdict not in (Verdict.FASTER, Verdict.SLOWER):
         ahead = min((row, base), key=lambda r: first[id(r)])
-        why = "the times tie" if verdict == Verdict.TIE else f"the ratio {PER[phase]} is undecided"
+        why = ("the times tie" if verdict == Verdict.TIE else f"the ratio {PER[phase]} is undecided" if ratio
+               else "no ratio was paired")
         word = "never" if verdict == Verdict.TIE else "not known"
         return BreakEven(phase, "", None, f"break-even: {word} ({why}; {short_title(ahead)}'s first run is shorter)")
     fast, slow = (row, base) if verdict == Verdict.FASTER else (base, row)
