@@ -12,6 +12,7 @@ from rich.text import Text
 
 from pybench.backends import get_framework
 from pybench.errors import UserError
+from pybench.text import terminal_text
 from pybench.machine import environment
 from pybench.machine.noise import NoiseAudit, advice
 from pybench.records import results
@@ -59,7 +60,7 @@ def execute(request: Request, console: Console) -> list[CellRecord]:
             def finished(record: CellRecord, round_no: int) -> None:
                 if not record.ok and round_no == 1:
                     progress.console.print(Text.assemble(
-                        ("failed ", "red"), f"{record.spec.model} {record.spec.framework}: {record.error}"))
+                        ("failed ", "red"), terminal_text(f"{record.spec.model} {record.spec.framework}: {record.error}")))
                 progress.advance(task)
 
             records = run_matrix(specs, store, schedule, peak_gflops=request.peak_gflops,
