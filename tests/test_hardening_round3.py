@@ -236,6 +236,7 @@ def test_compile_on_the_cpu_without_a_cxx_compiler_is_refused_before_the_run(tmp
 
 # --- 15: slurm_local.sh stop ends the munged it started -----------------------------------------
 
+@pytest.mark.slow
 def test_slurm_local_stop_ends_the_munged_it_started_and_nothing_else(tmp_path):
     ours = subprocess.Popen(["sleep", "300"])  # stands for the munged that start started
     other = subprocess.Popen(["sleep", "300"])  # someone else's daemon: no pid file of ours
@@ -405,6 +406,7 @@ def shell(command: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_is_no_error(tmp_path):
     path = saved(tmp_path / "r", [record("pytorch", "resnet18", {"total": 0.5}, device="cpu")])
     for args in ("list", f"report {path}", f"diff {path} {path}"):
@@ -420,6 +422,7 @@ def test_a_full_disk_or_an_encoding_without_the_tables_characters_is_one_line_ex
     assert "cannot encode" in one_line_error(done)
 
 
+@pytest.mark.slow
 def test_a_reader_that_leaves_early_costs_nothing(tmp_path):
     samples = {"total": [0.5 + i * 1e-6 for i in range(30000)]}
     path = saved(tmp_path / "r", [record("pytorch", "resnet18", samples=samples, device="cpu")])
