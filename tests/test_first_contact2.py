@@ -284,6 +284,7 @@ def test_a_flux_worker_without_the_hand_back_answers_sigterm_with_a_backtrace(tm
     assert record.error.startswith("worker exited with code 143: Allocations")
 
 
+@pytest.mark.slow
 def test_a_flux_worker_past_its_timeout_is_a_record_saying_so(tmp_path):
     record = run_flux_round(tmp_path, restore=False, sig=None, timeout=3)  # SIGKILLed: Julia has no say
     assert record.status == "failed" and record.error == "timed out after 3 s (hung?); worker killed"
