@@ -173,6 +173,7 @@ def test_a_check_that_could_not_run_is_not_cached(tmp_path):
     assert records[1].parity.text() == "parity: not checked (the check failed: boom)" and not cache.exists()
 
 
+@pytest.mark.slow  # imports torch and builds resnet18: about 7 s on the 2-core machine
 def test_pytorch_reads_its_numerics_from_torch():
     from pybench.backends.pytorch.backend import PyTorchBackend
     from pybench.records.spec import CellSpec
@@ -276,3 +277,18 @@ def test_the_readme_sample_replaces_only_its_block():
         sample.replace_block(text + sample.BEGIN, "new")
     rendered = sample.render(_pair(), 100)
     assert rendered.startswith("resnet50: JAX") and max(map(len, rendered.splitlines())) <= 100
+
+
+@pytest.mark.slow  # imports JAX and Flax: about 20 s on the 2-core machine
+def test_jax_reads_its_numerics_from_jax_and_xla_flags(monkeypatch):
+    from pybench.backends.jax.backend import JaxBackend, _xla_flag
+    from pybench.records.spec import CellSpec
+
+    backend = JaxBackend(CellSpec("jax", "resnet18", "cpu", 1, 32, threads=1, dtype="bf16"))
+    backend.prepare()
+    n = backend.numerics()
+    assert n.dtype == "bfloat16" and n.matmul_precision == "highest" and not n.tf32 and n.layout == "NHWC"
+    assert n.compile == "XLA jit" and not n.autotuned and not n.cuda_graphs
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer=")
+    assert _xla_flag("xla_gpu_autotune_level", "4") == "0" and _xla_flag("xla_gpu_enable_command_buffer", "x") == ""
+    assert _xla_flag("xla_other", "4") == "4"
