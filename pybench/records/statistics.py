@@ -1,44 +1,25 @@
-"""Statistics over rounds: estimates, framework ratios and run-to-run tests whose intervals include
-the process-to-process variation.
+"""Statistics over rounds: estimates, framework ratios, run-to-run tests, the slow-process screen and
+the verdicts (`Verdict`).
 
-The unit is the round.  A phase is measured in R rounds, each in a fresh process; a round yields one
-number (the median, or with ``stat="min"`` the minimum, of its samples).  On the VMs this runs on, a
-round's number moves 5-13% between back-to-back processes while one process's own interval says
-+-1%, so the samples of a round say almost nothing about the next process and every interval below is
-computed from one number per round.  It is computed on the log scale: a slow process slows a phase by
-a factor, and logs make ratios symmetric (x1.25 and x0.8 are equally far from 1).
+The unit is the round: each fresh process yields one number per phase (its median, or with
+``stat="min"`` its minimum), because a round's number moves between processes far more than one
+process's own interval says.  Intervals are computed on the log scale (a slow process slows a phase by
+a factor; x1.25 and x0.8 are equally far from 1).
 
-Estimate, two rounds or more: the geometric mean of the round numbers, and a Student-t *replication*
-interval on their logs, mean +- t(R-1) * s * sqrt(1/R + 1/R): with `confidence` it contains the
-estimate a repeat run with the same number of rounds will give.  That is the promise a reader of a
-table needs, and what the calibration check measures (run A's interval contains run B's estimate).
-The confidence interval of the mean (+- t * s / sqrt(R)) is sqrt(2) narrower but covers only the true
-mean: it contains another run's estimate with probability P(|t(R-1)| < t_crit / sqrt 2), 91% at R=3,
-88% at R=5 and 83% as R grows, so it would miss the >= 90% target for every R >= 4 although nothing is
-wrong.  A hierarchical bootstrap (rounds, then samples) was rejected: with 3-6 rounds there are few
-distinct resamples and the percentile interval lacks t's tails (simulated with 8% drift: it contains
-another run's estimate 62% of the time at R=3, 71% at R=5).
+Estimate (two rounds or more): the geometric mean and a Student-t *replication* interval, mean +-
+t(R-1) s sqrt(2/R): it contains the estimate a repeat run with as many rounds will give, the promise a
+table's reader needs (why not the mean's interval or a bootstrap: docs/protocol.md).  One round: the
+order-statistics interval of its median (`ranks.median_ci_ranks`), a promise about that process only
+(`between_rounds` False); the minimum of one round has none.
 
-One round: the distribution-free interval of the median from order statistics
-(`ranks.median_ci_ranks`).  It describes only that process, so `between_rounds` is False and a
-reader must not take it as a promise about the next run.  The minimum of one round has no such
-interval: None.
+Ratios (`paired_ratio`): the members of a cell run side by side in every round, so drift largely
+cancels in their per-round ratio; rounds pair by (run, round number), never across runs, and a round
+without a partner (failed, set aside, or a slow process: `slow_rounds`) is dropped and counted.  The
+interval is the t confidence interval of the mean log ratio; one pair gives a value, no interval.
 
-Ratios (`paired_ratio`): the frameworks of a cell run next to each other in every round (back to
-back, or with `--lockstep` block by block), so slow drift largely cancels in their per-round ratio.
-Rounds pair by their key (the run and the round number), never across runs; a round of one side without a partner is dropped and counted.
-Here the question is whether the true ratio differs from 1, so the interval is the t confidence
-interval of the mean log ratio (not a replication interval).  One round pair gives a value but no
-interval and no verdict: one process pair says nothing about the next.  A round that other work
-disturbed, or whose process was slow against its own side's other rounds (`slow_rounds`), pairs with
-nothing: the ratio describes the typical process.
-
-Run-to-run changes (`round_test`, `judge`): rounds of two runs are not paired, so Welch's t-test on log
-round numbers (it allows the runs to differ in noise), Holm-Bonferroni over every phase and cell
-compared, and a relative threshold so a real but tiny change is still "same"; "same" also needs the
-change's interval to lie within the threshold, so a noisy comparison is never called "same".  With few rounds the
-test is weak by design: a 5-13% process factor cannot be told from a change of that size with three
-rounds a side.
+Run-to-run changes (`judge`): rounds of two runs are not paired, so Welch's t-test on log round
+numbers, Holm-Bonferroni over everything compared, and a relative threshold; "same" needs the
+change's interval within the threshold, so a noisy comparison is never called "same".
 """
 
 from __future__ import annotations
@@ -64,8 +45,8 @@ class Verdict(str, enum.Enum):
 
     FASTER = "faster"  # a ratio or a change whose interval excludes 1 (a change: beyond the threshold)
     SLOWER = "slower"
-    TIE = "tie"  # a ratio whose interval lies within the precision of 1
-    UNDECIDED = "undecided"  # a ratio whose interval holds 1 and is wider than the precision
+    TIE = "tie"  # a ratio whose interval holds 1 and is decided (`Ratio.decided`)
+    UNDECIDED = "undecided"  # a ratio whose interval holds 1 and is wider, or that has none
     SAME = "same"  # a change whose interval lies within the threshold
     INCONCLUSIVE = "inconclusive"  # a change the rounds can neither confirm nor rule out
     # diff's states of a whole cell, where no phase is compared
@@ -77,7 +58,6 @@ class Verdict(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
 
 
 @dataclass(frozen=True)
@@ -259,21 +239,17 @@ SLOW_PROCESS = 0.25  # a round this much slower than its side's median round is 
 
 
 def ratio_confidence(confidence: float, sequential: bool) -> float:
-    """The level a ratio's interval is computed at.  With `--rounds auto` rounds stop once every ratio's
-    interval is narrow enough (`planning.decided`), whatever it says, and the verdict is read once from
-    the final interval.  The stop looks only at the spread, which on the log scale is independent of
-    the mean, but it favours a spread that came out small, so the final interval is a little too
-    narrow at its nominal level: 97.5% keeps false 'faster'/'slower' calls of A/A pairs well under 5%
-    per phase and the coverage of true ratios over 95% (scripts/simulate_stopping.py, on the real
-    scheduler; docs/protocol.md, "When rounds stop")."""
+    """The level a ratio's interval is computed at.  `--rounds auto` stops once every interval is narrow
+    (`planning.decided`), whatever it says: a stop on the spread, not on the mean, but one that favours
+    a spread that came out small, so the final interval is a little narrower than its level says.
+    97.5% keeps A/A false calls under 5% per phase (scripts/simulate_stopping.py; docs/protocol.md)."""
     return max(confidence, PRECISION_STOP_CONFIDENCE) if sequential else confidence
 
 
 def slow_rounds(values: Mapping[Hashable, float]) -> dict[Hashable, float]:
-    """Of one side's round values (one phase), the rounds more than SLOW_PROCESS above their median
-    round, each with its factor: left out of ratios so that a ratio describes the typical process, not
-    the odd slow one.  Each side is screened against itself, so the screen is symmetric and
-    scale-free; with fewer than three rounds no round is typical enough to judge by."""
+    """Of one side's round values (one phase), those over SLOW_PROCESS above its median round, with their
+    factor: in no ratio, so a ratio describes the typical process.  Each side is judged against itself
+    (symmetric, scale-free); below three rounds none is typical enough to judge by."""
     if len(values) < 3:
         return {}
     typical = median(values.values())
