@@ -150,15 +150,17 @@ def simulate(args: argparse.Namespace) -> None:
             n = HISTORIES[t % len(HISTORIES)]
             series = _simulated(rng, n + 1, between, args.within)
             pairs = [(dataclasses.replace(s, runs=s.runs[:-1]), s.runs[-1:]) for s in series]
-            alarms += any(j.verdict == Verdict.SLOWER for j in judge_runs(pairs, args.threshold))
-        line = [f"run spread {between:.0%}, rounds {args.within:.0%}: false alarms {alarms / args.trials:.2%}"]
+            alarms += any(j.verdict == Verdict.SLOWER for j in judge_runs(pairs, args.threshold, args.confidence))
+        line = [f"level {args.confidence:.0%}, run spread {between:.0%}, rounds {args.within:.0%}: "
+                f"false alarms {alarms / args.trials:.2%}"]
         for factor in args.scaled:
             found = 0
             for _ in range(args.trials):
                 history = _simulated(rng, DETECT_HISTORY, between, args.within)
                 new = _simulated(rng, 1, between, args.within, factor)
                 found += any(j.verdict == Verdict.SLOWER
-                             for j in judge_runs([(h, s.runs) for h, s in zip(history, new)], args.threshold))
+                             for j in judge_runs([(h, s.runs) for h, s in zip(history, new)], args.threshold,
+                                                 args.confidence))
             line.append(f"x{factor:g} found {found / args.trials:.0%}")
         print(", ".join(line) + f" ({args.trials} trials each)")
 
@@ -182,7 +184,12 @@ def main() -> None:
     m.add_argument("--trials", type=int, default=2000)
     m.add_argument("--scaled", type=float, nargs="*", default=[1.1, 1.3])
     m.add_argument("--threshold", type=float, default=0.05)
+    m.add_argument("--confidence", type=float, default=None, help="the check's level (default: history's)")
     args = ap.parse_args()
+    if args.what == "simulate" and args.confidence is None:
+        from pybench.report.history import CONFIDENCE
+
+        args.confidence = CONFIDENCE
     {"collect": collect, "figures": figures, "simulate": simulate}[args.what](args)
 
 
