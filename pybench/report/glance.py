@@ -103,20 +103,24 @@ def _apart(rows: Sequence[Row], interval: str) -> list[Table]:
 
 
 def _details(model_rows: Sequence[Row], interval: str) -> list[Table]:
-    """Per phase group: images/s, first run (compilation included), each peak memory, energy."""
+    """Per phase group: images/s, GFLOP/s (% of peak), first run (compilation included), each peak
+    memory, energy, and the garbage collector's share where a runtime reports one."""
     table = _table("", "detail", [r.label for r in model_rows])
     groups = list(dict.fromkeys(d.group for r in model_rows for d in r.details))
     for group in groups:
         per = [next((d for d in r.details if d.group == group), None) for r in model_rows]
         texts = [detail_texts(d) if d else None for d in per]
         kinds = list(dict.fromkeys(k for d in per if d for k, v in d.memory.items() if v))
-        for name, key in (("images/s", "ips"), ("first run", "first_run")):
-            table.add_row(_text(f"{group}: {name}"), *[_text(t[key] if t else "not measured") for t in texts])
+        for name, key in (("images/s", "ips"), ("GFLOP/s", "gflops"), ("first run", "first_run")):
+            table.add_row(_text(f"{group}: {name}"), *[_text(
+                "not measured" if t is None else "no FLOP count" if t[key] == "-" else t[key]) for t in texts])
         for kind in kinds:  # one line per kind: rss, allocated, reserved, ...
             table.add_row(_text(f"{group}: peak memory"), *[_text(fmt_memory({kind: d.memory[kind]})
                                                                   if d and d.memory.get(kind) else "not reported")
                                                             for d in per])
         table.add_row(_text(f"{group}: energy"), *[_text(t["energy"] if t else "not measured") for t in texts])
+        if any(d and d.gc_share is not None for d in per):
+            table.add_row(_text(f"{group}: GC share"), *[_text(t["gc"] if t else "not measured") for t in texts])
     return [table]
 
 
