@@ -206,7 +206,7 @@ class Answer:
         if self.training is not None:
             phase, r = self.training
             what = PER[phase]
-            if r.word not in ("faster", "slower"):
+            if r.word not in (Verdict.FASTER, Verdict.SLOWER):
                 parts.append(f"{self.title} vs {self.baseline} {what}: {r.text()}")
             else:
                 tail = r.text().removeprefix(f"{r.factor:.2f}× {r.word}")
