@@ -16,6 +16,7 @@ from factories import record
 from pybench.machine.noise import OTHER_BUSY_LIMIT, CpuShare
 from pybench.protocol.group import StopRule
 from pybench.records.statistics import PRECISION_STOP_CONFIDENCE, SLOW_PROCESS, Verdict, t_quantile
+from pybench.report.view import rows_of
 from pybench.rounds import planning
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -105,6 +106,8 @@ def test_a_slow_process_is_screened_on_either_side_kept_in_the_file_and_said():
         note = slowed.screen().note()
         assert note.startswith("1 of 6 processes ") and "slower than the typical one, not in the ratios" in note
         assert members[1 - slow_side].screen() is None
+        row = next(r for r in rows_of(members) if r.record is slowed)
+        assert note in row.notes  # every report that shows a row's notes shows it
     # just under the threshold: typical
     members = _with_rounds([1.0, 1.0, 1.0, 1.0 + 0.9 * SLOW_PROCESS])
     assert members[1].slow("total") == {} and members[1].ratio_to(members[0], "total").n_rounds == 4
