@@ -3,8 +3,8 @@
 A phase's interval over R rounds has the width of sqrt((s_b^2 + s_w^2 / n) / R): s_w is the
 within-round noise of one sample (log scale) as a round's median carries it (pi/2 times a sample's
 variance: the median of n normal samples varies by about pi/2 s^2 / n), s_b what each process (or
-process pair) adds on top, n the samples per round.  A round costs C + n c: C the fixed cost (process start, imports, model
-build, first runs), c one sample.  The width per second of wall time is smallest at the two-stage
+process pair) adds on top, n the samples per round.  A round costs C + n c: C the fixed cost
+(process start, imports, model build, first runs), c one sample.  The width per second of wall time is smallest at the two-stage
 sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference) get more samples, and a noisy
 machine (large s_b) gets more, shorter rounds instead of longer ones.  For a cell of several
 frameworks the noise is that of their ratio, and c the cost of one sample of each.
@@ -38,8 +38,8 @@ FLOOR_BETWEEN = 0.015
 # Short rounds give the t interval its degrees of freedom: a round samples at most this many times
 # its fixed cost (at most 2/3 of a round's wall time in timed iterations, by design).
 MAX_SAMPLING_PER_FIXED = 2.0
-# The fewest paired quiet rounds a decision needs: the t quantile of fewer (t(2) at 97.5% is 6.2)
-# makes the interval's width say little about the next round.
+# The fewest paired quiet rounds a decision needs: with fewer, a spread that came out small by chance
+# would stop the rounds far more often (and t(2) at 97.5% is 6.2).
 MIN_ROUNDS = 4
 MAX_ROUNDS = 12  # paired quiet rounds after which an undecided ratio stays undecided
 # Rounds run in all, set aside, failed and slow ones included: a machine busy throughout still ends.
