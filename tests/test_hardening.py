@@ -454,7 +454,7 @@ def test_a_julia_step_that_hangs_is_stopped_with_its_children(tmp_path, monkeypa
     julia = tmp_path / "julia"
     julia.write_text(f"#!/bin/sh\nsleep 600 &\necho $$ $! > {pid_file}\nwait\n")
     julia.chmod(0o755)
-    monkeypatch.setattr(julia_env, "find_julia", lambda: str(julia))
+    monkeypatch.setattr(julia_env, "locate_julia", lambda: (str(julia), ""))
     monkeypatch.setattr(julia_env, "INSTANTIATE_TIMEOUT_S", 1)
     assert julia_env.setup_julia() == 1
     err = capfd.readouterr().err

@@ -191,7 +191,7 @@ class GroupRun:
         least, most, min_time = ((GPU_WARMUP_MIN, GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME) if self.gpu
                                  else (CPU_WARMUP_MIN, CPU_WARMUP_MAX, 0.0))
         prev, i = self.first[self.lead], 0
-        while i < most and self.clock() < warm_from + budget:
+        while most and self.clock() < warm_from + budget:  # the CPU has none; on a GPU min_time may outlast most
             cur = _derive(self.sampler.sample(self.group, 1), self.names)
             for n in self.names:
                 self.warmup[n].extend(cur[n])
