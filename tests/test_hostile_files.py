@@ -5,10 +5,10 @@ a README update never touches the bytes outside its markers."""
 import json
 from pathlib import Path
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pytest
 
 from pybench.cli import main as cli
 from pybench.report.markdown import BEGIN_MARKER, END_MARKER

@@ -30,6 +30,7 @@ from pybench.protocol.workloads import get_workload
 from pybench.records import results
 from pybench.records.record import CellRecord
 from pybench.records.statistics import STATS
+from pybench.report import history_command
 from pybench.request.request import Request
 
 # Piped or redirected, output is not cut to 80 columns: a table goes out whole.
@@ -82,6 +83,7 @@ def build_parser() -> Parser:
     diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
     diff.add_argument("--stat", choices=STATS, default="median")
     diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
+    history_command.add_parser(sub)
 
     par = sub.add_parser("parity", help="prove a framework computes the same function as PyTorch")
     par.add_argument("--framework", default="flux", help="a framework other than pytorch")
@@ -240,6 +242,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "report": cmd_report,
     "diff": cmd_diff,
+    "history": lambda args: history_command.run(args, out.print),
     "parity": cmd_parity,
     "list": cmd_list,
     "env": cmd_env,
