@@ -212,12 +212,14 @@ def summary(ratio: float, runs: list[list[Outcome]]) -> list[str]:
     flat = [o for row in runs for o in row]
     attempts = np.array([row[0].attempts for row in runs])
     n = len(runs)
+    decided = sum(all(o.decided for o in row) for row in runs)
     lines = [f"true ratio {ratio:g}: {n} sequences; rounds run: median {np.median(attempts):.0f}, 90% within "
-             f"{np.percentile(attempts, 90):.0f}; every phase decided: {rate(sum(all(o.decided for o in row) for row in runs), n)}"]
+             f"{np.percentile(attempts, 90):.0f}; every phase decided: {rate(decided, n)}"]
     if ratio == 1:
         per_phase = [rate(sum(row[i].false_call for row in runs), n) for i in range(len(PHASES))]
         lines.append("  false calls per phase: " + ", ".join(f"{p} {r}" for p, r in zip(PHASES, per_phase)))
-        lines.append(f"  false calls in any of the five phases: {rate(sum(any(o.false_call for o in row) for row in runs), n)}")
+        any_phase = sum(any(o.false_call for o in row) for row in runs)
+        lines.append(f"  false calls in any of the five phases: {rate(any_phase, n)}")
     coverage = [rate(sum(row[i].covered for row in runs), n) for i in range(len(PHASES))]
     lines.append("  coverage per phase: " + ", ".join(f"{p} {c}" for p, c in zip(PHASES, coverage)))
     bias = np.median([o.value / o.ratio for o in flat if o.counted]) - 1

@@ -4,9 +4,9 @@ A phase's interval over R rounds has the width of sqrt((s_b^2 + s_w^2 / n) / R):
 within-round noise of one sample (log scale) as a round's median carries it (pi/2 times a sample's
 variance: the median of n normal samples varies by about pi/2 s^2 / n), s_b what each process (or
 process pair) adds on top, n the samples per round.  A round costs C + n c: C the fixed cost
-(process start, imports, model build, first runs), c one sample.  The width per second of wall time is smallest at the two-stage
-sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference) get more samples, and a noisy
-machine (large s_b) gets more, shorter rounds instead of longer ones.  For a cell of several
+(process start, imports, model build, first runs), c one sample.  The width per second of wall time
+is smallest at the two-stage sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference)
+get more samples, and a noisy machine (large s_b) gets more, shorter rounds instead of longer ones.  For a cell of several
 frameworks the noise is that of their ratio, and c the cost of one sample of each.
 
 When rounds stop (`--rounds auto`): once every ratio's interval is within +-DECIDED_WIDTH from at
