@@ -6,8 +6,9 @@ variance: the median of n normal samples varies by about pi/2 s^2 / n), s_b what
 process pair) adds on top, n the samples per round.  A round costs C + n c: C the fixed cost
 (process start, imports, model build, first runs), c one sample.  The width per second of wall time
 is smallest at the two-stage sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference)
-get more samples, and a noisy machine (large s_b) gets more, shorter rounds instead of longer ones.  For a cell of several
-frameworks the noise is that of their ratio, and c the cost of one sample of each.
+get more samples, and a noisy machine (large s_b) gets more, shorter rounds instead of longer ones.
+For a cell of several frameworks the noise is that of their ratio, and c the cost of one sample of
+each.
 
 When rounds stop (`--rounds auto`): once every ratio's interval is within +-DECIDED_WIDTH from at
 least MIN_ROUNDS paired quiet rounds (not set aside, not failed, no slow process), or MAX_ROUNDS of
