@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -166,7 +165,7 @@ def node_env(options: SlurmOptions, label: str | None, console: Console) -> dict
 
     # The job's logs and its JSON answer, on a path the node sees too (the home folder is shared on
     # clusters); only the JSON is read back, never submitit's result pickle.
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench" / "slurm-env"
+    cache = environment.user_cache() / "slurm-env"
     folder = Submission.new(cache, sys.argv).folder
     answer = folder / "facts.json"
     try:

@@ -23,6 +23,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def user_cache() -> Path:
+    """pybench's folder in the user's cache (XDG), for what outlives one run."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench"
+
+
 def checked_threads(threads: int | None, what: str = "--threads") -> int:
     """Threads asked for (default: every available core), refused beyond the cores available."""
     cores = available_cores()

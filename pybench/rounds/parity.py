@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from pybench.machine.environment import user_cache
 from pybench import __version__
 from pybench.backends import get_framework
 from pybench.backends.base import PARITY_RTOL, Framework
@@ -33,7 +34,7 @@ NOT_ASKED = "--no-parity"
 
 
 def cache_path() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pybench" / "parity.json"
+    return user_cache() / "parity.json"
 
 
 def cache_key(framework: Framework, model: str, image_size: int, device_kind: str) -> str:
