@@ -195,8 +195,8 @@ def test_plan_gives_cheap_groups_more_samples_and_honours_the_cap():
     assert all(n >= 3 for n in plan.values())
     # every sample of the pair costs 2 s: a round samples at most twice its 30 s fixed cost
     assert sum(plan.values()) * 2.0 <= 2 * 30.0 + 3 * 2.0
-    # a 250 s budget for the cell: rounds of at most 250 / FIT_ROUNDS = 50 s, so 20 s of sampling
-    tight = planning.plan_round(recs, ["train", "step", "inference"], fixed_cost=30.0, budget=250.0)
+    # a 400 s budget for the cell: rounds of at most 400 / FIT_ROUNDS = 50 s, so 20 s of sampling
+    tight = planning.plan_round(recs, ["train", "step", "inference"], fixed_cost=30.0, budget=400.0)
     assert sum(tight.values()) < sum(plan.values()) and sum(tight.values()) * 2.0 <= 20.0 + 3 * 2.0
     starved = planning.plan_round(recs, ["train", "step", "inference"], fixed_cost=30.0, budget=100.0)
     assert set(starved.values()) == {3}  # never below the minimum

@@ -46,8 +46,9 @@ MAX_ROUNDS = 12  # paired quiet rounds after which an undecided ratio stays unde
 # Rounds run in all, set aside, failed and slow ones included: a machine busy throughout still ends.
 MAX_ATTEMPTS = 2 * MAX_ROUNDS
 # With --rounds auto, rounds are short enough that this many fit in a cell's budget: the optimum above
-# assumes many rounds, but the t quantile of few rounds dominates (at 97.5%: t(3) 4.18, t(4) 3.50).
-FIT_ROUNDS = 5
+# assumes many rounds, but the t quantile of few rounds dominates (at 97.5%: t(3) 4.18, t(4) 3.50), and
+# the stop rule's simulation (docs/protocol.md) decides most cells within about this many rounds.
+FIT_ROUNDS = 8
 MAX_PLANNED = 1000
 
 
