@@ -2,7 +2,7 @@
 
     python scripts/readme_sample.py [--readme README.md] [--width 100] [-- COMPARE OPTIONS]
 
-Runs `pybench compare` (default: resnet18 at 96 px on the CPU, 3 rounds) into a temporary results
+Runs `pybench compare` (default: resnet18 at 96 px on the CPU, 4 rounds) into a temporary results
 folder, renders its records with the function `compare` prints them with (`report.glance.
 compare_answer`) at `--width` columns, and writes that text between the `<!-- sample:begin -->` and
 `<!-- sample:end -->` markers (the file rewritten atomically; every byte outside them kept).
@@ -25,7 +25,7 @@ from pybench.records.results import atomic_write, collect
 from pybench.report.glance import compare_answer
 
 BEGIN, END = "<!-- sample:begin -->", "<!-- sample:end -->"
-DEFAULT = ["--model", "resnet18", "--image-size", "96", "--device", "cpu", "--rounds", "3"]
+DEFAULT = ["--model", "resnet18", "--image-size", "96", "--device", "cpu", "--rounds", "4"]  # the fewest a ratio is decided from
 
 
 def render(records: list, width: int) -> str:
