@@ -25,7 +25,7 @@ from pybench.errors import UserError
 from pybench.records import results
 from pybench.records.record import CellRecord, CutShort
 from pybench.report import export
-from pybench.report.format import terminal_text
+from pybench.text import terminal_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ESC = "\x1b"

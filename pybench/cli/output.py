@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, TextIO
 
 from pybench.errors import UserError
-from pybench.report.format import terminal_text
+from pybench.text import terminal_text
 
 
 class _GuardedStdout(io.TextIOBase):

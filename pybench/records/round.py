@@ -191,8 +191,8 @@ class Anatomy:
             at = t[f"{group}.sampling"]
         samples = sum(sum(p.samples) for name, p in r.phases.items() if not PHASES[name].parts)
         end = t.get("exited", t.get("finished", at))
-        return cls(start=t["started"], imports=t["imported"] - t["started"], model=t["prepared"] - t["imported"], first_runs=first,
-                   warmup=warm, sampling=sampling, samples=samples, teardown=end - at)
+        return cls(start=t["started"], imports=t["imported"] - t["started"], model=t["prepared"] - t["imported"],
+                   first_runs=first, warmup=warm, sampling=sampling, samples=samples, teardown=end - at)
 
 
 @dataclass

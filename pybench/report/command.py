@@ -12,7 +12,7 @@ from pybench.limits import DEFAULT_RESULTS
 from pybench.records import results
 from pybench.errors import UserError
 from pybench.records.statistics import STATS
-from pybench.report.format import terminal_text
+from pybench.text import terminal_text
 
 FORMATS = ("md", "csv", "jsonl", "html")
 

@@ -16,7 +16,8 @@ from rich.text import Text
 
 from pybench.errors import UserError
 from pybench.records.record import CellRecord
-from pybench.report.format import fmt_duration, model_title, terminal_text
+from pybench.report.format import fmt_duration, model_title
+from pybench.text import terminal_text
 from pybench.report.view import with_variant
 from pybench.report.selection import latest
 from pybench.report.view import MODEL_ORDER, check_stat

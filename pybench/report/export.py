@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import Any, Iterable
 
 from pybench.records.spec import CellKey
-from pybench.report.format import terminal_text
+from pybench.text import terminal_text
 from pybench.report.selection import Section
 
 IDENTITY = ("machine", "device_kind", "device_name", "model", "framework", "title", "batch_size",

@@ -8,7 +8,6 @@ import re
 from typing import TYPE_CHECKING
 
 from pybench.protocol.workloads import ALL
-from pybench.text import terminal_text  # noqa: F401 - the renderers' one sanitiser, defined below them
 
 if TYPE_CHECKING:  # the view imports this module for names
     from pybench.report.view import GroupDetails

@@ -22,7 +22,8 @@ from pybench.records.record import CellRecord
 from pybench.records.statistics import PRECISION_STOP_CONFIDENCE, Verdict
 from pybench.report.answer import (REASONS, Answer, RatioText, TimeText, answers, percent, ratio_reading,
                                    time_text)
-from pybench.report.format import detail_texts, fmt_duration, fmt_memory, model_title, terminal_text
+from pybench.report.format import detail_texts, fmt_duration, fmt_memory, model_title
+from pybench.text import terminal_text
 from pybench.report.view import Row, rows_of
 
 INTERVALS = ("bracket", "percent")  # the forms an interval takes, widest first

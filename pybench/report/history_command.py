@@ -15,7 +15,8 @@ from pybench.errors import UserError
 from pybench.limits import DEFAULT_RESULTS
 from pybench.records import results
 from pybench.records.statistics import STATS, Verdict
-from pybench.report.format import fmt_duration, model_title, terminal_text
+from pybench.report.format import fmt_duration, model_title
+from pybench.text import terminal_text
 from pybench.report.history import CONFIDENCE, Judged, WholeCell, check, latest_against_history, series_of
 
 EXIT_REGRESSION = 1

@@ -9,7 +9,8 @@ from rich.text import Text
 from pybench.backends import FRAMEWORKS
 from pybench.protocol.phases import MODEL_PHASES
 from pybench.records.record import CellRecord
-from pybench.report.format import FAILED, FEW, MARKS, NOISY, fmt_duration, model_title, terminal_text
+from pybench.report.format import FAILED, FEW, MARKS, NOISY, fmt_duration, model_title
+from pybench.text import terminal_text
 from pybench.report.view import Cell, Row, headline, rows_of
 from pybench.records.statistics import Ratio, Verdict
 from pybench.protocol.workloads import ALL
