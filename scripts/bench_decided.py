@@ -8,7 +8,8 @@ because other work ran), the share of the rounds' wall time in timed iterations,
 framework's ratio to the first with its interval, the interval's half-width, and whether it is
 decided (`Ratio.decided`: known within +-10%), and the seconds per round pair outside samples (each
 framework's median round from `Round.anatomy`, summed).  The last line sums the runs up: how many had every phase decided and within +-10%, and, for an A/A
-control (`--framework pytorch pytorch`), how many intervals contained 1.  `--busy-after S` starts one
+control (`--framework pytorch pytorch`), how many intervals contained 1 and how many runs called
+some phase "faster" or "slower" (false calls).  `--busy-after S` starts one
 busy-loop process S seconds into every run (drift in the middle of a run).
 """
 
@@ -21,7 +22,8 @@ from pathlib import Path
 from pybench.cli.options import non_negative_int, positive_float, positive_int, results_dir
 from pybench.records.record import CellRecord
 from pybench.records.results import load
-from pybench.records.statistics import Ratio
+from pybench.records.ratios import Ratio
+from pybench.records.statistics import Verdict
 from pybench.report.anatomy import anatomy_rows
 
 from cli_run import busy, pybench_run  # beside this script
@@ -48,7 +50,7 @@ def main() -> None:
     ap.add_argument("compare", nargs=argparse.REMAINDER, help="arguments of pybench compare, after --")
     args = ap.parse_args()
     cmp_args = [a for a in args.compare if a != "--"]
-    decided_runs = contains_one = intervals = 0
+    decided_runs = contains_one = intervals = called_runs = 0
     with tempfile.TemporaryDirectory(prefix="pybench-decided-") as tmp:
         root = args.results or Path(tmp)
         for i in range(1, args.repeat + 1):
@@ -63,7 +65,7 @@ def main() -> None:
             print(f"run {i}: {run.seconds:.0f} s wall, {rounds} rounds ({aside} set aside: other work), "
                   f"{'?' if share is None else f'{share:.0%}'} of the rounds in timed iterations; outside "
                   f"samples per round: {pair} = {sum(r.outside for r in outside):.1f} s a round pair", flush=True)
-            all_decided = True
+            all_decided, called = True, False
             for who, phase, ratio in phase_rows(doc.records):
                 if ratio is None or ratio.ci_low is None:
                     print(f"  {who} {phase}: no interval")
@@ -73,12 +75,15 @@ def main() -> None:
                 decided = ratio.decided()
                 all_decided &= decided and half <= TARGET
                 intervals += 1
-                contains_one += not ratio.excludes_one
+                contains_one += ratio.ci_low <= 1 <= ratio.ci_high
+                called |= ratio.verdict() in (Verdict.FASTER, Verdict.SLOWER)
                 print(f"  {who} {phase}: {ratio.value:.3f} [{ratio.ci_low:.3f}, {ratio.ci_high:.3f}] "
                       f"+-{half:.1%} {ratio.verdict()}{'' if decided else ' UNDECIDED'}", flush=True)
             decided_runs += all_decided
+            called_runs += called
     print(f"{decided_runs} of {args.repeat} runs had every phase decided within +-{TARGET:.0%}; "
-          f"{contains_one} of {intervals} intervals contain 1")
+          f"{contains_one} of {intervals} intervals contain 1; {called_runs} of {args.repeat} runs called "
+          f"some phase faster or slower (an A/A control: false calls)")
 
 
 if __name__ == "__main__":

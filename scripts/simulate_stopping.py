@@ -8,7 +8,7 @@ showed: a factor per process on every phase, a smaller one per phase, noise per 
 disturbs (set aside).  Per phase and sequence it keeps the final ratio's interval and verdict:
 
 - A/A (true ratio 1): a "faster"/"slower" verdict is a false call; per phase, and across the five
-  phases of a sequence (any of them);
+  phases of a sequence (any of them: the family `ratios.paired_ratios` calls as one);
 - true ratios 1.05, 1.2, 1.8: coverage, the share of final intervals that contain the true ratio of
   the typical processes;
 - how many rounds ran, and the share of ratios decided (within +-planning.DECIDED_WIDTH).
@@ -38,7 +38,8 @@ from pybench.protocol.group import PhaseSamples, StopRule
 from pybench.records.record import CellRecord
 from pybench.records.round import Round
 from pybench.records.spec import CellSpec
-from pybench.records.statistics import Verdict, ratio_confidence, t_quantile
+from pybench.records.ratios import ratio_confidence
+from pybench.records.statistics import Verdict, t_quantile
 from pybench.rounds import matrix, planning
 
 PHASES = ("forward", "backward", "total", "inference", "step")
@@ -180,8 +181,9 @@ def batch(ratio: float, n: int, seed: tuple[int, ...], machine: Machine, budget:
     out = []
     for base, other in zip(records[::2], records[1::2]):
         row = []
+        ratios = other.ratios_to(base)
         for p in PHASES:
-            r = other.ratio_to(base, p)
+            r = ratios.get(p)
             row.append(Outcome(ratio, r.value if r else math.nan, r and r.ci_low, r and r.ci_high,
                                r.verdict() if r else Verdict.UNDECIDED, p not in other.undecided,
                                r.n_rounds if r else 0, len(base.rounds)))

@@ -15,7 +15,8 @@ import pytest
 from factories import record
 from pybench.machine.noise import OTHER_BUSY_LIMIT, CpuShare
 from pybench.protocol.group import StopRule
-from pybench.records.statistics import PRECISION_STOP_CONFIDENCE, SLOW_PROCESS, Verdict, t_quantile
+from pybench.records.ratios import PRECISION_STOP_CONFIDENCE, SLOW_PROCESS
+from pybench.records.statistics import Verdict, t_quantile
 from pybench.report.view import rows_of
 from pybench.rounds import planning
 
@@ -36,7 +37,8 @@ def _rule_holds(runs: list[list[sim.Outcome]]) -> None:
             assert o.decided == (o.counted >= planning.MIN_ROUNDS and narrow)
             if not o.decided:
                 assert o.counted >= planning.MAX_ROUNDS or attempts == planning.MAX_ATTEMPTS
-            assert (o.verdict in (Verdict.FASTER, Verdict.SLOWER)) == (o.low is not None and not o.low <= 1 <= o.high)
+            if o.verdict in (Verdict.FASTER, Verdict.SLOWER):  # a call: the interval excludes 1
+                assert o.low is not None and not o.low <= 1 <= o.high
 
 
 def test_the_scheduler_stops_by_the_rule_and_its_answers_are_roughly_right():
@@ -140,7 +142,7 @@ def test_a_round_median_carries_pi_over_2_of_the_sample_variance():
 
 @pytest.mark.slow
 def test_error_rates_on_the_real_scheduler():
-    """A/A false calls per phase at least 3 standard errors under 5%; coverage of true ratios 1.05, 1.2
+    """A/A false calls per phase and in any of the five phases at least 3 standard errors under 5%; coverage of true ratios 1.05, 1.2
     and 1.8 at least 3 standard errors over 95%; 41,000 sequences (docs/protocol.md, "When rounds stop")."""
     workers = os.cpu_count() or 1
     aa = sim.simulate(1.0, 20000, seed=1, workers=workers)
@@ -148,6 +150,8 @@ def test_error_rates_on_the_real_scheduler():
     for i, phase in enumerate(sim.PHASES):
         p = sum(row[i].false_call for row in aa) / n
         assert p + 3 * math.sqrt(p * (1 - p) / n) <= 0.05, phase
+    p = sum(any(o.false_call for o in row) for row in aa) / n  # the pair's phases, one family
+    assert p + 3 * math.sqrt(p * (1 - p) / n) <= 0.05
     for seed, ratio in enumerate((1.05, 1.2, 1.8), start=2):
         runs = sim.simulate(ratio, 7000, seed=seed, workers=workers)
         for i, phase in enumerate(sim.PHASES):

@@ -239,3 +239,28 @@ def test_a_bad_threshold_or_a_missing_folder_is_one_line_exit_2(tmp_path):
             history_command.run(args, print)
     with pytest.raises(UserError, match="not a folder"):
         history_command.run(_args(tmp_path / "missing"), print)
+
+
+def test_where_the_rounds_govern_the_spread_their_degrees_of_freedom_do():
+    """Five runs that agree within what their three rounds each explain: one run's spread is the
+    rounds' (10 degrees of freedom), not five runs' (4); runs further apart than that keep n - 1."""
+    from datetime import datetime, timezone
+
+    from scipy import stats as st
+
+    from pybench.report.history import CONFIDENCE, Run, typical
+
+    def runs(levels, rounds):
+        return tuple(Run(f"r{i}", datetime.fromtimestamp(i, timezone.utc), v, None, None, tuple(v * f for f in rounds))
+                     for i, v in enumerate(levels))
+
+    def half(t):
+        return math.log(t.high / t.value)
+
+    close = typical(runs([1.0, 1.01, 0.99, 1.0, 1.005], (0.92, 1.0, 1.08)))
+    s = math.sqrt(np.var(np.log([0.92, 1.0, 1.08]), ddof=1) / 3)
+    assert half(close) == pytest.approx(st.t.ppf((1 + CONFIDENCE) / 2, 10) * s * math.sqrt(1.2), rel=1e-6)
+    apart = runs([1.0, 1.2, 0.85, 1.1, 0.95], (0.999, 1.0, 1.001))
+    wide = typical(apart)
+    s = float(np.std(np.log([r.value for r in apart]), ddof=1))
+    assert half(wide) == pytest.approx(st.t.ppf((1 + CONFIDENCE) / 2, 4) * s * math.sqrt(1.2), rel=1e-6)

@@ -29,7 +29,7 @@ NEWER = results_file([
 ], created="2025-01-02T09:00:00+0000")
 
 EXPECTED = """\
-Seconds per batch, median of the timed iterations (first run and warm-up excluded). Batch 8, image 3 x 224 x 224 (batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; the faster framework is in bold when the 95% interval of the ratio excludes 1.
+Seconds per batch, median of the timed iterations (first run and warm-up excluded). Batch 8, image 3 x 224 x 224 (batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; the faster framework is in bold when the ratio's verdict says faster: its interval excludes 1 and the pair's test over its phases calls it.
 
 ## GPU USED --- NVIDIA H200
 |Model|Framework|Forward Pass|Backward Pass|Total Time|Inference|

@@ -7,10 +7,9 @@ import pytest
 from scipy import stats as st
 
 from pybench.rounds.planning import DECIDED_WIDTH, MAX_ROUNDS, MIN_ROUNDS
-from pybench.records.statistics import (
-    PRECISION_STOP_CONFIDENCE, Ratio, Verdict, estimate, holm, judge, paired_ratio,
-    ratio_confidence, round_log_ratio, round_test,
-)
+from pybench.records.ratios import (PRECISION_STOP_CONFIDENCE, Ratio, paired_ratio, paired_ratios, ratio_confidence,
+                                    round_log_ratio)
+from pybench.records.statistics import Verdict, estimate, holm, judge, round_test
 
 
 def _run(rng, rounds=5, drift=0.08, noise=0.01, n=30, true=0.1, factors=None):
@@ -87,7 +86,7 @@ def test_ratio_interval_excludes_one_for_a_clear_difference_despite_drift():
     slow = _keyed(_run(rng, factors=drift * 1.2))
     fast = _keyed(_run(rng, factors=drift))
     r = paired_ratio(slow, fast)
-    assert r.excludes_one and r.verdict() == "slower" and r.value == pytest.approx(1.2, rel=0.02)
+    assert r.ci_low > 1 and r.called and r.verdict() == "slower" and r.value == pytest.approx(1.2, rel=0.02)
     assert paired_ratio(fast, slow).verdict() == "faster"
 
 
@@ -128,7 +127,7 @@ def test_decided_means_known_within_the_decided_width_whatever_it_says():
     assert not Ratio(1.5, 1.1, 2.0, 3, True).decided()  # slower, but by how much is still open
     assert not Ratio(1.2, None, None, 1, False).decided()
     # what a reader is told: an interval that excludes 1 says so; around 1, a tie only when narrow
-    assert Ratio(1.5, 1.1, 2.0, 3, True).verdict() == Verdict.SLOWER
+    assert Ratio(1.5, 1.1, 2.0, 3, True, called=True).verdict() == Verdict.SLOWER
     assert Ratio(1.38, 0.93, 2.05, 3, True).verdict() == Verdict.UNDECIDED
     assert Ratio(1.0, 0.95, 1.05, 3, True).verdict() == Verdict.TIE
 
@@ -224,3 +223,29 @@ def test_judge_small_real_change_is_same_and_one_round_is_inconclusive():
     assert not wild.significant and wild.verdict == "inconclusive"
 
 
+
+
+def _pair_of(log_ratios):
+    """Rounds of two members whose per-round log ratio is each of `log_ratios` (one sample a block)."""
+    return ({("r", i): [[math.exp(x)]] for i, x in enumerate(log_ratios)},
+            {("r", i): [[1.0]] for i in range(len(log_ratios))})
+
+
+def test_a_pair_is_called_faster_or_slower_as_one_family_over_its_phases():
+    """Holm over the pair's phases: a phase whose interval just excludes 1 is not called when four
+    others hold 1, yet is called alone; a clear difference is called either way."""
+    marginal = [0.02, 0.05, 0.01, 0.04, 0.03, 0.06]  # t test p 0.6%
+    level = [0.0, 0.01, -0.01, 0.02, -0.02, 0.0]
+    alone = paired_ratio(*_pair_of(marginal))
+    assert alone.ci_low > 1 and alone.p_value < 0.05 and alone.verdict() == Verdict.SLOWER
+    phases = {"forward": marginal, "backward": level, "total": level, "inference": level, "step": level}
+    num = {p: _pair_of(x)[0] for p, x in phases.items()}
+    den = {p: _pair_of(x)[1] for p, x in phases.items()}
+    family = paired_ratios(num, den, confidence=0.99)  # p 0.6%: under 1%, above 1% / 5
+    assert family["forward"].ci_low > 1 and not family["forward"].called
+    assert family["forward"].verdict() == Verdict.TIE  # decided, but not called: any difference is small
+    assert paired_ratio(num["forward"], den["forward"], 0.99).verdict() == Verdict.SLOWER
+    clear = {**num, "forward": _pair_of([0.3, 0.32, 0.29, 0.31, 0.3, 0.33])[0]}
+    assert paired_ratios(clear, den, confidence=0.99)["forward"].verdict() == Verdict.SLOWER
+    assert [r.verdict() for p, r in family.items() if p != "forward"] == [Verdict.TIE] * 4
+    assert set(paired_ratios({"total": num["total"]}, den)) == {"total"}  # only phases both measured

@@ -17,8 +17,8 @@ from pybench.records.round import (STATUSES, VARYING_ENV, Peak, Round, WorkloadF
                                    parse)
 from pybench.records.shape import MAX_SECONDS, Malformed, count, field_of, list_of, number_in, text
 from pybench.records.spec import CellKey, CellSpec
-from pybench.records.statistics import (Estimate, Ratio, Screen, block_value, estimate, paired_ratio,
-                                        ratio_confidence, slow_rounds)
+from pybench.records.ratios import Ratio, Screen, paired_ratios, ratio_confidence, slow_rounds
+from pybench.records.statistics import Estimate, block_value, estimate
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class CellRecord:
 
     def slow(self, phase: str) -> dict[tuple[str, int], float]:
         """The numbered quiet rounds whose process was slow in this phase, each with its factor over
-        the median round (`statistics.slow_rounds`): kept in the file, in no ratio."""
+        the median round (`ratios.slow_rounds`): kept in the file, in no ratio."""
         return _slow(self._paired(phase))
 
     def screen(self) -> Screen | None:
@@ -125,11 +125,17 @@ class CellRecord:
         slow = _slow(paired)
         return {k: p.block_samples() for k, p in paired.items() if k not in slow}
 
-    def ratio_to(self, base: "CellRecord", phase: str, stat: str = "median") -> Ratio | None:
-        """This record's time over `base`'s, from the rounds they ran side by side; None if none."""
+    def ratios_to(self, base: "CellRecord", stat: str = "median") -> dict[str, Ratio | None]:
+        """This record's time over `base`'s per phase both measured, from the rounds they ran side by
+        side (None where none), with the pair's verdicts called as one family."""
         stop = self.spec.stop
-        return paired_ratio(self.blocks(phase), base.blocks(phase),
-                            ratio_confidence(stop.confidence, stop.sequential), stat)
+        phases = [p for p in self.phase_names if p in base.phase_names]
+        return paired_ratios({p: self.blocks(p) for p in phases}, {p: base.blocks(p) for p in phases},
+                             ratio_confidence(stop.confidence, stop.sequential), stat)
+
+    def ratio_to(self, base: "CellRecord", phase: str, stat: str = "median") -> Ratio | None:
+        """One phase of `ratios_to`."""
+        return self.ratios_to(base, stat).get(phase)
 
     def estimate(self, phase: str, stat: str = "median") -> Estimate:
         return estimate(self.samples(phase), self.spec.stop.confidence, stat)

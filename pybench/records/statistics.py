@@ -1,5 +1,5 @@
-"""Statistics over rounds: estimates, framework ratios, run-to-run tests, the slow-process screen and
-the verdicts (`Verdict`).
+"""Statistics over rounds: estimates, run-to-run tests and the verdicts (`Verdict`); framework ratios
+are in `ratios.py`.
 
 The unit is the round: each fresh process yields one number per phase (its median, or with
 ``stat="min"`` its minimum), because a round's number moves between processes far more than one
@@ -11,11 +11,6 @@ t(R-1) s sqrt(2/R): it contains the estimate a repeat run with as many rounds wi
 table's reader needs (why not the mean's interval or a bootstrap: docs/protocol.md).  One round: the
 order-statistics interval of its median (`ranks.median_ci_ranks`), a promise about that process only
 (`between_rounds` False); the minimum of one round has none.
-
-Ratios (`paired_ratio`): the members of a cell run side by side in every round, so drift largely
-cancels in their per-round ratio; rounds pair by (run, round number), never across runs, and a round
-without a partner (failed, set aside, or a slow process: `slow_rounds`) is dropped and counted.  The
-interval is the t confidence interval of the mean log ratio; one pair gives a value, no interval.
 
 Run-to-run changes (`judge`): rounds of two runs are not paired, so Welch's t-test on log round
 numbers, Holm-Bonferroni over everything compared, and a relative threshold; "same" needs the
@@ -29,7 +24,7 @@ import functools
 import math
 from dataclasses import dataclass
 from statistics import median
-from typing import Hashable, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -37,16 +32,15 @@ from pybench.protocol.ranks import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 STATS = ("median", "min")
-DECIDED_WIDTH = 0.10  # a ratio is decided once its interval is within +-this of its value
 
 
 class Verdict(str, enum.Enum):
     """Every verdict pybench states, one word each: str-valued, so JSON, CSV and tables keep the word."""
 
-    FASTER = "faster"  # a ratio or a change whose interval excludes 1 (a change: beyond the threshold)
+    FASTER = "faster"  # a ratio or a change its family's test calls (a change: beyond the threshold)
     SLOWER = "slower"
-    TIE = "tie"  # a ratio whose interval holds 1 and is decided (`Ratio.decided`)
-    UNDECIDED = "undecided"  # a ratio whose interval holds 1 and is wider, or that has none
+    TIE = "tie"  # a ratio not called, and decided (`Ratio.decided`)
+    UNDECIDED = "undecided"  # a ratio not called whose interval is wider, or that has none
     SAME = "same"  # a change whose interval lies within the threshold
     INCONCLUSIVE = "inconclusive"  # a change the rounds can neither confirm nor rule out
     # diff's states of a whole cell, where no phase is compared
@@ -84,53 +78,6 @@ def half_width(value: float, low: float | None, high: float | None) -> float | N
     if low is None or high is None:
         return None
     return max(high / value - 1, 1 - low / value)
-
-
-@dataclass(frozen=True)
-class Ratio:
-    value: float  # numerator time / denominator time: below 1, the numerator is faster
-    ci_low: float | None
-    ci_high: float | None
-    n_rounds: int
-    between_rounds: bool
-    unpaired: int = 0  # rounds of one side without a partner (failed, set aside, slow), left out
-
-    @property
-    def half_width_rel(self) -> float | None:
-        return half_width(self.value, self.ci_low, self.ci_high)
-
-    @property
-    def excludes_one(self) -> bool:
-        return self.ci_low is not None and self.ci_high is not None and (
-            self.ci_high < 1 or self.ci_low > 1)
-
-    def verdict(self) -> Verdict:
-        """FASTER or SLOWER for the numerator when the interval excludes 1; else TIE when the ratio is
-        decided (any difference is within about +-DECIDED_WIDTH), UNDECIDED when it is wider or there
-        is no interval."""
-        if self.excludes_one:
-            return Verdict.FASTER if self.value < 1 else Verdict.SLOWER
-        return Verdict.TIE if self.decided() else Verdict.UNDECIDED
-
-    def decided(self) -> bool:
-        """The interval is within +-DECIDED_WIDTH of the value, whatever it says: the answer a reader
-        needs, and what `--rounds auto` stops on (with enough rounds: `planning.decided`)."""
-        half = self.half_width_rel
-        return half is not None and half <= DECIDED_WIDTH
-
-
-@dataclass(frozen=True)
-class Screen:
-    """One side's processes that the slow-process screen left out of ratios (`slow_rounds`)."""
-
-    slow: int  # processes left out of at least one phase's ratio
-    rounds: int  # its quiet numbered rounds (processes)
-    worst: float  # the largest factor of a slow process over its side's median round
-
-    def note(self) -> str:
-        """The one sentence every report shows for it."""
-        return (f"{self.slow} of {self.rounds} processes {'up to ' if self.slow > 1 else ''}"
-                f"{self.worst - 1:.0%} slower than the typical one, not in the ratios")
 
 
 @dataclass(frozen=True)
@@ -172,7 +119,7 @@ def _round_values(rounds: Rounds, stat: str) -> tuple[np.ndarray, int]:
 _LOG_MAX = math.log(np.finfo(float).max)
 
 
-def _exp(x: float) -> float:
+def safe_exp(x: float) -> float:
     return math.exp(min(max(x, -_LOG_MAX), _LOG_MAX))
 
 
@@ -189,12 +136,12 @@ def t_quantile(p: float, df: int) -> float:
     return float(st.t.ppf(p, df))
 
 
-def _t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
+def t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float, float]:
     """exp(mean +- t * s * scale) of log values; scale is sqrt(1/R) for a CI of the mean."""
     r = len(logs)
     half = t_quantile((1 + confidence) / 2, r - 1) * logs.std(ddof=1) * scale
     m = logs.mean()
-    return _exp(m - half), _exp(m + half)
+    return safe_exp(m - half), safe_exp(m + half)
 
 
 def _median_interval(samples: Sequence[float], confidence: float) -> tuple[float, float] | None:
@@ -212,64 +159,8 @@ def estimate(rounds: Rounds, confidence: float = 0.95, stat: str = "median") -> 
         lo, hi = ci if ci else (None, None)
         return Estimate(float(values[0]), lo, hi, 1, n, between_rounds=False)
     logs = np.log(values)
-    lo, hi = _t_interval(logs, confidence, math.sqrt(2 / r))
-    return Estimate(_exp(logs.mean()), lo, hi, r, n, between_rounds=True)
-
-
-Blocks = Sequence[Sequence[float]]  # one round's samples, in the blocks they were taken
-
-
-def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
-    """One round's log ratio, from its block pairs (block i of each side ran next to the other's block
-    i in a lockstep round; a back-to-back round is one block a side): the median over the pairs of
-    their log ratios, so one disturbed pair (a late warm-up, another process) does not move the round;
-    with `stat="min"` the ratio of the two sides' fastest samples."""
-    k = min(len(num), len(den))
-    if k == 0:
-        raise ValueError("a round without blocks")
-    values = _round_values([*num[:k], *den[:k]], stat)[0]  # every block checked, one number each
-    if stat == "min":
-        return math.log(min(values[:k])) - math.log(min(values[k:]))
-    # a difference of logs: the quotient may overflow
-    return float(median([math.log(a) - math.log(b) for a, b in zip(values[:k], values[k:])]))
-
-
-PRECISION_STOP_CONFIDENCE = 0.975
-SLOW_PROCESS = 0.25  # a round this much slower than its side's median round is a slow process
-
-
-def ratio_confidence(confidence: float, sequential: bool) -> float:
-    """The level a ratio's interval is computed at.  `--rounds auto` stops once every interval is narrow
-    (`planning.decided`), whatever it says: a stop on the spread, not on the mean, but one that favours
-    a spread that came out small, so the final interval is a little narrower than its level says.
-    97.5% keeps A/A false calls under 5% per phase (scripts/simulate_stopping.py; docs/protocol.md)."""
-    return max(confidence, PRECISION_STOP_CONFIDENCE) if sequential else confidence
-
-
-def slow_rounds(values: Mapping[Hashable, float]) -> dict[Hashable, float]:
-    """Of one side's round values (one phase), those over SLOW_PROCESS above its median round, with their
-    factor: in no ratio, so a ratio describes the typical process.  Each side is judged against itself
-    (symmetric, scale-free); below three rounds none is typical enough to judge by."""
-    if len(values) < 3:
-        return {}
-    typical = median(values.values())
-    return {k: v / typical for k, v in values.items() if v > (1 + SLOW_PROCESS) * typical}
-
-
-def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],
-                 confidence: float = 0.95, stat: str = "median") -> Ratio | None:
-    """Ratio num/den from the rounds both measured side by side, paired by their key (run and round
-    number); rounds of only one side are dropped and counted.  None when no round pairs."""
-    keys = [k for k in num_rounds if k in den_rounds]
-    unpaired = len(num_rounds) + len(den_rounds) - 2 * len(keys)
-    if not keys:
-        return None
-    logs = np.array([round_log_ratio(num_rounds[k], den_rounds[k], stat) for k in keys])
-    value = _exp(logs.mean())
-    if len(keys) < 2:  # one process pair says nothing about the next: no interval, no verdict
-        return Ratio(value, None, None, 1, between_rounds=False, unpaired=unpaired)
-    lo, hi = _t_interval(logs, confidence, math.sqrt(1 / len(keys)))
-    return Ratio(value, lo, hi, len(keys), between_rounds=True, unpaired=unpaired)
+    lo, hi = t_interval(logs, confidence, math.sqrt(2 / r))
+    return Estimate(safe_exp(logs.mean()), lo, hi, r, n, between_rounds=True)
 
 
 def _welch(old: np.ndarray, new: np.ndarray, confidence: float) -> tuple[float, float, float]:
@@ -335,7 +226,7 @@ def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha
         if test is None:
             out.append(Change(ratio, None, False, Verdict.INCONCLUSIVE))
             continue
-        p, lo, hi = test[0], _exp(test[1]), _exp(test[2])
+        p, lo, hi = test[0], safe_exp(test[1]), safe_exp(test[2])
         out.append(Change(ratio, p, rej, change_verdict(ratio, rej, lo, hi, threshold), lo, hi))
     return out
 

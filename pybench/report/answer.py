@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pybench.backends import FRAMEWORKS
 from pybench.machine.noise import OTHER_BUSY_LIMIT
 from pybench.records.numerics import Parity, speed_differences
-from pybench.records.statistics import Ratio, Verdict
+from pybench.records.ratios import Ratio
+from pybench.records.statistics import Verdict
 from pybench.report.format import fixed
 from pybench.report.view import Row, with_variant
 

@@ -19,7 +19,8 @@ from rich.text import Text
 
 from pybench.protocol.phases import PHASES
 from pybench.records.record import CellRecord
-from pybench.records.statistics import PRECISION_STOP_CONFIDENCE, Verdict
+from pybench.records.ratios import PRECISION_STOP_CONFIDENCE
+from pybench.records.statistics import Verdict
 from pybench.report.answer import (REASONS, Answer, RatioText, TimeText, answers, percent, ratio_reading,
                                    time_text)
 from pybench.report.format import detail_texts, fmt_duration, fmt_memory, model_title

@@ -8,10 +8,12 @@ code move from one run to the next: on a shared VM, 5-13%, far more than one run
 
 The typical value is the geometric mean of the baseline runs (those after the last step) and its
 interval a Student-t *prediction* interval for one new run on the log scale,
-mean +- t(n-1) * s * sqrt(1/n + 1/k) for k new runs, as conbench's lookback z-score but with the
-t quantile its few runs call for.  s is the baseline's between-run standard deviation, never taken
-below what the runs' own rounds say (the pooled within-run variance over the rounds per run): four
-runs that happen to agree must not make the next run's ordinary drift an alarm.  The new run's rounds
+mean +- t(df) * s * sqrt(1/n + 1/k) for k new runs, as conbench's lookback z-score but with the
+t quantile its few runs call for.  s is the baseline's between-run standard deviation (df n - 1),
+never taken below what the runs' own rounds say (the pooled within-run variance over the rounds per
+run): four runs that happen to agree must not make the next run's ordinary drift an alarm.  Where
+the rounds' variance governs, so do their degrees of freedom (every round of every run measured it),
+which a history of few runs with several rounds each needs to find anything.  The new run's rounds
 widen it further when they disagree more than the history's did.
 
 A change is called as `diff` calls one (`statistics.change_verdict`): significant after Holm over
@@ -207,34 +209,41 @@ def change_points(runs: list[Run], threshold: float) -> tuple[ChangePoint, ...]:
     return tuple(out)
 
 
-def _within_var(runs: tuple[Run, ...]) -> float | None:
-    """The variance a run estimate has from its own rounds alone: the pooled variance of log round
-    values within runs over the mean number of rounds; None without two rounds in some run."""
+def _within_var(runs: tuple[Run, ...]) -> tuple[float, int] | None:
+    """The variance a run estimate has from its own rounds alone, with its degrees of freedom: the
+    pooled variance of log round values within runs over the mean number of rounds; None without
+    two rounds in some run."""
     groups = [np.log(r.rounds) for r in runs if len(r.rounds) >= 2]
     df = sum(len(g) - 1 for g in groups)
     if not df:
         return None
     pooled = sum(((g - g.mean()) ** 2).sum() for g in groups) / df
-    return float(pooled / np.mean([len(g) for g in groups]))
+    return float(pooled / np.mean([len(g) for g in groups])), df
 
 
-def _baseline_scale(runs: tuple[Run, ...]) -> float | None:
-    """The between-run standard deviation of log estimates, floored by the runs' own rounds; None
-    with fewer than MIN_HISTORY runs."""
+def _baseline_scale(runs: tuple[Run, ...]) -> tuple[float, int] | None:
+    """The standard deviation of one run's log estimate and its degrees of freedom: the between-run
+    spread (n - 1), or where the runs' own rounds say more, theirs (their pooled degrees of freedom:
+    runs that agree within what their rounds explain are measured by every round, not by n runs).
+    None with fewer than MIN_HISTORY runs."""
     if len(runs) < MIN_HISTORY:
         return None
     between = float(np.var([r.log for r in runs], ddof=1))
-    return math.sqrt(max(between, _within_var(runs) or 0.0))
+    within = _within_var(runs)
+    if within is not None and within[0] > between:
+        return math.sqrt(within[0]), within[1]
+    return math.sqrt(between), len(runs) - 1
 
 
 def typical(runs: tuple[Run, ...], confidence: float = CONFIDENCE) -> Typical:
     from scipy import stats as st
 
     m = float(np.mean([r.log for r in runs]))
-    s = _baseline_scale(runs)
-    if s is None:
+    scale = _baseline_scale(runs)
+    if scale is None:
         return Typical(math.exp(m), None, None, len(runs), None)
-    half = float(st.t.ppf((1 + confidence) / 2, len(runs) - 1)) * s * math.sqrt(1 + 1 / len(runs))
+    s, df = scale
+    half = float(st.t.ppf((1 + confidence) / 2, df)) * s * math.sqrt(1 + 1 / len(runs))
     return Typical(math.exp(m), math.exp(m - half), math.exp(m + half), len(runs), math.exp(s) - 1)
 
 
@@ -244,12 +253,12 @@ def _test(base: tuple[Run, ...], new: tuple[Run, ...], confidence: float
     from scipy import stats as st
 
     d = float(np.mean([r.log for r in new]) - np.mean([r.log for r in base]))
-    s = _baseline_scale(base)
-    if s is None:
+    scale = _baseline_scale(base)
+    if scale is None:
         return math.exp(d), None, None, None
-    own = _within_var(new) or 0.0  # the new runs' rounds may disagree more than the history's
+    s, df = scale
+    own = (_within_var(new) or (0.0, 0))[0]  # the new runs' rounds may disagree more than the history's
     se = math.sqrt(s * s / len(base) + max(s * s, own) / len(new))
-    df = len(base) - 1
     if se == 0:
         return math.exp(d), math.exp(d), math.exp(d), 1.0 if d == 0 else 0.0
     half = float(st.t.ppf((1 + confidence) / 2, df)) * se

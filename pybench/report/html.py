@@ -209,7 +209,7 @@ def render_html(sections: list[Section], reference: list[Section], trend: str,
     """The page; `trend` is the trend section's HTML (`trend.trend_section`), `bundle` the inlined Vega
     JavaScript (`vega_bundle()`)."""
     body = [f"<h1>pybench results</h1><p>{esc(stat)} per batch; intervals are 95%; the faster framework "
-            "is in bold when the ratio's interval excludes 1. Hover a point for its round values.</p>",
+            "is in bold when the ratio's verdict says faster. Hover a point for its round values.</p>",
             _answer(sections), '<div class="sections">', *(_section(s, stat) for s in sections), "</div>", trend]
     for section in reference:
         body.append(f'<div class="published"><h2>{esc(section.heading)}</h2>{_table(section)}</div>')

@@ -123,7 +123,8 @@ def render_tables(docs: list[ResultsDoc], stat: str = "median", reference: list[
     intro = (f"Seconds per batch, {what} of the timed iterations (first run and warm-up excluded). "
              f"Batch {DEFAULT_BATCH}, image 3 x {DEFAULT_IMAGE_SIZE} x {DEFAULT_IMAGE_SIZE} "
              "(batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; "
-             "the faster framework is in bold when the 95% interval of the ratio excludes 1.")
+             "the faster framework is in bold when the ratio's verdict says faster: its interval excludes 1 "
+             "and the pair's test over its phases calls it.")
     return "\n\n".join([intro] + parts) + "\n"
 
 

@@ -12,7 +12,8 @@ from pybench.records.record import CellRecord
 from pybench.report.format import FAILED, FEW, MARKS, NOISY, fmt_duration, model_title
 from pybench.text import terminal_text
 from pybench.report.view import Cell, Row, headline, rows_of
-from pybench.records.statistics import Ratio, Verdict
+from pybench.records.ratios import Ratio
+from pybench.records.statistics import Verdict
 from pybench.protocol.workloads import ALL
 
 

@@ -16,7 +16,8 @@ from pybench.backends import FRAMEWORKS
 from pybench.errors import UserError
 from pybench.protocol.phases import GROUP_WEIGHTS, HEADLINE, PHASES
 from pybench.records.record import CellRecord
-from pybench.records.statistics import STATS, Ratio, Verdict, round_values
+from pybench.records.ratios import Ratio
+from pybench.records.statistics import STATS, Verdict, round_values
 from pybench.protocol.workloads import ALL
 
 MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
@@ -190,7 +191,7 @@ def ratio(a: Row, b: Row, phase: str, stat: str) -> Ratio | None:
 
 def faster(a: Row, b: Row, phase: str, stat: str) -> bool:
     """Whether row a is faster than row b in `phase`, beyond the measured precision: the ratio's
-    interval excludes 1.  Published rows have no samples: the smaller number wins, as the seed did."""
+    verdict (`ratios.paired_ratios`).  Published rows have no samples: the smaller number wins, as the seed did."""
     if a.record is None or b.record is None:
         va, vb = a.cells[phase].value, b.cells[phase].value
         return va is not None and vb is not None and va < vb

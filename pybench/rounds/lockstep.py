@@ -4,7 +4,7 @@ about a second (A B B A ...), the waiting worker blocked on its pipe.
 
 Back-to-back rounds let the machine drift between one framework's process and the next (5-13% here);
 in lockstep the two see the same machine within a second, so their per-round ratio (from the block
-pairs, `statistics.round_log_ratio`) carries little of that drift.  First runs go one worker at a
+pairs, `ratios.round_log_ratio`) carries little of that drift.  First runs go one worker at a
 time, so compile times are not inflated by the other worker; imports and model builds overlap.  On a
 GPU all workers of a cell hold their model and buffers on the device at once: the cell needs the sum of
 their memory, and the peak-memory figures of each stay its own.

@@ -26,7 +26,8 @@ import numpy as np
 from pybench.protocol.phases import HEADLINE
 from pybench.protocol.group import MIN_PLANNED, group_cap
 from pybench.records.record import CellRecord
-from pybench.records.statistics import DECIDED_WIDTH, block_value, ratio_confidence, round_log_ratio, t_quantile
+from pybench.records.ratios import DECIDED_WIDTH, ratio_confidence, round_log_ratio
+from pybench.records.statistics import block_value, t_quantile
 
 # Before two rounds exist: a process pair's own effect on this kind of VM (A/A pairs: 0.967, 0.972,
 # 1.048), and a within-round noise of 2%.
