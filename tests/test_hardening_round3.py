@@ -29,7 +29,7 @@ from pybench.text import terminal_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ESC = "\x1b"
-HOSTILE = f"=HYPERLINK(\"http://x\")\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\\x1b[2J\x1b]0;title\x07\x9b1m"
+HOSTILE = "=HYPERLINK(\"http://x\")\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\\x1b[2J\x1b]0;title\x07\x9b1m"
 TINY = ["--threads", "1", "--rounds", "1", "--max-time", "0.5", "--min-samples", "5", "--max-samples", "50"]
 
 
