@@ -7,10 +7,10 @@ confidence interval of the mean log ratio; one pair gives a value, no interval.
 
 The verdict is a test once, on the final rounds, and one per question: "is this member faster or
 slower than that one" is asked of every phase of the pair at once, so a "faster" or "slower" needs
-Holm-Bonferroni over the pair's phases (`paired_ratios`).  Read phase by phase, five phases of an A/A
-pair at 2.5% each would show some "faster" or "slower" in about one run in eleven; as one family, in
-at most one in forty (docs/protocol.md, "When rounds stop").  A verdict of "faster" or "slower"
-always comes with an interval that excludes 1; an interval that excludes 1 without the family's
+Holm-Bonferroni over the pair's phases (`paired_ratios`): read phase by phase, an A/A pair's five
+verdicts would often hold some "faster" or "slower" by chance alone (the rates, simulated on the
+real scheduler: docs/protocol.md, "When rounds stop").  A verdict of "faster" or "slower" always
+comes with an interval that excludes 1; an interval that excludes 1 without the family's
 confirmation reads "tie" when it is decided (any difference within +-DECIDED_WIDTH), else
 "undecided".
 """
@@ -95,8 +95,8 @@ def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
 def ratio_confidence(confidence: float, sequential: bool) -> float:
     """The level a ratio's interval is computed at.  `--rounds auto` stops once every interval is narrow
     (`planning.decided`), whatever it says: a stop on the spread, not on the mean, but one that favours
-    a spread that came out small, so the final interval is a little narrower than its level says.
-    97.5% keeps A/A false calls under 5% per phase (scripts/simulate_stopping.py; docs/protocol.md)."""
+    a spread that came out small, so the final interval is a little narrower than its level says;
+    97.5% is what keeps the rule's false calls under 5% at every spread (docs/protocol.md)."""
     return max(confidence, PRECISION_STOP_CONFIDENCE) if sequential else confidence
 
 
