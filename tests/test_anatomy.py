@@ -85,6 +85,20 @@ def test_one_priming_worker_per_setup_runs_before_round_1(tmp_path):
     assert load(store.path).environment["time"]["priming_s"] >= 0
 
 
+def test_a_setup_that_could_not_prime_says_so_on_its_records(tmp_path):
+    """Round 1 then compiled what later rounds load: its records carry the reason, the others none."""
+    script = Scripted()
+    specs = [CellSpec(fw, "resnet18", "cpu", 2, 64, threads=1, phases=("inference",)) for fw in ("pytorch", "jax")]
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    failing = {"jax": "timed out after 300 s"}
+    records = run_matrix(specs, store, Schedule(rounds=2), run_one=script,
+                         prime=lambda spec, timeout, cache: failing.get(spec.framework))
+    notes = {r.spec.framework: [w for w in r.warnings if "primed" in w] for r in records}
+    assert notes == {"pytorch": [], "jax": ["not primed (timed out after 300 s): round 1 compiled what later "
+                                            "rounds loaded, so it is unlike them"]}
+    assert [w for r in load(store.path).records for w in r.warnings if "primed" in w] == notes["jax"]
+
+
 def test_without_priming_nothing_is_primed(tmp_path):
     script = Scripted()
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])

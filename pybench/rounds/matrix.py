@@ -95,6 +95,7 @@ class Matrix:
         self.cells: dict[CellKey, Cell] = {}
         self.started = time.monotonic()
         self.primed = 0.0  # seconds the priming workers took
+        self.unprimed: dict[CellSpec, str] = {}  # per setup that could not prime, why
 
     def run(self) -> list[CellRecord]:
         gpus = sorted({s.gpu.uuid for s in self.specs if s.gpu})
@@ -124,14 +125,17 @@ class Matrix:
     def _prime(self) -> None:
         """One priming worker per distinct setup (an A/A pair's twins are one) fills the compile cache,
         so that round 1 loads compiled code as every later round does.  Its seconds count against the
-        budget and are reported; a setup that cannot prime fails again, and says why, in round 1."""
+        budget and are reported; a setup that cannot prime says why on its record (`_keep`), as its
+        round 1 then compiles what later rounds load."""
         if self.prime is None:
             return
         started = time.monotonic()
-        setups = {replace(s, variant_name=""): s for c in self.cells.values() for s in c.specs}
-        for spec in setups.values():
+        setups = {_setup(s): s for c in self.cells.values() for s in c.specs}
+        for setup, spec in setups.items():
             self.events.started(spec, 0)
-            self.prime(spec, self._timeout(spec), self.cache)
+            reason = self.prime(spec, self._timeout(spec), self.cache)
+            if reason is not None:
+                self.unprimed[setup] = reason
         self.primed = time.monotonic() - started
 
     def live(self, cell: Cell) -> list[CellRecord]:
@@ -218,6 +222,9 @@ class Matrix:
                                        "CPUs while it ran")
         first = self.records.get(spec)
         if first is None:
+            if _setup(spec) in self.unprimed:
+                record.warnings.append(f"not primed ({self.unprimed[_setup(spec)]}): round {round_no} "
+                                       "compiled what later rounds loaded, so it is unlike them")
             self.records[spec] = record
             self.store.add(record)
             return True
@@ -244,6 +251,11 @@ class Matrix:
                 r.undecided = undecided
         self.store.environment["time"] = {"wall_s": wall, "timed_s": timed, "priming_s": self.primed,
                                           "timed_share": timed / wall if wall else None}
+
+
+def _setup(spec: CellSpec) -> CellSpec:
+    """What a priming worker primes: the spec without its variant's name (an A/A pair's twins are one)."""
+    return replace(spec, variant_name="")
 
 
 def run_matrix(
