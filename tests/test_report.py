@@ -198,7 +198,7 @@ def test_details_show_throughput_peak_memory_and_first_run():
     assert inference_d.energy_missing.startswith("window 0.1 s too short")  # the counter's resolution
     train_t, inference_t = detail_texts(train_d), detail_texts(inference_d)
     assert (train_t["group"], train_t["ips"], inference_t["ips"]) == ("train (total)", "26.67", "160")
-    assert train_t["gflops"] == "654.2 (32.7% of peak)" and inference_t["gflops"] == "1308 (65.4% of peak)"
+    assert train_t["gflops"] == "654.2 (32.7% of sgemm)" and inference_t["gflops"] == "1308 (65.4% of sgemm)"
     assert train_t["peak_memory"] == "rss 3,072 MiB" and inference_t["peak_memory"] == "-"  # per group
     assert train_t["first_run"] == "1.5 s"
     assert train_t["energy"] == "unavailable (no RAPL), 2 CPU-s"
@@ -207,6 +207,7 @@ def test_details_show_throughput_peak_memory_and_first_run():
     assert "### Throughput, memory, first run and energy --- AMD EPYC 9654 96-Core Processor" in text
     assert "unavailable (no RAPL), 2 CPU-s" in text
     assert "Peak FLOP/s from: calibrated sgemm, 16 threads." in text
+    assert Peak(2000.0, "data sheet: H100 SXM, fp32").kind == "peak"  # a GPU's is a peak; a CPU's, sgemm's
 
 
 def test_energy_per_batch_from_the_window_counters():

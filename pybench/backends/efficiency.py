@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from pybench.protocol.phases import PHASES
 from pybench.records.record import CellRecord
-from pybench.records.round import Peak
+from pybench.records.round import CALIBRATED, Peak
 
 # Dense (not "with sparsity") peak TFLOP/s of whole GPUs, by model and form factor, from NVIDIA's
 # data sheets: H100 Tensor Core GPU (SXM5, PCIe, NVL), H200 Tensor Core GPU (SXM, NVL), A100 Tensor
@@ -133,7 +133,7 @@ def device_peak(record: CellRecord, override: float | None = None) -> Peak:
     if spec.device_kind == "cuda":
         return Peak(gpu_peak_gflops(spec.device_name, precision),
                     f"data sheet ({spec.device_name}, {precision})")
-    return Peak(cpu_peak_gflops(spec.threads), f"calibrated sgemm, {spec.threads} threads")
+    return Peak(cpu_peak_gflops(spec.threads), f"{CALIBRATED}, {spec.threads} threads")
 
 
 def phase_flops(record: CellRecord, phase: str) -> float | None:

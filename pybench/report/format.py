@@ -94,7 +94,7 @@ def fmt_energy(d: "GroupDetails") -> str:
 
 def detail_texts(d: "GroupDetails") -> dict[str, str]:
     """Column -> text for one phase group."""
-    pct = f" ({d.peak_percent:.1f}% of peak)" if d.peak_percent is not None else ""
+    pct = f" ({d.peak_percent:.1f}% of {d.peak_kind})" if d.peak_percent is not None else ""
     return {
         "group": f"{d.group} ({d.phase})" if d.phase != d.group else d.group,
         "ips": f"{d.images_per_s:.4g}",

@@ -63,6 +63,7 @@ class GroupDetails:
     images_per_s: float
     gflops: float | None = None
     peak_percent: float | None = None
+    peak_kind: str = "peak"  # what peak_percent is of (`Peak.kind`)
     memory: dict[str, int] = field(default_factory=dict)
     first_run: float = 0.0
     energy_j: float | None = None  # per batch
@@ -138,7 +139,7 @@ def details_of(record: CellRecord, stat: str) -> list[GroupDetails]:
         if flops:
             d.gflops = flops / seconds / 1e9
             if record.peak and record.peak.gflops:
-                d.peak_percent = 100 * d.gflops / record.peak.gflops
+                d.peak_percent, d.peak_kind = 100 * d.gflops / record.peak.gflops, record.peak.kind
         _energy(record, group, phase, d)
         out.append(d)
     return out
