@@ -1,12 +1,13 @@
 """Figures of `pybench history --check`: false alarms over identical code, and the slowdowns it finds.
 
     python scripts/bench_history.py collect DIR [--runs 30] [--rounds 3] [--slow-env NAME=VALUE] [--slow-every 3]
+                                            [--image-size 64] [--batch-size 2]
     python scripts/bench_history.py figures DIR [--scaled 1.1 1.3] [--threshold 0.05]
     python scripts/bench_history.py simulate [--between 0.03 0.05 0.08] [--within 0.05] [--trials 2000]
 
 `collect` makes --runs small runs of one cell into DIR/base, one after another (`pybench run
 --framework pytorch --model resnet18 --image-size 64 --batch-size 2 --device cpu --rounds 3
---max-time 5`; --rounds sets the rounds a run, which carry its own share of the spread between runs), and after every --slow-every of them one run into DIR/slow under the extra
+--max-time 5`, or at the --image-size and --batch-size given; --rounds sets the rounds a run, which carry its own share of the spread between runs), and after every --slow-every of them one run into DIR/slow under the extra
 environment --slow-env (e.g. ONEDNN_MAX_CPU_ISA=AVX2: oneDNN limited to an older instruction set,
 which keeps the cell identity and runs no extra process the noise audit would see).  `uptime` before
 each run goes to DIR/uptime.log.  `pybench` runs from the current folder: a fixed checkout (a git
@@ -37,8 +38,7 @@ import numpy as np
 
 from cli_run import pybench_run  # beside this script
 
-CELL = ["--framework", "pytorch", "--model", "resnet18", "--image-size", "64", "--batch-size", "2",
-        "--device", "cpu"]
+CELL = ["--framework", "pytorch", "--model", "resnet18", "--device", "cpu"]
 FIRST_CHECK = 10  # runs before the first check: the history may reach 10 runs
 HISTORIES = range(4, 11)  # history lengths the false-alarm checks cycle through
 DETECT_HISTORY = 5
@@ -49,8 +49,8 @@ def _one(args: argparse.Namespace, folder: str, env: dict[str, str]) -> None:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        run = pybench_run([*CELL, "--rounds", str(args.rounds), "--max-time", str(args.max_time)], args.dir / folder,
-                          quiet=True)
+        run = pybench_run([*CELL, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
+                           "--rounds", str(args.rounds), "--max-time", str(args.max_time)], args.dir / folder, quiet=True)
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -176,6 +176,8 @@ def main() -> None:
     c.add_argument("--slow-env", help="NAME=VALUE under which the slow runs run")
     c.add_argument("--slow-every", type=int, default=3, help="one slow run after every N base runs")
     c.add_argument("--max-time", type=float, default=5.0)
+    c.add_argument("--image-size", type=int, default=64, help="of the resnet18 cell (224: the standard one)")
+    c.add_argument("--batch-size", type=int, default=2)
     f = sub.add_parser("figures", help="check the runs as a nightly job would and count the verdicts")
     f.add_argument("dir", type=Path)
     f.add_argument("--scaled", type=float, nargs="*", default=[1.1, 1.3])
