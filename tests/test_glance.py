@@ -4,6 +4,7 @@ compared, break-even in steps.  Synthetic records (tests/factories.py) and a scr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -292,3 +293,13 @@ def test_jax_reads_its_numerics_from_jax_and_xla_flags(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_autotune_level=0 --xla_gpu_enable_command_buffer=")
     assert _xla_flag("xla_gpu_autotune_level", "4") == "0" and _xla_flag("xla_gpu_enable_command_buffer", "x") == ""
     assert _xla_flag("xla_other", "4") == "4"
+
+
+def test_the_header_names_the_level_the_ratios_used():
+    fixed_rounds = _pair()
+    assert "[95% interval]" in _render(fixed_rounds, 1000)  # --rounds N: ratios at the stop's 95%
+    auto = []
+    for r in _pair():
+        r.spec = dataclasses.replace(r.spec, stop=dataclasses.replace(r.spec.stop, sequential=True))
+        auto.append(r)
+    assert "[95% interval; ratios 97.5%]" in _render(auto, 1000)

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from pybench.protocol.phases import PHASES
 from pybench.records.record import CellRecord
-from pybench.records.ratios import PRECISION_STOP_CONFIDENCE
+from pybench.records.ratios import ratio_confidence
 from pybench.records.statistics import Verdict
 from pybench.report.answer import (REASONS, Answer, RatioText, TimeText, answers, percent, ratio_reading,
                                    time_text)
@@ -150,9 +150,10 @@ def compare_answer(records: list[CellRecord], width: int, stat: str = "median") 
         if not model_rows:
             continue
         spec = model_rows[0].record.spec
+        level = ratio_confidence(spec.stop.confidence, spec.stop.sequential)  # the level the ratios used
+        levels = f"{spec.stop.confidence:.0%} interval" + (f"; ratios {level:.1%}" if level != spec.stop.confidence else "")
         out.append(_text(f"{model_title(model)}: {stat} per batch of {spec.batch_size} at {spec.image_size} px "
-                         f"on {spec.device} [95% interval; ratios {PRECISION_STOP_CONFIDENCE:.1%} with --rounds auto]",
-                         "bold"))
+                         f"on {spec.device} [{levels}]", "bold"))
         out += _fit((_together, _apart), model_rows, width)
         out += _fit((_details,), model_rows, width)
         reasons |= {time_text(r, p).reason for r in model_rows for p in r.cells}

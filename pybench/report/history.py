@@ -257,8 +257,8 @@ def _test(base: tuple[Run, ...], new: tuple[Run, ...], confidence: float
     if scale is None:
         return math.exp(d), None, None, None
     s, df = scale
-    own = (_within_var(new) or (0.0, 0))[0]  # the new runs' rounds may disagree more than the history's
-    se = math.sqrt(s * s / len(base) + max(s * s, own) / len(new))
+    own = _within_var(new)  # the new runs' rounds may disagree more than the history's
+    se = math.sqrt(s * s / len(base) + max(s * s, own[0] if own else 0.0) / len(new))
     if se == 0:
         return math.exp(d), math.exp(d), math.exp(d), 1.0 if d == 0 else 0.0
     half = float(st.t.ppf((1 + confidence) / 2, df)) * se
