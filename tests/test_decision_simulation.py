@@ -132,6 +132,51 @@ def test_rounds_needed_is_the_rule_at_the_level_the_ratios_use():
     assert not planning.decided(few, "total") and planning.rounds_to_decide(few, "total") == planning.MIN_ROUNDS
 
 
+def test_one_look_answers_every_phase_as_the_one_phase_questions_do():
+    steady, noisy = [1.30, 1.31, 1.29, 1.30, 1.30], [1.0, 1.16, 0.92, 1.12, 0.96]
+    base = record("pytorch", "resnet18", rounds=[{"total": [1.0] * 3, "inference": [1.0] * 3}] * 5)
+    other = record("jax", "resnet18", rounds=[{"total": [a] * 3, "inference": [b] * 3}
+                                               for a, b in zip(steady, noisy)])
+    for r in (base, other):
+        r.spec = replace(r.spec, stop=StopRule(sequential=True))
+    members = [base, other]
+    looks = planning.looks(members)
+    assert looks == {p: (planning.counted(members, p), planning.decided(members, p)) for p in ("total", "inference")}
+    assert looks["total"] == (5, True) and looks["inference"] == (5, False)
+    assert planning.open_phases(members) == ["inference"]
+    base.undecided = ["inference"]  # as the matrix records it
+    (u,) = planning.undecided(members)
+    assert u.phases == ["inference"] and u.rounds_needed is not None and u.rounds_needed > 5
+
+
+def test_a_group_is_sized_by_its_noisiest_open_phase():
+    """JAX's resnet50 forward per round as measured (seconds): a slow first sample and a second mode,
+    while the train iteration's total (forward + backward) is steady."""
+    forward = [[0.46, 0.37, 0.53, 0.35, 0.37], [0.46, 0.37, 0.53, 0.36, 0.36], [0.47, 0.34, 0.54, 0.40, 0.37],
+               [0.46, 0.54, 0.35], [0.46, 0.39, 0.36, 0.37], [0.49, 0.39, 0.39, 0.55], [0.46, 0.53, 0.39, 0.37]]
+    rng = np.random.default_rng(3)
+    base_rounds, other_rounds = [], []
+    for fwd in forward:
+        bwd = list(1.02 * (1 + rng.normal(0, 0.01, len(fwd))))
+        other_rounds.append({"forward": fwd, "backward": bwd, "total": [f + b for f, b in zip(fwd, bwd)]})
+        base_rounds.append({p: list(v * (1 + rng.normal(0, 0.01, len(fwd)))) for p, v in
+                            (("forward", 0.28), ("backward", 0.48), ("total", 0.76))})
+    members = [record("pytorch", "resnet50", rounds=base_rounds), record("jax", "resnet50", rounds=other_rounds)]
+    assert planning.noise(members, "train", phase="forward").within > 2 * planning.noise(members, "train").within
+    by_total = planning.plan_round(members, ["train"], 14.0)["train"]
+    assert planning.plan_round(members, ["train"], 14.0, open_phases=["forward", "total"])["train"] > by_total
+    assert planning.plan_round(members, ["train"], 14.0, open_phases=["total", "inference"])["train"] == by_total
+
+
+def test_groups_held_at_the_minimum_count_against_the_round_budget():
+    best, cost = {"train": 20.0, "step": 0.5, "inference": 0.5}, {"train": 2.0, "step": 2.6, "inference": 0.5}
+    scale = planning._scale(best, cost, allowed=22.0)
+    spent = sum(max(planning.MIN_PLANNED, best[g] * scale) * cost[g] for g in best)
+    assert spent == pytest.approx(22.0)  # the floors of step and inference came out of train's share
+    assert planning._scale(best, cost, allowed=1000.0) == 1.0
+    assert planning._scale(best, cost, allowed=0.0) == 0.0
+
+
 def test_a_round_median_carries_pi_over_2_of_the_sample_variance():
     """Rounds without any process effect: what their medians spread by is all within-round noise."""
     rng = np.random.default_rng(3)

@@ -206,7 +206,7 @@ class Matrix:
             return None
         fixed = max(0.0, cell.wall - cell.timed) / cell.rounds
         budget = self.schedule.budget if self.schedule.rounds is None else None
-        return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat, budget)
+        return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat, budget, cell.undecided)
 
     def _timeout(self, spec: CellSpec) -> float:
         return self.schedule.timeout or default_timeout(spec)
@@ -244,8 +244,8 @@ class Matrix:
         timed = sum(c.timed for c in self.cells.values())
         for cell in self.cells.values():
             members = self.live(cell)
-            undecided = [p for p in members[0].phase_names
-                         if not planning.decided(members, p, self.schedule.stat)] if members else []
+            looks = planning.looks(members, self.schedule.stat) if members else {}
+            undecided = [p for p, (_, done) in looks.items() if not done]
             for r in members:
                 r.timed_share = cell.timed / cell.wall if cell.wall else None
                 r.undecided = undecided

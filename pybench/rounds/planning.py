@@ -8,7 +8,8 @@ process pair) adds on top, n the samples per round.  A round costs C + n c: C th
 is smallest at the two-stage sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference)
 get more samples, and a noisy machine (large s_b) gets more, shorter rounds instead of longer ones.
 For a cell of several frameworks the noise is that of their ratio, and c the cost of one sample of
-each.
+each.  A group is sized by its open phase that most wants samples: a train iteration's forward can be
+far noisier than the total it is part of.
 
 When rounds stop (`--rounds auto`): once every ratio's interval is within +-DECIDED_WIDTH from at
 least MIN_ROUNDS paired quiet rounds (not set aside, not failed, no slow process), or MAX_ROUNDS of
@@ -23,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pybench.protocol.phases import HEADLINE
+from pybench.protocol.phases import HEADLINE, PHASES
 from pybench.protocol.group import MIN_PLANNED, group_cap
 from pybench.records.record import CellRecord
 from pybench.records.ratios import DECIDED_WIDTH, ratio_confidence, round_log_ratio
@@ -68,27 +69,39 @@ class Noise:
     cost: float  # seconds of one sample of every member together
 
 
-def noise(records: Sequence[CellRecord], group: str, stat: str = "median") -> Noise:
-    """The group's noise and cost, from the rounds its members have (priors where too few)."""
-    phase = HEADLINE[group]  # the phase that sizes a group
+def noise(records: Sequence[CellRecord], group: str, stat: str = "median", phase: str | None = None) -> Noise:
+    """The noise of `phase` (default: the group's headline) and the cost of one sample of its group,
+    from the rounds the members have (priors where too few)."""
+    sizing, lead = phase or HEADLINE[group], HEADLINE[group]
     within = cost = 0.0
     counts = []
     for r in records:
-        rounds = r.samples(phase) if phase in r.phase_names else []
+        rounds = r.samples(sizing) if sizing in r.phase_names else []
         logs = [np.log(s) for s in rounds if len(s) >= 3]
         var = float(np.mean([robust_var(x) for x in logs])) if logs else PRIOR_WITHIN ** 2
         within += var * (MEDIAN_VARIANCE if stat == "median" else 1.0)  # a minimum's: not modelled
-        cost += float(np.mean([np.mean(s) for s in rounds])) if rounds else 0.0
+        whole = r.samples(lead) if lead in r.phase_names else []  # a sample costs a whole iteration
+        cost += float(np.mean([np.mean(s) for s in whole])) if whole else 0.0
         counts += [len(s) for s in rounds]
     if len(records) > 1:
-        values = round_logs(records[1], records[0], phase, stat)
+        values = round_logs(records[1], records[0], sizing, stat)
     else:
-        values = [math.log(block_value(s, stat)) for s in records[0].samples(phase)] if counts else []
+        values = [math.log(block_value(s, stat)) for s in records[0].samples(sizing)] if counts else []
     if len(values) >= 2:
         between = max(FLOOR_BETWEEN ** 2, float(np.var(values, ddof=1)) - within / float(np.mean(counts)))
     else:
         between = PRIOR_BETWEEN ** 2
     return Noise(math.sqrt(within), math.sqrt(between), cost)
+
+
+def sizing_noise(records: Sequence[CellRecord], group: str, open_phases: Sequence[str] = (),
+                 stat: str = "median") -> Noise:
+    """The noise a group is sized by: of its open phases, the one whose noise most wants samples (the
+    largest within over between), since the phase that decides last decides when rounds stop; a train
+    iteration's forward can be far noisier than its total.  The headline when none is open."""
+    phases = [p for p in open_phases if PHASES[p].group == group and p in records[0].phase_names]
+    return max((noise(records, group, stat, p) for p in phases or [HEADLINE[group]]),
+               key=lambda nz: nz.within / nz.between)
 
 
 def robust_var(logs: np.ndarray) -> float:
@@ -104,51 +117,79 @@ def round_logs(record: CellRecord, base: CellRecord, phase: str, stat: str = "me
 
 
 def plan_round(records: Sequence[CellRecord], groups: Sequence[str], fixed_cost: float,
-               stat: str = "median", budget: float | None = None) -> dict[str, int]:
-    """Samples per member for each group of the next round: the two-stage optimum, bounded; with a
-    cell's `budget` (seconds, --rounds auto) short enough that FIT_ROUNDS rounds fit in it."""
+               stat: str = "median", budget: float | None = None, open_phases: Sequence[str] = ()) -> dict[str, int]:
+    """Samples per member for each group of the next round: the two-stage optimum for the group's
+    `sizing_noise`, bounded; with a cell's `budget` (seconds, --rounds auto) short enough that
+    FIT_ROUNDS rounds fit in it."""
     stop = records[0].spec.stop
-    noises = {g: noise(records, g, stat) for g in groups}
+    noises = {g: sizing_noise(records, g, open_phases, stat) for g in groups}
     best = {g: math.sqrt(fixed_cost * nz.within ** 2 / (max(nz.cost, 1e-9) * nz.between ** 2))
             for g, nz in noises.items()}
-    sampling = sum(best[g] * nz.cost for g, nz in noises.items())
     allowed = MAX_SAMPLING_PER_FIXED * fixed_cost
     if budget is not None:
         allowed = min(allowed, max(0.0, budget / FIT_ROUNDS - fixed_cost))
-    scale = min(1.0, allowed / sampling) if sampling > 0 else 1.0
+    scale = _scale(best, {g: nz.cost for g, nz in noises.items()}, allowed)
     return {g: fit_samples(best[g] * scale, max(nz.cost / len(records), 1e-9), group_cap(stop, g, groups))[0]
             for g, nz in noises.items()}
 
 
-def _look(records: Sequence[CellRecord], phase: str, stat: str) -> tuple[int, bool]:
-    """(counted rounds, decided) of a phase: see `counted` and `decided`."""
+def _scale(best: dict[str, float], cost: dict[str, float], allowed: float) -> float:
+    """The factor (at most 1) on every group's optimum that spends at most `allowed` seconds on samples,
+    counting the groups the factor would put below MIN_PLANNED at MIN_PLANNED, as they will run: a
+    noisy group's extra samples come out of the others' share, not out of the rounds that fit."""
+    floored: set[str] = set()
+    while True:
+        free = [g for g in best if g not in floored]
+        if not free:
+            return 0.0  # every group at the minimum
+        want = sum(best[g] * cost[g] for g in free)
+        if want <= 0:
+            return 1.0
+        scale = max(0.0, allowed - sum(MIN_PLANNED * cost[g] for g in floored)) / want
+        if scale >= 1.0:
+            return 1.0
+        low = {g for g in free if best[g] * scale < MIN_PLANNED}
+        if not low:
+            return scale
+        floored |= low
+
+
+def looks(records: Sequence[CellRecord], stat: str = "median") -> dict[str, tuple[int, bool]]:
+    """Per phase of the first member, (counted rounds, decided): see `counted` and `decided`.  Each
+    member's ratios are computed once, as one family, for every phase together."""
     base = records[0]
     if len(records) == 1:
-        n = sum(phase in r.phases and not r.disturbed for r in base.rounds)
-        half = base.estimate(phase, stat).half_width_rel
-        return n, n >= MIN_ROUNDS and half is not None and half <= base.spec.stop.precision
-    ratios = [r.ratio_to(base, phase, stat) for r in records[1:]]
-    n = min(x.n_rounds if x else 0 for x in ratios)
-    return n, n >= MIN_ROUNDS and all(x.decided() for x in ratios)
+        out = {}
+        for phase in base.phase_names:
+            n = sum(phase in r.phases and not r.disturbed for r in base.rounds)
+            half = base.estimate(phase, stat).half_width_rel
+            out[phase] = (n, n >= MIN_ROUNDS and half is not None and half <= base.spec.stop.precision)
+        return out
+    families = [r.ratios_to(base, stat) for r in records[1:]]
+    out = {}
+    for phase in base.phase_names:
+        ratios = [f.get(phase) for f in families]
+        n = min(x.n_rounds if x else 0 for x in ratios)
+        out[phase] = (n, n >= MIN_ROUNDS and all(x is not None and x.decided() for x in ratios))
+    return out
 
 
 def counted(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int:
     """The rounds a phase's decision rests on: the fewest paired quiet rounds of any ratio to the first
     member (set-aside, failed and slow rounds pair with nothing); for a lone member its quiet rounds."""
-    return _look(records, phase, stat)[0]
+    return looks(records, stat)[phase][0]
 
 
 def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
     """Whether the phase's rounds can stop: at least MIN_ROUNDS counted rounds, and every ratio to the
     first member decided (`Ratio.decided`: within +-DECIDED_WIDTH, whatever it says; the verdict is
     read once, from the final interval); for a lone member its interval within the precision."""
-    return _look(records, phase, stat)[1]
+    return looks(records, stat)[phase][1]
 
 
 def open_phases(records: Sequence[CellRecord], stat: str = "median") -> list[str]:
     """The phases another round could still decide: undecided, with fewer than MAX_ROUNDS counted."""
-    looks = {p: _look(records, p, stat) for p in records[0].phase_names}
-    return [p for p, (n, done) in looks.items() if n < MAX_ROUNDS and not done]
+    return [p for p, (n, done) in looks(records, stat).items() if n < MAX_ROUNDS and not done]
 
 
 def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:
@@ -195,7 +236,8 @@ def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
             continue
         needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
         need = None if None in needs else max(needs)
-        done = min(counted(members, p) for p in phases)
+        counts = looks(members)
+        done = min(counts[p][0] for p in phases)
         per_round = max(r.wall_time for r in members) / max(done, 1)  # set-aside and slow ones paid too
         seconds = (need - done) * per_round if need is not None and need > done else None
         out.append(Undecided(members[0], phases, need, seconds))
