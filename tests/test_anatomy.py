@@ -3,6 +3,7 @@
 import pytest
 from rich.console import Console
 
+from pybench.backends import get_framework
 from pybench.protocol.group import PhaseSamples
 from pybench.records.record import CellRecord
 from pybench.records.results import ResultsFile, load
@@ -109,14 +110,23 @@ def test_without_priming_nothing_is_primed(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_round_records_its_timeline_in_order_and_a_real_worker_primes(tmp_path):
+    pytest.importorskip("jax")
+    assert runner.prime_cell(CellSpec("jax", "dense1024_512", "cpu", 2, 224, threads=1), 300, tmp_path) is None
+    assert any(tmp_path.iterdir())  # the worker wrote its compiled code and weights
     spec = CellSpec("pytorch", "dense1024_512", "cpu", 2, 224, threads=1)
-    assert runner.prime_cell(spec, 300, tmp_path) is None
     record = runner.run_cell(spec, 300, cache_dir=tmp_path, plan={"train": 3})
     assert record.ok, record.error
     times = list(record.rounds[0].timeline.values())
     assert list(record.rounds[0].timeline) == ["started", "imported", "prepared", "train.first_run",
                                                "train.warmup", "train.sampling", "finished", "exited"]
     assert times == sorted(times) and record.rounds[0].anatomy().outside_samples > 0
+
+
+def test_eager_pytorch_starts_no_priming_worker(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "run_bounded", lambda *a, **k: pytest.fail("a worker started"))
+    assert runner.prime_cell(CellSpec("pytorch", "dense1024_512", "cpu", 2, 224, threads=1), 300, tmp_path) is None
+    compiled = CellSpec("pytorch", "dense1024_512", "cpu", 2, 224, threads=1, compile=True)
+    assert get_framework("pytorch").primes(compiled) and get_framework("jax").primes(compiled)
 
 
 @pytest.mark.slow

@@ -135,6 +135,11 @@ class Framework(ABC):
         rounds after the first reuse what round 1 compiled (a round's fixed cost, not its samples)."""
         return {CACHE_ENV: str(cache_dir)}
 
+    def primes(self, spec: CellSpec) -> bool:
+        """Whether a priming worker has anything to fill for the cell: code that one process compiles
+        and the next loads from the matrix's cache (`cache_env`)."""
+        return True
+
     def unsupported(self, spec: CellSpec) -> str | None:
         """Why this framework cannot run the cell as asked, or None."""
         dtypes = self.options.dtypes.get(spec.device_kind, ())

@@ -100,7 +100,10 @@ def run_cell(spec: CellSpec, timeout: float | None = None, command: list[str] | 
 def prime_cell(spec: CellSpec, timeout: float, cache_dir: Path) -> str | None:
     """A priming worker: compiles every group of the cell into the matrix's cache before round 1, so
     that every counted round finds the same cache (round 1 would otherwise compile and the others
-    load).  None when it primed; else why not (the counted rounds then say it again)."""
+    load).  None when it primed, or when the framework has nothing to prime for the cell (no worker
+    starts); else why not (the counted rounds then say it again)."""
+    if not get_framework(spec.framework).primes(spec):
+        return None
     env = worker_environment(spec, cache_dir)
     request = {"spec": spec.to_json(), "prime": True}
     try:

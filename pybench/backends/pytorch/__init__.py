@@ -72,6 +72,9 @@ class PyTorch(Framework):
                 raise UserError(f"--compile on a GPU needs Triton to build C code at first use, but there is "
                                 f"{missing}: {C_TOOLCHAIN_FIX}")
 
+    def primes(self, spec: CellSpec) -> bool:
+        return spec.compile  # eager mode keeps nothing from one process to the next; Inductor's cache does
+
     def cache_env(self, cache_dir: Path) -> dict[str, str]:
         # Inductor's own cache (FX graphs, Triton kernels) in the matrix's folder: `--compile` rounds
         # after the first reuse round 1's work, and no round reads a global cache from earlier runs.
