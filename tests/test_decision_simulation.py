@@ -119,7 +119,7 @@ def test_rounds_needed_is_the_rule_at_the_level_the_ratios_use():
     logs = [0.0, 0.15, -0.08, 0.11, -0.04]  # a noisy pair: undecided after 5 rounds, at either level
     for sequential, level in ((True, PRECISION_STOP_CONFIDENCE), (False, 0.95)):
         members = _with_rounds([math.exp(x) for x in logs], sequential)
-        assert not planning.decided(members, "total")
+        assert not planning.looks(members)["total"].decided
         need = planning.rounds_to_decide(members, "total")
         s = float(np.std(logs, ddof=1))
         half = lambda n: t_quantile((1 + level) / 2, n - 1) * s / math.sqrt(n)  # noqa: E731
@@ -127,12 +127,12 @@ def test_rounds_needed_is_the_rule_at_the_level_the_ratios_use():
         ratio = members[1].ratio_to(members[0], "total")
         assert math.log(ratio.ci_high / ratio.value) == pytest.approx(half(len(logs)))  # the same level
     tight = _with_rounds([1.30, 1.31, 1.29, 1.30])
-    assert planning.decided(tight, "total") and planning.rounds_to_decide(tight, "total") == planning.MIN_ROUNDS
+    assert planning.looks(tight)["total"].decided and planning.rounds_to_decide(tight, "total") == planning.MIN_ROUNDS
     few = _with_rounds([1.30, 1.31, 1.29])  # narrow, but one round short of the minimum
-    assert not planning.decided(few, "total") and planning.rounds_to_decide(few, "total") == planning.MIN_ROUNDS
+    assert not planning.looks(few)["total"].decided and planning.rounds_to_decide(few, "total") == planning.MIN_ROUNDS
 
 
-def test_one_look_answers_every_phase_as_the_one_phase_questions_do():
+def test_one_look_answers_every_phase_and_the_open_and_undecided_ones_follow_it():
     steady, noisy = [1.30, 1.31, 1.29, 1.30, 1.30], [1.0, 1.16, 0.92, 1.12, 0.96]
     base = record("pytorch", "resnet18", rounds=[{"total": [1.0] * 3, "inference": [1.0] * 3}] * 5)
     other = record("jax", "resnet18", rounds=[{"total": [a] * 3, "inference": [b] * 3}
@@ -141,8 +141,7 @@ def test_one_look_answers_every_phase_as_the_one_phase_questions_do():
         r.spec = replace(r.spec, stop=StopRule(sequential=True))
     members = [base, other]
     looks = planning.looks(members)
-    assert looks == {p: (planning.counted(members, p), planning.decided(members, p)) for p in ("total", "inference")}
-    assert looks["total"] == (5, True) and looks["inference"] == (5, False)
+    assert looks == {"total": planning.Look(counted=5, decided=True), "inference": planning.Look(counted=5, decided=False)}
     assert planning.open_phases(members) == ["inference"]
     base.undecided = ["inference"]  # as the matrix records it
     (u,) = planning.undecided(members)

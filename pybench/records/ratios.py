@@ -58,7 +58,7 @@ class Ratio:
 
     def decided(self) -> bool:
         """The interval is within +-DECIDED_WIDTH of the value, whatever it says: the answer a reader
-        needs, and what `--rounds auto` stops on (with enough rounds: `planning.decided`)."""
+        needs, and what `--rounds auto` stops on (with enough rounds: `planning.looks`)."""
         half = self.half_width_rel
         return half is not None and half <= DECIDED_WIDTH
 
@@ -94,7 +94,7 @@ def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
 
 def ratio_confidence(confidence: float, sequential: bool) -> float:
     """The level a ratio's interval is computed at.  `--rounds auto` stops once every interval is narrow
-    (`planning.decided`), whatever it says: a stop on the spread, not on the mean, but one that favours
+    (`planning.looks`), whatever it says: a stop on the spread, not on the mean, but one that favours
     a spread that came out small, so the final interval is a little narrower than its level says;
     97.5% is what keeps the rule's false calls under 5% at every spread (docs/protocol.md)."""
     return max(confidence, PRECISION_STOP_CONFIDENCE) if sequential else confidence

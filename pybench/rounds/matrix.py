@@ -245,7 +245,7 @@ class Matrix:
         for cell in self.cells.values():
             members = self.live(cell)
             looks = planning.looks(members, self.schedule.stat) if members else {}
-            undecided = [p for p, (_, done) in looks.items() if not done]
+            undecided = [p for p, look in looks.items() if not look.decided]
             for r in members:
                 r.timed_share = cell.timed / cell.wall if cell.wall else None
                 r.undecided = undecided

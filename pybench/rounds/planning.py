@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -154,46 +154,43 @@ def _scale(best: dict[str, float], cost: dict[str, float], allowed: float) -> fl
         floored |= low
 
 
-def looks(records: Sequence[CellRecord], stat: str = "median") -> dict[str, tuple[int, bool]]:
-    """Per phase of the first member, (counted rounds, decided): see `counted` and `decided`.  Each
-    member's ratios are computed once, as one family, for every phase together."""
+class Look(NamedTuple):
+    """Where a phase's decision stands after a round."""
+
+    counted: int  # the rounds its decision rests on: the fewest paired quiet rounds of any ratio to the
+    # first member (set-aside, failed and slow rounds pair with nothing); for a lone member its quiet rounds
+    decided: bool  # whether its rounds can stop: at least MIN_ROUNDS counted, and every ratio to the first
+    # member within +-DECIDED_WIDTH (`Ratio.decided`, whatever it says: the verdict is read once, from
+    # the final interval); for a lone member its interval within the precision
+
+
+def looks(records: Sequence[CellRecord], stat: str = "median") -> dict[str, Look]:
+    """Every phase of the first member's `Look`.  Each member's ratios are computed once, as one family,
+    for every phase together."""
     base = records[0]
     if len(records) == 1:
         out = {}
         for phase in base.phase_names:
             n = sum(phase in r.phases and not r.disturbed for r in base.rounds)
             half = base.estimate(phase, stat).half_width_rel
-            out[phase] = (n, n >= MIN_ROUNDS and half is not None and half <= base.spec.stop.precision)
+            out[phase] = Look(n, n >= MIN_ROUNDS and half is not None and half <= base.spec.stop.precision)
         return out
     families = [r.ratios_to(base, stat) for r in records[1:]]
     out = {}
     for phase in base.phase_names:
         ratios = [f.get(phase) for f in families]
         n = min(x.n_rounds if x else 0 for x in ratios)
-        out[phase] = (n, n >= MIN_ROUNDS and all(x is not None and x.decided() for x in ratios))
+        out[phase] = Look(n, n >= MIN_ROUNDS and all(x is not None and x.decided() for x in ratios))
     return out
-
-
-def counted(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int:
-    """The rounds a phase's decision rests on: the fewest paired quiet rounds of any ratio to the first
-    member (set-aside, failed and slow rounds pair with nothing); for a lone member its quiet rounds."""
-    return looks(records, stat)[phase][0]
-
-
-def decided(records: Sequence[CellRecord], phase: str, stat: str = "median") -> bool:
-    """Whether the phase's rounds can stop: at least MIN_ROUNDS counted rounds, and every ratio to the
-    first member decided (`Ratio.decided`: within +-DECIDED_WIDTH, whatever it says; the verdict is
-    read once, from the final interval); for a lone member its interval within the precision."""
-    return looks(records, stat)[phase][1]
 
 
 def open_phases(records: Sequence[CellRecord], stat: str = "median") -> list[str]:
     """The phases another round could still decide: undecided, with fewer than MAX_ROUNDS counted."""
-    return [p for p, (n, done) in looks(records, stat).items() if n < MAX_ROUNDS and not done]
+    return [p for p, look in looks(records, stat).items() if look.counted < MAX_ROUNDS and not look.decided]
 
 
 def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:
-    """Roughly how many counted rounds in all the phase's ratios need for `decided`, from their spread
+    """Roughly how many counted rounds in all the phase's ratios need for `Look.decided`, from their spread
     so far: the smallest R (at least MIN_ROUNDS) whose interval, at the level the ratios use, would be
     within +-DECIDED_WIDTH.  None with fewer than two counted rounds, or beyond MAX_PLANNED."""
     base = records[0]
@@ -237,7 +234,7 @@ def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
         needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
         need = None if None in needs else max(needs)
         counts = looks(members)
-        done = min(counts[p][0] for p in phases)
+        done = min(counts[p].counted for p in phases)
         per_round = max(r.wall_time for r in members) / max(done, 1)  # set-aside and slow ones paid too
         seconds = (need - done) * per_round if need is not None and need > done else None
         out.append(Undecided(members[0], phases, need, seconds))
