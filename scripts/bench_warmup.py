@@ -3,6 +3,7 @@ median gains from a warm-up iteration.
 
     python scripts/bench_warmup.py [--framework jax pytorch] [--model resnet50] [--processes 4]
                                    [--iterations 12] [--batch-size 8] [--image-size 224] [--threads 2]
+                                   [--groups train step inference]
 
 Each process is a fresh interpreter, as a round's worker is: it builds the backend, runs every phase
 group's first run and then `--iterations` timed iterations through the backend's own sampler (no
@@ -10,7 +11,9 @@ protocol, no warm-up), with the compilation cache a priming process filled, as e
 has it.  Processes of the frameworks alternate.  Prints each process's iterations, then per phase
 the spread between processes (sd of the log) of a round's median of 4 samples taken right after the
 first run, of 6, and of 4 after one warm-up iteration: the `CPU_WARMUP_MIN` choice in
-`pybench/protocol/group.py`.
+`pybench/protocol/group.py`.  `--groups inference` runs that group alone, as a round that measures
+only it would: compared with the full order it shows whether a group's times depend on what ran
+before it in the process.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import tempfile
 from pybench.backends.base import CACHE_ENV
 from pybench.protocol.phases import PHASES, groups_of
 
+ALL_GROUPS = groups_of(list(PHASES))  # in the protocol's order
 POLICIES = (("4 right after the first run", 0, 4), ("6 right after", 0, 6), ("4 after one warm-up", 1, 4))
 
 
-def one_process(framework: str, model: str, iterations: int, batch: int, image: int) -> None:
+def one_process(framework: str, model: str, iterations: int, batch: int, image: int,
+                groups: list[str]) -> None:
     """Run in the child: print one JSON line of seconds per iteration by phase; index 0 is the first run."""
     from pybench.backends import get_framework
     from pybench.records.spec import CellSpec
@@ -40,7 +45,7 @@ def one_process(framework: str, model: str, iterations: int, batch: int, image: 
     backend.prepare()
     sampler = backend.sampler()
     out: dict[str, list[float]] = {}
-    for group in groups_of(list(PHASES)):
+    for group in groups:
         first = sampler.sample(group, 1)
         rest = sampler.sample(group, iterations)
         sampler.finish(group)
@@ -55,7 +60,8 @@ def spawn(args: argparse.Namespace, framework: str, cache: str) -> dict:
     env = {**os.environ, CACHE_ENV: cache, "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, __file__, "--child", framework, "--model", args.model, "--iterations",
-           str(args.iterations), "--batch-size", str(args.batch_size), "--image-size", str(args.image_size)]
+           str(args.iterations), "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+           "--groups", *args.groups]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -74,10 +80,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--groups", nargs="+", choices=ALL_GROUPS, default=ALL_GROUPS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        one_process(args.child, args.model, args.iterations, args.batch_size, args.image_size)
+        one_process(args.child, args.model, args.iterations, args.batch_size, args.image_size,
+                    [g for g in ALL_GROUPS if g in args.groups])
         return
     if args.iterations < 7 or args.processes < 2:
         p.error("--iterations must be at least 7 and --processes at least 2")

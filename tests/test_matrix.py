@@ -1,5 +1,6 @@
 """The matrix scheduler with scripted rounds: order, numbering, planning, adaptive rounds, saving."""
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -105,10 +106,12 @@ def test_the_record_is_saved_before_anything_derived(tmp_path, monkeypatch):
 
 class Lockstep:
     """A scripted lockstep round: member i takes times[i] seconds x a per-round process factor x
-    per-sample noise; remembers which phases and plans each round was asked for."""
+    per-sample noise (x a per-round factor of its own for the phases in `phase_sd`); remembers which
+    phases and plans each round was asked for."""
 
-    def __init__(self, times, pair_sd=0.0, sample_sd=0.01, seed=0):
+    def __init__(self, times, pair_sd=0.0, sample_sd=0.01, seed=0, phase_sd=None):
         self.times, self.pair_sd, self.sample_sd = times, pair_sd, sample_sd
+        self.phase_sd = phase_sd or {}
         self.rng = np.random.default_rng(seed)
         self.calls = []
 
@@ -118,10 +121,11 @@ class Lockstep:
         for spec in specs:
             factor = math.exp(self.rng.normal(0, self.pair_sd))
             base = self.times[spec.framework + spec.variant_name] * factor
+            own = {p: math.exp(self.rng.normal(0, sd)) for p, sd in self.phase_sd.items()}
             phases = {}
             for p in spec.phases:
                 n = (plan or {}).get(matrix.groups_of([p])[0], 6)
-                samples = list(base * np.exp(self.rng.normal(0, self.sample_sd, n)))
+                samples = list(base * own.get(p, 1.0) * np.exp(self.rng.normal(0, self.sample_sd, n)))
                 phases[p] = PhaseSamples(0.1, [], samples, "planned", blocks=[1] * n)
             out.append(CellRecord(spec=spec, status="ok", title="X 1", workload=WorkloadFacts(params=1),
                                   rounds=[Round(phases=phases)]))
@@ -153,14 +157,22 @@ def test_a_clear_difference_is_decided_in_the_minimum_of_lockstep_rounds(tmp_pat
     assert saved[1].ratio_to(saved[0], "total").verdict() == "slower"
 
 
-def test_undecided_phases_get_more_rounds_until_the_budget_is_spent(tmp_path):
-    script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.05, seed=3)
+def _looks_after(records, rounds):
+    cut = [copy.deepcopy(r) for r in records]
+    for r in cut:
+        r.rounds = r.rounds[:rounds]
+    return planning.looks(cut)
+
+
+def test_undecided_phases_get_more_rounds_of_every_group_until_the_budget_is_spent(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.02, seed=0, phase_sd={"inference": 0.08})
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])
     base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(), run_lockstep=script)
     assert 4 < len(script.calls) <= MAX_ATTEMPTS
-    later = {p for _, phases, _ in script.calls[3:] for p in phases}
-    assert later and later <= set(base.spec.phases)
-    # rounds that measured only the undecided groups: every report still reads the record
+    early = _looks_after([base, twin], planning.MIN_ROUNDS)
+    assert early["total"].decided and not early["inference"].decided  # one group decided early...
+    # ...and every later round still measured every group: a group's times depend on what ran before it
+    assert all(tuple(phases) == base.spec.phases for _, phases, _ in script.calls)
     doc = load(store.path)
     assert "Resnet18" in render_tables([doc]) and rows_of(doc.records, "median")
     assert all(details_of(r, "median") for r in doc.records)

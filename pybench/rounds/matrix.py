@@ -38,7 +38,7 @@ CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp fold
 @dataclass(frozen=True)
 class Schedule:
     """How many rounds, and how they run.  `rounds` None: adaptive (`--rounds auto`): at least
-    AUTO_MIN_ROUNDS, then rounds only for the cells and phases still open (`planning.open_phases`:
+    AUTO_MIN_ROUNDS, then rounds of whole cells while any of their phases is open (`planning.open_phases`:
     undecided, with fewer than planning.MAX_ROUNDS paired quiet rounds), until none is,
     planning.MAX_ATTEMPTS rounds have run or `budget` seconds per cell are spent."""
 
@@ -157,9 +157,13 @@ class Matrix:
     def _round(self, cell: Cell, round_no: int) -> None:
         members = [s for s in cell.specs if s not in self.records or self.records[s].ok]
         order = members if round_no % 2 else members[::-1]  # who goes first alternates (A B, B A, ...)
-        phases = self._phases(cell)
+        # Every round measures every group, in the same order, even once some are decided: a group's
+        # times depend on what ran before it in the process (PyTorch's inference alone is far slower
+        # than after training, docs/protocol.md), so a round of the undecided groups alone would not
+        # pair with the rounds before it.
+        phases = cell.specs[0].phases
         plan = self._plan(cell, phases)
-        asked = [replace(s, phases=phases) for s in order]
+        asked = order
         started = time.monotonic()
         got: list[CellRecord] = []
         # From a worker's exit until its round is in the file a signal waits (a round in hand is never
@@ -191,14 +195,6 @@ class Matrix:
         cell.rounds += 1
         for spec in order:
             self.events.finished(self.records[spec], round_no)
-
-    def _phases(self, cell: Cell) -> tuple[str, ...]:
-        """All phases until the first look; then only the groups of the undecided ones."""
-        spec = cell.specs[0]
-        if not cell.undecided:
-            return spec.phases
-        groups = set(groups_of(cell.undecided))
-        return tuple(p for p in spec.phases if groups_of([p])[0] in groups)
 
     def _plan(self, cell: Cell, phases: tuple[str, ...]) -> dict[str, int] | None:
         members = self.live(cell)
