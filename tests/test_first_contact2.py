@@ -329,10 +329,10 @@ def test_the_device_check_holds_only_each_groups_headline_phase_to_the_warm_up_t
 
 def test_the_cpu_dry_run_applies_the_same_warm_up_rule_with_the_cpus_bounds(device_check):
     warmup_checks = device_check.warmup_checks
-    none = {"forward": [], "backward": [], "total": []}
-    one = {"forward": [0.4], "backward": [0.8], "total": [1.2]}  # the CPU warms up one iteration
-    assert warmup_checks(warmed_record(one, "cpu"), gpu=False)[0][0]
-    assert not warmup_checks(warmed_record(none, "cpu"), gpu=False)[0][0]
+    none = {"forward": [], "backward": [], "total": []}  # the CPU has no warm-up (a primed cache)
+    one = {"forward": [0.4], "backward": [0.8], "total": [1.2]}
+    assert warmup_checks(warmed_record(none, "cpu"), gpu=False)[0][0]
+    assert not warmup_checks(warmed_record(one, "cpu"), gpu=False)[0][0]
     assert not warmup_checks(warmed_record(one), gpu=True)[0][0]  # 1.2 s but one iteration on a GPU
 
 

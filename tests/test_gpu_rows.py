@@ -96,10 +96,10 @@ def test_gpu_warmup_lasts_a_minimum_time_even_when_settled():
     assert s.log[-2:] == ["end inference", "finish"]
 
 
-def test_the_cpu_warms_up_one_iteration_then_samples():
-    s = Scripted(0.002)  # no settling and no minimum time on the CPU: one iteration, whatever it took
+def test_the_cpu_samples_right_after_the_first_run():
+    s = Scripted(0.002)  # no warm-up on the CPU: the round's median absorbs one slow first sample
     m = measure(s, ("inference",), StopRule(max_time=5), gpu=False, clock=s.clock)
-    assert len(m.phases["inference"].warmup) == 1 and len(m.phases["inference"].samples) >= 3
+    assert m.phases["inference"].warmup == [] and len(m.phases["inference"].samples) >= 3
 
 
 # --- GC time per sample ------------------------------------------------------------------------------

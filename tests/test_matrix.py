@@ -164,20 +164,30 @@ def _looks_after(records, rounds):
     return planning.looks(cut)
 
 
-def test_undecided_phases_get_more_rounds_of_every_group_until_the_budget_is_spent(tmp_path):
+def test_undecided_phases_get_more_rounds_with_the_groups_before_them(tmp_path):
     script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.02, seed=0, phase_sd={"inference": 0.08})
     store = ResultsFile.create(tmp_path, {"label": "t"}, [])
     base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(), run_lockstep=script)
     assert 4 < len(script.calls) <= MAX_ATTEMPTS
     early = _looks_after([base, twin], planning.MIN_ROUNDS)
-    assert early["total"].decided and not early["inference"].decided  # one group decided early...
-    # ...and every later round still measured every group: a group's times depend on what ran before it
+    assert early["total"].decided and not early["inference"].decided  # train decided early...
+    # ...and every later round still ran it before inference: a group's times depend on what ran before it
     assert all(tuple(phases) == base.spec.phases for _, phases, _ in script.calls)
     doc = load(store.path)
     assert "Resnet18" in render_tables([doc]) and rows_of(doc.records, "median")
     assert all(details_of(r, "median") for r in doc.records)
     for p in base.phase_names:  # A/A: never "faster" or "slower"
         assert twin.ratio_to(base, p).verdict() in ("tie", "undecided")
+
+
+def test_groups_after_the_last_undecided_one_are_left_out(tmp_path):
+    script = Lockstep({"pytorch": 1.0, "pytorch#2": 1.0}, pair_sd=0.02, seed=0, phase_sd={"forward": 0.08})
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(), run_lockstep=script)
+    early = _looks_after([base, twin], planning.MIN_ROUNDS)
+    assert not early["forward"].decided and early["step"].decided and early["inference"].decided
+    later = [set(phases) for _, phases, _ in script.calls[planning.MIN_ROUNDS:]]
+    assert later and all(p == {"forward", "backward", "total"} for p in later)  # the train group, first
 
 
 def test_the_budget_stops_adaptive_rounds_after_the_minimum(tmp_path):

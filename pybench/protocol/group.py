@@ -33,11 +33,11 @@ GPU_WARMUP_MAX = 50
 # 345 MHz, boosts to 1980), so a short workload could settle at a low clock.  The iteration cap
 # yields to it: a 5 ms iteration needs 200.
 GPU_WARMUP_MIN_TIME = 1.0
-# CPU warm-up: one iteration per group.  No counted round compiles (a priming worker fills the cache
-# before round 1), but the first iteration after a first run can still be far slower than the ones
-# after it (JAX's forward), often with a second slow one behind it, and a round's median of a few
-# samples does not absorb both: docs/protocol.md has the measurement.
-CPU_WARMUP_MIN = CPU_WARMUP_MAX = 1
+# CPU warm-up: none.  Since a priming worker fills the compile cache before round 1, no counted
+# round compiles, and at most the first sample after a first run is slow (docs/protocol.md has the
+# measurement); a round samples at least MIN_PLANNED times, so its median ignores that one.  A
+# warm-up iteration would cost one iteration of every group in every round.
+CPU_WARMUP_MIN = CPU_WARMUP_MAX = 0
 
 @dataclass(frozen=True)
 class StopRule:
@@ -191,7 +191,7 @@ class GroupRun:
         least, most, min_time = ((GPU_WARMUP_MIN, GPU_WARMUP_MAX, GPU_WARMUP_MIN_TIME) if self.gpu
                                  else (CPU_WARMUP_MIN, CPU_WARMUP_MAX, 0.0))
         prev, i = self.first[self.lead], 0
-        while most and self.clock() < warm_from + budget:  # on a GPU min_time may outlast most
+        while most and self.clock() < warm_from + budget:  # the CPU has none; on a GPU min_time may outlast most
             cur = _derive(self.sampler.sample(self.group, 1), self.names)
             for n in self.names:
                 self.warmup[n].extend(cur[n])

@@ -74,8 +74,8 @@ class CellRecord:
 
     @property
     def phase_names(self) -> list[str]:
-        """The phases measured: those of the first round (later rounds may measure only the groups
-        still undecided)."""
+        """The phases measured: those of the first round (later rounds may leave out decided groups
+        after the last undecided one)."""
         return [p for p in self.spec.phases if self.rounds and p in self.rounds[0].phases]
 
     def counted(self, phase: str) -> list[Round]:
@@ -91,8 +91,7 @@ class CellRecord:
         return [r for r in self.rounds if r.disturbed]
 
     def runs(self, phase: str) -> list[PhaseSamples]:
-        """The phase in every round that counts for it (later rounds may measure only the groups
-        still undecided)."""
+        """The phase in every round that counts for it (later rounds may leave it out once decided)."""
         return [r.phases[phase] for r in self.counted(phase)]
 
     def samples(self, phase: str) -> list[list[float]]:

@@ -38,9 +38,9 @@ CACHE_PREFIX = "pybench-cache"  # compile caches of one matrix, in the temp fold
 @dataclass(frozen=True)
 class Schedule:
     """How many rounds, and how they run.  `rounds` None: adaptive (`--rounds auto`): at least
-    AUTO_MIN_ROUNDS, then rounds of whole cells while any of their phases is open (`planning.open_phases`:
-    undecided, with fewer than planning.MAX_ROUNDS paired quiet rounds), until none is,
-    planning.MAX_ATTEMPTS rounds have run or `budget` seconds per cell are spent."""
+    AUTO_MIN_ROUNDS, then rounds for the cells and phase groups still open (`planning.open_phases`:
+    undecided, with fewer than planning.MAX_ROUNDS paired quiet rounds) and the groups before them,
+    until none is, planning.MAX_ATTEMPTS rounds have run or `budget` seconds per cell are spent."""
 
     rounds: int | None = 1
     lockstep: bool = False  # back to back measured better per second on the reference VM (docs)
@@ -157,13 +157,9 @@ class Matrix:
     def _round(self, cell: Cell, round_no: int) -> None:
         members = [s for s in cell.specs if s not in self.records or self.records[s].ok]
         order = members if round_no % 2 else members[::-1]  # who goes first alternates (A B, B A, ...)
-        # Every round measures every group, in the same order, even once some are decided: a group's
-        # times depend on what ran before it in the process (PyTorch's inference alone is far slower
-        # than after training, docs/protocol.md), so a round of the undecided groups alone would not
-        # pair with the rounds before it.
-        phases = cell.specs[0].phases
+        phases = self._phases(cell)
         plan = self._plan(cell, phases)
-        asked = order
+        asked = [replace(s, phases=phases) for s in order]
         started = time.monotonic()
         got: list[CellRecord] = []
         # From a worker's exit until its round is in the file a signal waits (a round in hand is never
@@ -195,6 +191,18 @@ class Matrix:
         cell.rounds += 1
         for spec in order:
             self.events.finished(self.records[spec], round_no)
+
+    def _phases(self, cell: Cell) -> tuple[str, ...]:
+        """All phases until the first look; then the groups up to the last one still undecided, in
+        the same order: a group's times depend on what ran before it in the process (PyTorch's
+        inference alone ran far slower than after training, docs/protocol.md), so each measured group
+        keeps the groups before it, and only decided groups after the last open one are left out."""
+        spec = cell.specs[0]
+        if not cell.undecided:
+            return spec.phases
+        order = groups_of(list(spec.phases))
+        last = max(order.index(g) for g in groups_of(cell.undecided))
+        return tuple(p for p in spec.phases if order.index(groups_of([p])[0]) <= last)
 
     def _plan(self, cell: Cell, phases: tuple[str, ...]) -> dict[str, int] | None:
         members = self.live(cell)
