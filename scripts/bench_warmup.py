@@ -21,27 +21,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from pybench.backends.base import CACHE_ENV
 from pybench.protocol.phases import PHASES, groups_of
+from pybench.records.spec import CellSpec
+from pybench.rounds.runner import worker_environment
 
 ALL_GROUPS = groups_of(list(PHASES))  # in the protocol's order
 POLICIES = (("4 right after the first run", 0, 4), ("6 right after", 0, 6), ("4 after one warm-up", 1, 4))
 
 
-def one_process(framework: str, model: str, iterations: int, batch: int, image: int,
-                groups: list[str]) -> None:
+def cell(framework: str, args: argparse.Namespace) -> CellSpec:
+    return CellSpec(framework=framework, model=args.model, device="cpu", batch_size=args.batch_size,
+                    image_size=args.image_size, threads=args.threads)
+
+
+def one_process(spec: CellSpec, iterations: int, groups: list[str]) -> None:
     """Run in the child: print one JSON line of seconds per iteration by phase; index 0 is the first run."""
     from pybench.backends import get_framework
-    from pybench.records.spec import CellSpec
 
-    spec = CellSpec(framework=framework, model=model, device="cpu", batch_size=batch, image_size=image)
-    backend = get_framework(framework).load_backend()(spec)
+    backend = get_framework(spec.framework).load_backend()(spec)
     backend.prepare()
     sampler = backend.sampler()
     out: dict[str, list[float]] = {}
@@ -53,15 +56,14 @@ def one_process(framework: str, model: str, iterations: int, batch: int, image: 
             out[phase] = [x * 1e-9 for x in first[phase] + ns]
     if "forward" in out and "backward" in out:
         out["total"] = [a + b for a, b in zip(out["forward"], out["backward"])]
-    print(json.dumps({"framework": framework, "seconds": out}), flush=True)
+    print(json.dumps({"framework": spec.framework, "seconds": out}), flush=True)
 
 
 def spawn(args: argparse.Namespace, framework: str, cache: str) -> dict:
-    env = {**os.environ, CACHE_ENV: cache, "OMP_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
+    env = worker_environment(cell(framework, args), Path(cache))  # what a round's worker starts with
     cmd = [sys.executable, __file__, "--child", framework, "--model", args.model, "--iterations",
            str(args.iterations), "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
-           "--groups", *args.groups]
+           "--threads", str(args.threads), "--groups", *args.groups]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -84,8 +86,7 @@ def main() -> None:
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        one_process(args.child, args.model, args.iterations, args.batch_size, args.image_size,
-                    [g for g in ALL_GROUPS if g in args.groups])
+        one_process(cell(args.child, args), args.iterations, [g for g in ALL_GROUPS if g in args.groups])
         return
     if args.iterations < 7 or args.processes < 2:
         p.error("--iterations must be at least 7 and --processes at least 2")

@@ -23,7 +23,7 @@ from pybench.rounds import planning
 from pybench.machine.lifetime import scratch_dir, signals_deferred
 from pybench.rounds.lockstep import lockstep_round
 from pybench.limits import CELL_BUDGET_S
-from pybench.protocol.phases import HEADLINE, groups_of
+from pybench.protocol.phases import HEADLINE, PHASES, groups_of
 from pybench.protocol.group import INITIAL_GROUP_S
 from pybench.records.record import CellRecord
 from pybench.records.results import ResultsFile
@@ -201,8 +201,8 @@ class Matrix:
         if not cell.undecided:
             return spec.phases
         order = groups_of(list(spec.phases))
-        last = max(order.index(g) for g in groups_of(cell.undecided))
-        return tuple(p for p in spec.phases if order.index(groups_of([p])[0]) <= last)
+        kept = order[:max(order.index(g) for g in groups_of(cell.undecided)) + 1]
+        return tuple(p for p in spec.phases if PHASES[p].group in kept)
 
     def _plan(self, cell: Cell, phases: tuple[str, ...]) -> dict[str, int] | None:
         members = self.live(cell)
