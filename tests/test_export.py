@@ -27,7 +27,8 @@ def test_stat_table_one_row_per_cell_phase_and_statistic():
     rows = _csv(export_text([DOC], "csv", raw=False, stat="median"))
     assert list(rows[0]) == list(export.STAT_COLUMNS)  # the documented header, in order
     by = {(r["framework"], r["statistic"]): r for r in rows}
-    assert len(rows) == 4  # two ok frameworks x median/min of one phase; the failed cell has no number
+    assert len(rows) == 6  # two ok frameworks x mean/median/min of one phase; the failed cell has no number
+    assert by[("pytorch", "mean")]["seconds"] == by[("pytorch", "median")]["seconds"]  # symmetric rounds
     torch_median = by[("pytorch", "median")]
     assert float(torch_median["seconds"]) == pytest.approx((0.11 * 0.21) ** 0.5)  # geometric mean of rounds
     assert torch_median["round_values"] == "0.11 0.21" and torch_median["n_samples"] == "6"

@@ -45,7 +45,9 @@ def test_one_round_estimate_hand_computed():
     assert s.n_samples == 6 and s.n_rounds == 1 and not s.between_rounds
     assert s.value == 3.5
     assert estimate([samples], stat="min").value == 1.0
-    assert (s.ci_low, s.ci_high) == (1.0, 6.0)
+    # the mean's t interval: 3.5 +- t(5, 0.975) 1.8708 / sqrt(6)
+    assert (s.ci_low, s.ci_high) == pytest.approx((1.53669, 5.46331), abs=1e-5)
+    assert (estimate([samples], stat="median").ci_low, estimate([samples], stat="median").ci_high) == (1.0, 6.0)
 
 
 def test_precision_needs_the_whole_interval_inside():

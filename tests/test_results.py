@@ -111,7 +111,7 @@ def test_version_1_files_load_through_the_migration():
                     and r.spec.framework == first["spec"]["framework"])
         assert len(mine.rounds) == 1
         assert mine.samples("forward") == [first["phases"]["forward"]["samples"]]
-        assert mine.estimate("forward").value == pytest.approx(first["phases"]["forward"]["stats"]["median"])
+        assert mine.estimate("forward", "median").value == pytest.approx(first["phases"]["forward"]["stats"]["median"])
         assert mine.key.label == raw["environment"]["label"] and mine.key.device_name == raw["environment"]["cpu"]
         again = CellRecord.from_json(copy.deepcopy(mine.to_json()))
         assert again.to_json() == mine.to_json()

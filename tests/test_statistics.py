@@ -41,7 +41,7 @@ def test_t_replication_interval_hand_computed():
 
 
 def test_one_round_falls_back_to_the_order_statistic_interval_of_the_median():
-    e = estimate([[float(v) for v in range(10, 0, -1)]])
+    e = estimate([[float(v) for v in range(10, 0, -1)]], stat="median")
     assert (e.value, e.ci_low, e.ci_high) == (5.5, 2.0, 9.0)  # ranks (2, 9) of 10
     assert not e.between_rounds
     assert estimate([[3.0, 1.0, 2.0]], stat="min").ci_low is None  # no interval for one minimum
@@ -72,7 +72,7 @@ def test_bad_rounds_are_clear_value_errors(rounds, message):
 
 def test_unknown_stat_is_a_value_error():
     with pytest.raises(ValueError, match="unknown stat"):
-        estimate([[1.0]], stat="mean")
+        estimate([[1.0]], stat="mode")
 
 
 def _keyed(rounds):

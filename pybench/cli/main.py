@@ -29,7 +29,7 @@ from pybench.machine.lifetime import Terminated, install_signal_handlers
 from pybench.protocol.workloads import get_workload
 from pybench.records import results
 from pybench.records.record import CellRecord
-from pybench.records.statistics import STATS
+from pybench.records.statistics import DEFAULT_STAT, STATS
 from pybench.report import history_command
 from pybench.request.request import Request
 
@@ -70,7 +70,7 @@ def build_parser() -> Parser:
     rep.add_argument("files", nargs="*", type=Path)
     rep.add_argument("--readme", type=Path, metavar="PAGE.md",
                      help="rewrite the tables between the markers of this markdown file (docs/results.md here)")
-    rep.add_argument("--stat", choices=STATS, default="median")
+    rep.add_argument("--stat", choices=STATS, default=DEFAULT_STAT)
     rep.add_argument("--reference", help="also show a published dataset (seed-2018)")
     rep.add_argument("--plot", type=Path, help="also draw grouped bars to this .png/.svg")
     rep.add_argument("--details", action="store_true",
@@ -81,7 +81,7 @@ def build_parser() -> Parser:
     diff.add_argument("old", type=Path)
     diff.add_argument("new", type=Path)
     diff.add_argument("--threshold", type=number(float, maximum=1), default=0.05)
-    diff.add_argument("--stat", choices=STATS, default="median")
+    diff.add_argument("--stat", choices=STATS, default=DEFAULT_STAT)
     diff.add_argument("--strict", action="store_true", help="also exit 1 when a change is inconclusive")
     history_command.add_parser(sub)
 
@@ -147,7 +147,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out.print(item)
     for table in anatomy_tables(anatomy_rows(records)):
         out.print(table)
-    for u in undecided(records):
+    for u in undecided(records, request.stat):
         more = (f"; about {u.rounds_needed} counted rounds (+{u.seconds_needed:.0f} s of --budget) would "
                 "decide it" if u.seconds_needed else "")
         console.print(Text(f"undecided (not within +-{DECIDED_WIDTH:.0%}): {u.cell.spec.model} "

@@ -12,7 +12,7 @@ from pybench.limits import (CELL_BUDGET_S, DEFAULT_RESULTS, MAX_BATCH, MAX_BUDGE
                             MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME, MAX_TIME_S, MAX_TIMEOUT_S, RUN_ROUNDS)
 from pybench.protocol.group import StopRule
 from pybench.records.spec import DTYPES
-from pybench.records.statistics import STATS
+from pybench.records.statistics import DEFAULT_STAT, STATS
 from pybench.request.request import CellOptions, Request
 from pybench.request.variants import PRESETS, SYNTAX, parse_variant
 
@@ -56,7 +56,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="kill a round's worker after this many seconds (default: generous)")
     p.add_argument("--label", type=label_text, help="name for this machine in results and reports")
     p.add_argument("--results", type=results_dir, default=DEFAULT_RESULTS, help="results folder")
-    p.add_argument("--stat", choices=STATS, default="median")
+    p.add_argument("--stat", choices=STATS, default=DEFAULT_STAT)
     p.add_argument("--peak-gflops", type=number(float, maximum=MAX_GFLOPS),
                    help="the device's peak GFLOP/s for %% of peak (default: data sheet or calibration)")
     cluster_options.add_executor_options(p)

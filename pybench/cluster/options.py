@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pybench.errors import UserError
 from pybench.limits import MAX_COUNT, SLURM_MAX_PARALLEL, SLURM_TIME
-from pybench.records.statistics import STATS
+from pybench.records.statistics import DEFAULT_STAT, STATS
 from pybench.request.request import EXECUTORS, SlurmOptions
 
 TIME_FORMAT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S
@@ -108,4 +108,4 @@ def add_collect_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="gather the results of a Slurm submission (idempotent)")
     p.add_argument("folder", type=Path, help="the submission folder that run/compare --executor slurm printed")
     p.add_argument("--wait", action="store_true", help="wait for the jobs still queued or running")
-    p.add_argument("--stat", choices=STATS, default="median")
+    p.add_argument("--stat", choices=STATS, default=DEFAULT_STAT)

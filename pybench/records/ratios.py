@@ -24,7 +24,7 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from pybench.records.statistics import Verdict, half_width, holm, round_values, safe_exp, t_interval
+from pybench.records.statistics import DEFAULT_STAT, Verdict, half_width, holm, round_values, safe_exp, t_interval
 
 DECIDED_WIDTH = 0.10  # a ratio is decided once its interval is within +-this of its value
 PRECISION_STOP_CONFIDENCE = 0.975
@@ -77,11 +77,11 @@ class Screen:
                 f"{self.worst - 1:.0%} slower than the typical one, not in the ratios")
 
 
-def round_log_ratio(num: Blocks, den: Blocks, stat: str = "median") -> float:
+def round_log_ratio(num: Blocks, den: Blocks, stat: str = DEFAULT_STAT) -> float:
     """One round's log ratio, from its block pairs (block i of each side ran next to the other's block
     i in a lockstep round; a back-to-back round is one block a side): the median over the pairs of
-    their log ratios, so one disturbed pair (a late warm-up, another process) does not move the round;
-    with `stat="min"` the ratio of the two sides' fastest samples."""
+    the log ratios of their means (or medians), so one disturbed pair (a late warm-up, another
+    process) does not move the round; with `stat="min"` the ratio of the two sides' fastest samples."""
     k = min(len(num), len(den))
     if k == 0:
         raise ValueError("a round without blocks")
@@ -122,7 +122,7 @@ def _p_value(logs: np.ndarray) -> float:
 
 
 def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hashable, Blocks],
-                 confidence: float = 0.95, stat: str = "median") -> Ratio | None:
+                 confidence: float = 0.95, stat: str = DEFAULT_STAT) -> Ratio | None:
     """Ratio num/den from the rounds both measured side by side, paired by their key (run and round
     number); rounds of only one side are dropped and counted.  None when no round pairs.  Alone it is
     a family of one: called when its interval excludes 1."""
@@ -141,7 +141,7 @@ def paired_ratio(num_rounds: Mapping[Hashable, Blocks], den_rounds: Mapping[Hash
 
 
 def paired_ratios(num: Mapping[str, Mapping[Hashable, Blocks]], den: Mapping[str, Mapping[Hashable, Blocks]],
-                  confidence: float = 0.95, stat: str = "median") -> dict[str, Ratio | None]:
+                  confidence: float = 0.95, stat: str = DEFAULT_STAT) -> dict[str, Ratio | None]:
     """Per phase both sides have, `paired_ratio`; "faster" or "slower" called by Holm over the phases
     at 1 - confidence, as one question about the pair (see the module docstring)."""
     ratios = {p: paired_ratio(num[p], den[p], confidence, stat) for p in num if p in den}

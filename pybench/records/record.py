@@ -18,7 +18,7 @@ from pybench.records.round import (STATUSES, VARYING_ENV, Peak, Round, WorkloadF
 from pybench.records.shape import MAX_SECONDS, Malformed, count, field_of, list_of, number_in, text
 from pybench.records.spec import CellKey, CellSpec
 from pybench.records.ratios import Ratio, Screen, paired_ratios, ratio_confidence, slow_rounds
-from pybench.records.statistics import Estimate, block_value, estimate
+from pybench.records.statistics import DEFAULT_STAT, Estimate, block_value, estimate
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class CutShort:
 
 
 def _slow(paired: dict[tuple[str, int], PhaseSamples]) -> dict[tuple[str, int], float]:
+    # by each process's median, whatever the ratio's statistic: a process is slow when its typical
+    # iteration is, not when one iteration was
     return slow_rounds({k: block_value(p.samples, "median") for k, p in paired.items()})
 
 
@@ -124,7 +126,7 @@ class CellRecord:
         slow = _slow(paired)
         return {k: p.block_samples() for k, p in paired.items() if k not in slow}
 
-    def ratios_to(self, base: "CellRecord", stat: str = "median") -> dict[str, Ratio | None]:
+    def ratios_to(self, base: "CellRecord", stat: str = DEFAULT_STAT) -> dict[str, Ratio | None]:
         """This record's time over `base`'s per phase both measured, from the rounds they ran side by
         side (None where none), with the pair's verdicts called as one family."""
         stop = self.spec.stop
@@ -132,14 +134,14 @@ class CellRecord:
         return paired_ratios({p: self.blocks(p) for p in phases}, {p: base.blocks(p) for p in phases},
                              ratio_confidence(stop.confidence, stop.sequential), stat)
 
-    def ratio_to(self, base: "CellRecord", phase: str, stat: str = "median") -> Ratio | None:
+    def ratio_to(self, base: "CellRecord", phase: str, stat: str = DEFAULT_STAT) -> Ratio | None:
         """One phase of `ratios_to`."""
         return self.ratios_to(base, stat).get(phase)
 
-    def estimate(self, phase: str, stat: str = "median") -> Estimate:
+    def estimate(self, phase: str, stat: str = DEFAULT_STAT) -> Estimate:
         return estimate(self.samples(phase), self.spec.stop.confidence, stat)
 
-    def quality(self, phase: str, stat: str = "median") -> str:
+    def quality(self, phase: str, stat: str = DEFAULT_STAT) -> str:
         """"precise": the interval is within the asked precision; "too_few_samples": the budget
         allowed fewer samples than an interval needs (no interval, or one round that stopped short);
         "noisy": an interval, still wider than asked (with rounds: the processes disagree)."""

@@ -1,16 +1,16 @@
 """Statistics over rounds: estimates, run-to-run tests and the verdicts (`Verdict`); framework ratios
 are in `ratios.py`.
 
-The unit is the round: each fresh process yields one number per phase (its median, or with
-``stat="min"`` its minimum), because a round's number moves between processes far more than one
+The unit is the round: each fresh process yields one number per phase (its mean, or with ``stat``
+its median or minimum), because a round's number moves between processes far more than one
 process's own interval says.  Intervals are computed on the log scale (a slow process slows a phase by
 a factor; x1.25 and x0.8 are equally far from 1).
 
 Estimate (two rounds or more): the geometric mean and a Student-t *replication* interval, mean +-
 t(R-1) s sqrt(2/R): it contains the estimate a repeat run with as many rounds will give, the promise a
 table's reader needs (why not the mean's interval or a bootstrap: docs/protocol.md).  One round: the
-order-statistics interval of its median (`ranks.median_ci_ranks`), a promise about that process only
-(`between_rounds` False); the minimum of one round has none.
+t interval of its mean, or the order-statistics interval of its median (`ranks.median_ci_ranks`), a
+promise about that process only (`between_rounds` False); the minimum of one round has none.
 
 Run-to-run changes (`judge`): rounds of two runs are not paired, so Welch's t-test on log round
 numbers, Holm-Bonferroni over everything compared, and a relative threshold; "same" needs the
@@ -31,7 +31,11 @@ import numpy as np
 from pybench.protocol.ranks import median_ci_ranks
 
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
-STATS = ("median", "min")
+# The mean is the default: a training loop's time is the sum of its iterations, slow ones included
+# (why not the median: docs/protocol.md, "One number per round").
+STATS = ("mean", "median", "min")
+DEFAULT_STAT = "mean"
+STAT_WORDS = {"mean": "mean", "median": "median", "min": "minimum"}  # as tables say it
 
 
 class Verdict(str, enum.Enum):
@@ -91,8 +95,10 @@ class Change:
 
 
 def block_value(samples: Sequence[float], stat: str) -> float:
-    """A block's (or a round's) one number: its median, or its minimum.  The standard library's
-    median: numpy's costs more than the sort of a few dozen samples, and the scheduler asks often."""
+    """A block's (or a round's) one number: its mean, median or minimum.  The standard library's:
+    numpy's cost more than a few dozen samples do, and the scheduler asks often."""
+    if stat == "mean":
+        return math.fsum(samples) / len(samples)
     return float(median(samples) if stat == "median" else min(samples))
 
 
@@ -123,7 +129,7 @@ def safe_exp(x: float) -> float:
     return math.exp(min(max(x, -_LOG_MAX), _LOG_MAX))
 
 
-def round_values(rounds: Rounds, stat: str = "median") -> list[float]:
+def round_values(rounds: Rounds, stat: str = DEFAULT_STAT) -> list[float]:
     """The one number of each round that every estimate and ratio is computed from."""
     return [float(v) for v in _round_values(rounds, stat)[0]]
 
@@ -144,19 +150,25 @@ def t_interval(logs: np.ndarray, confidence: float, scale: float) -> tuple[float
     return safe_exp(m - half), safe_exp(m + half)
 
 
-def _median_interval(samples: Sequence[float], confidence: float) -> tuple[float, float] | None:
+def _one_round_interval(samples: Sequence[float], confidence: float, stat: str) -> tuple[float, float] | None:
+    """One process's interval: the t interval of its mean, the order-statistics one of its median; a
+    minimum has none."""
     x = np.sort(np.asarray(samples, dtype=float))
-    ranks = median_ci_ranks(len(x), confidence)
+    if stat == "mean":
+        if len(x) < 2:
+            return None
+        half = t_quantile((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+        return (float(x.mean() - half), float(x.mean() + half)) if half < x.mean() else None
+    ranks = median_ci_ranks(len(x), confidence) if stat == "median" else None
     return (float(x[ranks[0]]), float(x[ranks[1]])) if ranks else None
 
 
-def estimate(rounds: Rounds, confidence: float = 0.95, stat: str = "median") -> Estimate:
+def estimate(rounds: Rounds, confidence: float = 0.95, stat: str = DEFAULT_STAT) -> Estimate:
     """A phase's point estimate and interval over its rounds (see the module docstring)."""
     values, n = _round_values(rounds, stat)
     r = len(values)
     if r == 1:
-        ci = _median_interval(rounds[0], confidence) if stat == "median" else None
-        lo, hi = ci if ci else (None, None)
+        lo, hi = _one_round_interval(rounds[0], confidence, stat) or (None, None)
         return Estimate(float(values[0]), lo, hi, 1, n, between_rounds=False)
     logs = np.log(values)
     lo, hi = t_interval(logs, confidence, math.sqrt(2 / r))
@@ -181,7 +193,7 @@ def _welch(old: np.ndarray, new: np.ndarray, confidence: float) -> tuple[float, 
     return float(2 * st.t.sf(abs(d) / se, df)), d - half, d + half
 
 
-def round_test(old_rounds: Rounds, new_rounds: Rounds, stat: str = "median") -> float | None:
+def round_test(old_rounds: Rounds, new_rounds: Rounds, stat: str = DEFAULT_STAT) -> float | None:
     """Two-sided Welch t-test p-value on log round numbers; None with fewer than two rounds on a side."""
     old, _ = _round_values(old_rounds, stat)
     new, _ = _round_values(new_rounds, stat)
@@ -206,7 +218,7 @@ def holm(p_values: Sequence[float | None], alpha: float = 0.05) -> list[bool]:
 
 
 def judge(pairs: Sequence[tuple[Rounds, Rounds]], threshold: float = 0.05, alpha: float = 0.05,
-          stat: str = "median") -> list[Change]:
+          stat: str = DEFAULT_STAT) -> list[Change]:
     """Verdicts for a family of (old_rounds, new_rounds), e.g. every phase of every cell compared.
 
     A change is called only when Holm rejects it across the family and |new/old - 1| > threshold.

@@ -23,7 +23,7 @@ from pybench.report.selection import latest
 from pybench.report.view import MODEL_ORDER, check_stat
 from pybench.records.results import ResultsDoc
 from pybench.records.spec import CellKey
-from pybench.records.statistics import Verdict, judge
+from pybench.records.statistics import DEFAULT_STAT, Verdict, judge
 
 UNPAIRED = ("Runs made at different times are unpaired: drift of the machine between them cannot be told "
             "from a change. For a decision, measure both setups side by side in the same rounds: "
@@ -72,7 +72,7 @@ def _refuse_nothing_in_common(before: dict, after: dict, old: list[ResultsDoc], 
 
 
 def compare_runs(old: list[ResultsDoc], new: list[ResultsDoc], threshold: float = 0.05,
-                 alpha: float = 0.05, stat: str = "median") -> list[DiffRow]:
+                 alpha: float = 0.05, stat: str = DEFAULT_STAT) -> list[DiffRow]:
     """Match cells of two sets of results files by their full identity and judge every phase."""
     check_stat(stat)
     before, after = _latest(old), _latest(new)

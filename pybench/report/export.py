@@ -1,6 +1,6 @@
 """CSV and JSON-lines, pure formatters of `view` rows: long tables with stable column names.
 
-`stat_table`: one row per cell, phase and statistic (median and min), the full identity in columns,
+`stat_table`: one row per cell, phase and statistic (mean, median and min), the full identity in columns,
 the estimate, interval, quality, ratio to the baseline and, on a group's headline phase, the group's
 details.  `raw_table`: one row per timed value (first run, warm-up, sample) of every round.  The
 column lists below are the documented contract (docs/reports.md): add at the end, never rename.

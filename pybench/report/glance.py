@@ -20,7 +20,7 @@ from rich.text import Text
 from pybench.protocol.phases import PHASES
 from pybench.records.record import CellRecord
 from pybench.records.ratios import ratio_confidence
-from pybench.records.statistics import Verdict
+from pybench.records.statistics import DEFAULT_STAT, Verdict
 from pybench.report.answer import (REASONS, Answer, RatioText, TimeText, answers, percent, ratio_reading,
                                    time_text)
 from pybench.report.format import detail_texts, fmt_duration, fmt_memory, model_title
@@ -139,7 +139,7 @@ def _verdicts(found: list[Answer], rows: list[Row]) -> list[RenderableType]:
     return out
 
 
-def compare_answer(records: list[CellRecord], width: int, stat: str = "median") -> list[RenderableType]:
+def compare_answer(records: list[CellRecord], width: int, stat: str = DEFAULT_STAT) -> list[RenderableType]:
     """Everything `compare` prints after measuring, each renderable at most `width` columns wide
     (the verdict lines wrap as prose; tables never wrap a cell)."""
     rows = rows_of(records, stat)

@@ -46,7 +46,7 @@ from pybench.records.round import VARYING_ENV
 from pybench.records.spec import CellKey
 from pybench.errors import UserError
 from pybench.protocol.phases import PHASES
-from pybench.records.statistics import Verdict, change_verdict, holm, round_test, round_values
+from pybench.records.statistics import DEFAULT_STAT, Verdict, change_verdict, holm, round_test, round_values
 from pybench.report.selection import _created as created_at  # the one reading of a file's date
 from pybench.report.view import check_stat
 
@@ -149,7 +149,7 @@ def differences(before: dict[str, str], after: dict[str, str]) -> tuple[str, ...
                  for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k))
 
 
-def series_of(docs: list[ResultsDoc], stat: str = "median", threshold: float = 0.05) -> list[Series]:
+def series_of(docs: list[ResultsDoc], stat: str = DEFAULT_STAT, threshold: float = 0.05) -> list[Series]:
     """Every cell and phase measured ok, its runs oldest first (a file's last record of a key is its
     run), with change points."""
     check_stat(stat)
@@ -303,7 +303,7 @@ def _cell_text(key: CellKey) -> str:
             f"batch {key.batch_size} @ {key.image_size}px, {key.dtype}, {key.threads} threads")
 
 
-def check(history: list[ResultsDoc], new: list[ResultsDoc], threshold: float = 0.05, stat: str = "median"
+def check(history: list[ResultsDoc], new: list[ResultsDoc], threshold: float = 0.05, stat: str = DEFAULT_STAT
           ) -> tuple[list[Judged], list[WholeCell]]:
     """Every phase of every cell of `new` judged against the history of the same identity.  Nothing in
     common is a UserError that says what each side holds."""

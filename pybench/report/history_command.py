@@ -14,7 +14,7 @@ from rich.text import Text
 from pybench.errors import UserError
 from pybench.limits import DEFAULT_RESULTS
 from pybench.records import results
-from pybench.records.statistics import STATS, Verdict
+from pybench.records.statistics import DEFAULT_STAT, STATS, Verdict
 from pybench.report.format import fmt_duration, model_title
 from pybench.text import terminal_text
 from pybench.report.history import CONFIDENCE, Judged, WholeCell, check, latest_against_history, series_of
@@ -31,7 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.05,
                    help="the smallest slowdown that fails a check (default 0.05)")
     p.add_argument("--strict", action="store_true", help="with --check: exit 1 on 'inconclusive' too")
-    p.add_argument("--stat", choices=STATS, default="median")
+    p.add_argument("--stat", choices=STATS, default=DEFAULT_STAT)
     return p
 
 

@@ -17,6 +17,7 @@ from pybench.report.format import (
 from pybench.report.selection import Section, measured_sections, reference_sections
 from pybench.report.view import Cell, Row, check_stat
 from pybench.records.results import ResultsDoc, atomic_write, read_regular_file
+from pybench.records.statistics import DEFAULT_STAT, STAT_WORDS
 from pybench.protocol.workloads import DEFAULT_BATCH, DEFAULT_IMAGE_SIZE
 
 BEGIN_MARKER = "<!-- pybench:tables:begin -->"
@@ -111,7 +112,7 @@ def render_details(section: Section) -> str:
     return "\n".join(lines)
 
 
-def render_tables(docs: list[ResultsDoc], stat: str = "median", reference: list[dict] | None = None,
+def render_tables(docs: list[ResultsDoc], stat: str = DEFAULT_STAT, reference: list[dict] | None = None,
                   details: bool = False) -> str:
     """The seed's tables from any set of results files (several machines merged), plus published rows;
     with `details`, each measured section is followed by its throughput/memory/first-run table."""
@@ -119,8 +120,7 @@ def render_tables(docs: list[ResultsDoc], stat: str = "median", reference: list[
     measured = measured_sections(docs, stat)
     parts = [render_section(s) + ("\n\n" + render_details(s) if details else "") for s in measured]
     parts += [render_section(s) for s in reference_sections(reference or [])]
-    what = "median" if stat == "median" else "minimum"
-    intro = (f"Seconds per batch, {what} of the timed iterations (first run and warm-up excluded). "
+    intro = (f"Seconds per batch, {STAT_WORDS[stat]} of the timed iterations (first run and warm-up excluded). "
              f"Batch {DEFAULT_BATCH}, image 3 x {DEFAULT_IMAGE_SIZE} x {DEFAULT_IMAGE_SIZE} "
              "(batch 4 for Resnet101/152 on GPUs) unless a section says otherwise; "
              "the faster framework is in bold when the ratio's verdict says faster: its interval excludes 1 "

@@ -11,11 +11,12 @@ from pybench.protocol.phases import PHASES
 from pybench.report.format import model_title
 from pybench.report.selection import Section, measured_sections
 from pybench.records.results import ResultsDoc, atomic_write
+from pybench.records.statistics import DEFAULT_STAT
 
 FORMATS = {".png": "png", ".svg": "svg"}
 
 
-def plot(files: list[ResultsDoc], out: Path, stat: str = "median") -> None:
+def plot(files: list[ResultsDoc], out: Path, stat: str = DEFAULT_STAT) -> None:
     """Draw the measured sections (the same rows the markdown shows) to a .png or .svg."""
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())

@@ -17,6 +17,7 @@ from pybench.records.record import CellRecord
 from pybench.report.view import Cell, Row, check_stat, compare_rows, row_of, row_order, with_variant
 from pybench.records.results import ResultsDoc
 from pybench.records.spec import CellKey
+from pybench.records.statistics import DEFAULT_STAT
 from pybench.protocol.workloads import ALL, DEFAULT_IMAGE_SIZE
 
 
@@ -81,7 +82,7 @@ def _settings_line(key: CellKey, default_batch: bool, default_threads: int | Non
     return f"Non-default settings: {', '.join(parts)}." if parts else ""
 
 
-def measured_sections(docs: list[ResultsDoc], stat: str = "median") -> list[Section]:
+def measured_sections(docs: list[ResultsDoc], stat: str = DEFAULT_STAT) -> list[Section]:
     """One section per device, machine label and non-default setting."""
     check_stat(stat)
     groups: dict[tuple, list[Entry]] = {}
@@ -126,7 +127,7 @@ def reference_sections(reference: list[dict]) -> list[Section]:
             cells={p: Cell(value=ref.get(p), text=text.get(p) or "") for p in SEED_PHASES},
         ))
     for section in sections.values():
-        compare_rows(section.rows, "median")  # published rows: the smaller number wins
+        compare_rows(section.rows, DEFAULT_STAT)  # published rows: the smaller number wins
     return list(sections.values())
 
 

@@ -13,7 +13,7 @@ from pybench.report.format import FAILED, FEW, MARKS, NOISY, fmt_duration, model
 from pybench.text import terminal_text
 from pybench.report.view import Cell, Row, headline, rows_of
 from pybench.records.ratios import Ratio
-from pybench.records.statistics import Verdict
+from pybench.records.statistics import DEFAULT_STAT, Verdict
 from pybench.protocol.workloads import ALL
 
 
@@ -59,12 +59,12 @@ def _notes(rows: list[Row]) -> list[str]:
     return notes
 
 
-def summary_table(records: list[CellRecord], stat: str = "median") -> Table:
+def summary_table(records: list[CellRecord], stat: str = DEFAULT_STAT) -> Table:
     """One row per record: each phase's estimate ± interval half-width, rounds x samples, first run,
     and the headline ratio to the first framework of the same cell."""
     rows = rows_of(records, stat)
     devices = ", ".join(dict.fromkeys(r.record.spec.device for r in rows))
-    table = Table(title=f"{stat} per batch" + (" [95% interval]" if stat == "median" else "")
+    table = Table(title=f"{stat} per batch" + (" [95% interval]" if stat != "min" else "")
                   + f" on {devices}")
     for col in ("model", "framework", *MODEL_PHASES, "rounds x n", "first run", "total vs first"):
         table.add_column(col, justify="left" if col in ("model", "framework") else "right")

@@ -17,7 +17,7 @@ from pybench.errors import UserError
 from pybench.protocol.phases import GROUP_WEIGHTS, HEADLINE, PHASES
 from pybench.records.record import CellRecord
 from pybench.records.ratios import Ratio
-from pybench.records.statistics import STATS, Verdict, round_values
+from pybench.records.statistics import DEFAULT_STAT, STATS, Verdict, round_values
 from pybench.protocol.workloads import ALL
 
 MODEL_ORDER = {name: i for i, name in enumerate(ALL)}
@@ -222,7 +222,7 @@ def compare_rows(rows: list[Row], stat: str) -> None:
                 r.cells[p].faster = all(faster(r, o, p, stat) for o in others)
 
 
-def rows_of(records: list[CellRecord], stat: str = "median") -> list[Row]:
+def rows_of(records: list[CellRecord], stat: str = DEFAULT_STAT) -> list[Row]:
     """Complete rows of a set of records (one run's), in table order."""
     check_stat(stat)
     rows = sorted((row_of(r, stat) for r in records), key=row_order)

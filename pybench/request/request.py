@@ -14,7 +14,7 @@ from pybench.backends import get_framework, resolve_frameworks
 from pybench.errors import UserError
 from pybench.limits import CELL_BUDGET_S, DEFAULT_RESULTS, SLURM_MAX_PARALLEL, SLURM_TIME
 from pybench.protocol.group import StopRule
-from pybench.records.statistics import STATS
+from pybench.records.statistics import DEFAULT_STAT, STATS
 from pybench.request.variants import PRESETS, Variant, parse_variant
 
 COMMANDS = ("run", "compare")
@@ -80,7 +80,7 @@ class Request:
     lockstep: bool = False
     parity: bool = True  # compare: each framework's outputs checked against PyTorch's (rounds/parity.py)
     timeout: float | None = None  # per worker; None: generous, from the workload
-    stat: str = "median"
+    stat: str = DEFAULT_STAT
     results: Path = DEFAULT_RESULTS
     peak_gflops: float | None = None
     executor: str = "local"

@@ -27,6 +27,7 @@ from pybench.protocol.phases import HEADLINE, PHASES, groups_of
 from pybench.protocol.group import INITIAL_GROUP_S
 from pybench.records.record import CellRecord
 from pybench.records.results import ResultsFile
+from pybench.records.statistics import DEFAULT_STAT
 from pybench.rounds.runner import MatrixEvents, default_timeout, failed_record, run_cell, skip_reason
 from pybench.records.spec import CellKey, CellSpec
 from pybench.request.request import Request
@@ -47,7 +48,7 @@ class Schedule:
     budget: float = CELL_BUDGET_S  # seconds per cell (auto rounds only)
     min_rounds: int = 2  # fixed rounds: a cell stops early after this many once every phase is precise
     timeout: float | None = None
-    stat: str = "median"
+    stat: str = DEFAULT_STAT
 
     @classmethod
     def of(cls, request: Request) -> "Schedule":

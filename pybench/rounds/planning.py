@@ -1,8 +1,9 @@
 """How long a round is and how many rounds a cell gets, from the noise measured so far.
 
 A phase's interval over R rounds has the width of sqrt((s_b^2 + s_w^2 / n) / R): s_w is the
-within-round noise of one sample (log scale) as a round's median carries it (pi/2 times a sample's
-variance: the median of n normal samples varies by about pi/2 s^2 / n), s_b what each process (or
+within-round noise of one sample (log scale) as a round's number carries it (a mean: a sample's whole
+variance, slow samples included; a median: pi/2 times a robust variance, as the median of n normal
+samples varies by about pi/2 s^2 / n), s_b what each process (or
 process pair) adds on top, n the samples per round.  A round costs C + n c: C the fixed cost
 (process start, imports, model build, first runs), c one sample.  The width per second of wall time
 is smallest at the two-stage sampling optimum n = sqrt(C s_w^2 / (c s_b^2)): cheap groups (inference)
@@ -28,7 +29,7 @@ from pybench.protocol.phases import HEADLINE, PHASES
 from pybench.protocol.group import MIN_PLANNED, group_cap
 from pybench.records.record import CellRecord
 from pybench.records.ratios import DECIDED_WIDTH, ratio_confidence, round_log_ratio
-from pybench.records.statistics import block_value, t_quantile
+from pybench.records.statistics import DEFAULT_STAT, block_value, t_quantile
 
 # Before two rounds exist: a process pair's own effect on this kind of VM (A/A pairs: 0.967, 0.972,
 # 1.048), and a within-round noise of 2%.
@@ -69,7 +70,7 @@ class Noise:
     cost: float  # seconds of one sample of every member together
 
 
-def noise(records: Sequence[CellRecord], group: str, stat: str = "median", phase: str | None = None) -> Noise:
+def noise(records: Sequence[CellRecord], group: str, stat: str = DEFAULT_STAT, phase: str | None = None) -> Noise:
     """The noise of `phase` (default: the group's headline) and the cost of one sample of its group,
     from the rounds the members have (priors where too few)."""
     sizing, lead = phase or HEADLINE[group], HEADLINE[group]
@@ -78,8 +79,7 @@ def noise(records: Sequence[CellRecord], group: str, stat: str = "median", phase
     for r in records:
         rounds = r.samples(sizing) if sizing in r.phase_names else []
         logs = [np.log(s) for s in rounds if len(s) >= 3]
-        var = float(np.mean([robust_var(x) for x in logs])) if logs else PRIOR_WITHIN ** 2
-        within += var * (MEDIAN_VARIANCE if stat == "median" else 1.0)  # a minimum's: not modelled
+        within += float(np.mean([within_var(x, stat) for x in logs])) if logs else PRIOR_WITHIN ** 2
         whole = r.samples(lead) if lead in r.phase_names else []  # a sample costs a whole iteration
         cost += float(np.mean([np.mean(s) for s in whole])) if whole else 0.0
         counts += [len(s) for s in rounds]
@@ -95,7 +95,7 @@ def noise(records: Sequence[CellRecord], group: str, stat: str = "median", phase
 
 
 def sizing_noise(records: Sequence[CellRecord], group: str, open_phases: Sequence[str] = (),
-                 stat: str = "median") -> Noise:
+                 stat: str = DEFAULT_STAT) -> Noise:
     """The noise a group is sized by: of its open phases, the one whose noise most wants samples (the
     largest within over between), since the phase that decides last decides when rounds stop; a train
     iteration's forward can be far noisier than its total.  The headline when none is open."""
@@ -104,20 +104,25 @@ def sizing_noise(records: Sequence[CellRecord], group: str, open_phases: Sequenc
                key=lambda nz: nz.within / nz.between)
 
 
-def robust_var(logs: np.ndarray) -> float:
-    """The variance of one sample from the median absolute deviation (1.4826 MAD is the sd of a normal):
-    a slow first sample or two after a first run must not pass for the round's noise."""
-    return float((1.4826 * np.median(np.abs(logs - np.median(logs)))) ** 2)
+def within_var(logs: np.ndarray, stat: str) -> float:
+    """One sample's variance as the round's number carries it.  A mean carries every sample, slow ones
+    included.  A median or minimum does not: from the median absolute deviation (1.4826 MAD is the sd
+    of a normal), so a slow first sample or two after a first run does not pass for the round's noise;
+    a median's times pi/2, a minimum's not modelled."""
+    if stat == "mean":
+        return float(np.var(logs, ddof=1))
+    robust = float((1.4826 * np.median(np.abs(logs - np.median(logs)))) ** 2)
+    return robust * (MEDIAN_VARIANCE if stat == "median" else 1.0)
 
 
-def round_logs(record: CellRecord, base: CellRecord, phase: str, stat: str = "median") -> list[float]:
+def round_logs(record: CellRecord, base: CellRecord, phase: str, stat: str = DEFAULT_STAT) -> list[float]:
     """Per round the two ran side by side, the log ratio of `record` to `base`."""
     num, den = record.blocks(phase), base.blocks(phase)
     return [round_log_ratio(num[k], den[k], stat) for k in num if k in den]
 
 
 def plan_round(records: Sequence[CellRecord], groups: Sequence[str], fixed_cost: float,
-               stat: str = "median", budget: float | None = None, open_phases: Sequence[str] = ()) -> dict[str, int]:
+               stat: str = DEFAULT_STAT, budget: float | None = None, open_phases: Sequence[str] = ()) -> dict[str, int]:
     """Samples per member for each group of the next round: the two-stage optimum for the group's
     `sizing_noise`, bounded; with a cell's `budget` (seconds, --rounds auto) short enough that
     FIT_ROUNDS rounds fit in it."""
@@ -164,7 +169,7 @@ class Look(NamedTuple):
     # the final interval); for a lone member its interval within the precision
 
 
-def looks(records: Sequence[CellRecord], stat: str = "median") -> dict[str, Look]:
+def looks(records: Sequence[CellRecord], stat: str = DEFAULT_STAT) -> dict[str, Look]:
     """Every phase of the first member's `Look`.  Each member's ratios are computed once, as one family,
     for every phase together."""
     base = records[0]
@@ -184,12 +189,12 @@ def looks(records: Sequence[CellRecord], stat: str = "median") -> dict[str, Look
     return out
 
 
-def open_phases(records: Sequence[CellRecord], stat: str = "median") -> list[str]:
+def open_phases(records: Sequence[CellRecord], stat: str = DEFAULT_STAT) -> list[str]:
     """The phases another round could still decide: undecided, with fewer than MAX_ROUNDS counted."""
     return [p for p, look in looks(records, stat).items() if look.counted < MAX_ROUNDS and not look.decided]
 
 
-def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = "median") -> int | None:
+def rounds_to_decide(records: Sequence[CellRecord], phase: str, stat: str = DEFAULT_STAT) -> int | None:
     """Roughly how many counted rounds in all the phase's ratios need for `Look.decided`, from their spread
     so far: the smallest R (at least MIN_ROUNDS) whose interval, at the level the ratios use, would be
     within +-DECIDED_WIDTH.  None with fewer than two counted rounds, or beyond MAX_PLANNED."""
@@ -220,7 +225,7 @@ class Undecided:
     seconds_needed: float | None  # beyond what the run spent
 
 
-def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
+def undecided(records: Sequence[CellRecord], stat: str = DEFAULT_STAT) -> list[Undecided]:
     """Per cell of a run, the phases left undecided (`CellRecord.undecided`) and an extrapolation."""
     cells: dict = {}
     for r in records:
@@ -231,9 +236,9 @@ def undecided(records: Sequence[CellRecord]) -> list[Undecided]:
         phases = members[0].undecided
         if not phases:
             continue
-        needs = [rounds_to_decide(members, p) for p in phases] if len(members) > 1 else [None]
+        needs = [rounds_to_decide(members, p, stat) for p in phases] if len(members) > 1 else [None]
         need = None if None in needs else max(needs)
-        counts = looks(members)
+        counts = looks(members, stat)
         done = min(counts[p].counted for p in phases)
         per_round = max(r.wall_time for r in members) / max(done, 1)  # set-aside and slow ones paid too
         seconds = (need - done) * per_round if need is not None and need > done else None
