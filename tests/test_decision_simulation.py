@@ -115,6 +115,17 @@ def test_a_slow_process_is_screened_on_either_side_kept_in_the_file_and_said():
     assert members[1].slow("total") == {} and members[1].ratio_to(members[0], "total").n_rounds == 4
 
 
+def test_a_process_disturbed_in_one_iteration_is_screened_by_the_mean_it_moves():
+    """One iteration at 3.4x (another process took the cores) moves that round's mean by half and its
+    median not at all: the screen reads the number the ratio reads."""
+    members = _with_rounds([1.00, 1.03, 0.98, 1.01, 0.99, 1.02])
+    members[0].rounds[0].phases["total"].samples = [1.0, 1.0, 3.4, 1.0, 1.0]
+    assert list(members[0].slow("total", "mean")) == [("synthetic", 1)]
+    assert members[1].ratio_to(members[0], "total", "mean").n_rounds == 5
+    assert members[0].slow("total", "median") == {}
+    assert members[1].ratio_to(members[0], "total", "median").n_rounds == 6
+
+
 def test_rounds_needed_is_the_rule_at_the_level_the_ratios_use():
     logs = [0.0, 0.15, -0.08, 0.11, -0.04]  # a noisy pair: undecided after 5 rounds, at either level
     for sequential, level in ((True, PRECISION_STOP_CONFIDENCE), (False, 0.95)):
@@ -176,12 +187,24 @@ def test_groups_held_at_the_minimum_count_against_the_round_budget():
     assert planning._scale(best, cost, allowed=0.0) == 0.0
 
 
-def test_a_round_median_carries_pi_over_2_of_the_sample_variance():
-    """Rounds without any process effect: what their medians spread by is all within-round noise."""
+@pytest.mark.parametrize("stat", ["median", "mean"])
+def test_a_round_number_carries_its_share_of_the_sample_variance(stat):
+    """Rounds without any process effect: what their medians (pi/2 s^2/n) or means (s^2/n) spread by is
+    all within-round noise, so none of it passes for a process effect."""
     rng = np.random.default_rng(3)
     rounds = [{"total": list(np.exp(rng.normal(0, 0.2, 9)))} for _ in range(400)]
     alone = record("pytorch", "resnet18", rounds=rounds)
-    assert planning.noise([alone], "train").between == pytest.approx(planning.FLOOR_BETWEEN, abs=0.01)
+    nz = planning.noise([alone], "train", stat)
+    assert nz.between == pytest.approx(planning.FLOOR_BETWEEN, abs=0.01)
+    assert nz.within == pytest.approx(0.2 * math.sqrt(planning.MEDIAN_VARIANCE if stat == "median" else 1), rel=0.1)
+
+
+def test_a_mean_is_sized_by_the_slow_samples_a_median_ignores():
+    """One slow sample in nine moves a round's mean, not its median: the planner counts it for the mean."""
+    rounds = [{"total": [0.4] * 8 + [0.6]} for _ in range(6)]
+    alone = record("pytorch", "resnet18", rounds=rounds)
+    assert planning.noise([alone], "train", "mean").within > 0.1
+    assert planning.noise([alone], "train", "median").within == 0.0
 
 
 @pytest.mark.slow

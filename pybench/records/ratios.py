@@ -101,8 +101,9 @@ def ratio_confidence(confidence: float, sequential: bool) -> float:
 
 
 def slow_rounds(values: Mapping[Hashable, float]) -> dict[Hashable, float]:
-    """Of one side's round values (one phase), those over SLOW_PROCESS above its median round, with their
-    factor: in no ratio, so a ratio describes the typical process.  Each side is judged against itself
+    """Of one side's round values (one phase, the statistic the ratio reads), those over SLOW_PROCESS
+    above its median round, with their factor: in no ratio, so a ratio describes the typical process
+    (a slow process, or one disturbed in some of its iterations).  Each side is judged against itself
     (symmetric, scale-free); below three rounds none is typical enough to judge by."""
     if len(values) < 3:
         return {}

@@ -41,10 +41,10 @@ class CutShort:
                    None if asked is None else count(asked, f"{where}.rounds_asked"))
 
 
-def _slow(paired: dict[tuple[str, int], PhaseSamples]) -> dict[tuple[str, int], float]:
-    # by each process's median, whatever the ratio's statistic: a process is slow when its typical
-    # iteration is, not when one iteration was
-    return slow_rounds({k: block_value(p.samples, "median") for k, p in paired.items()})
+def _slow(paired: dict[tuple[str, int], PhaseSamples], stat: str) -> dict[tuple[str, int], float]:
+    # by the number the ratio reads: a mean is also moved by one disturbed iteration (another
+    # process, a page-cache flush) that a median would not see
+    return slow_rounds({k: block_value(p.samples, stat) for k, p in paired.items()})
 
 
 @dataclass
@@ -105,25 +105,25 @@ class CellRecord:
         return {r.pair_key: r.phases[phase] for r in self.rounds
                 if r.pair_key and phase in r.phases and not r.disturbed}
 
-    def slow(self, phase: str) -> dict[tuple[str, int], float]:
+    def slow(self, phase: str, stat: str = DEFAULT_STAT) -> dict[tuple[str, int], float]:
         """The numbered quiet rounds whose process was slow in this phase, each with its factor over
         the median round (`ratios.slow_rounds`): kept in the file, in no ratio."""
-        return _slow(self._paired(phase))
+        return _slow(self._paired(phase), stat)
 
-    def screen(self) -> Screen | None:
+    def screen(self, stat: str = DEFAULT_STAT) -> Screen | None:
         """What the slow-process screen left out of this record's ratios, over its phases."""
         factors: dict[tuple[str, int], float] = {}
         for phase in self.phase_names:
-            for k, f in self.slow(phase).items():
+            for k, f in self.slow(phase, stat).items():
                 factors[k] = max(f, factors.get(k, 0.0))
         rounds = {r.pair_key for r in self.rounds if r.pair_key and not r.disturbed}
         return Screen(len(factors), len(rounds), max(factors.values())) if factors else None
 
-    def blocks(self, phase: str) -> dict[tuple[str, int], list[list[float]]]:
+    def blocks(self, phase: str, stat: str = DEFAULT_STAT) -> dict[tuple[str, int], list[list[float]]]:
         """Per numbered quiet round whose process was not slow, the phase's samples in blocks: what
         ratios pair."""
         paired = self._paired(phase)
-        slow = _slow(paired)
+        slow = _slow(paired, stat)
         return {k: p.block_samples() for k, p in paired.items() if k not in slow}
 
     def ratios_to(self, base: "CellRecord", stat: str = DEFAULT_STAT) -> dict[str, Ratio | None]:
@@ -131,7 +131,7 @@ class CellRecord:
         side (None where none), with the pair's verdicts called as one family."""
         stop = self.spec.stop
         phases = [p for p in self.phase_names if p in base.phase_names]
-        return paired_ratios({p: self.blocks(p) for p in phases}, {p: base.blocks(p) for p in phases},
+        return paired_ratios({p: self.blocks(p, stat) for p in phases}, {p: base.blocks(p, stat) for p in phases},
                              ratio_confidence(stop.confidence, stop.sequential), stat)
 
     def ratio_to(self, base: "CellRecord", phase: str, stat: str = DEFAULT_STAT) -> Ratio | None:

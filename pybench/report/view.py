@@ -145,8 +145,8 @@ def details_of(record: CellRecord, stat: str) -> list[GroupDetails]:
     return out
 
 
-def _notes(record: CellRecord) -> list[str]:
-    screen = record.screen() if record.ok else None
+def _notes(record: CellRecord, stat: str) -> list[str]:
+    screen = record.screen(stat) if record.ok else None
     return [*record.warnings, *(record.workload.notes if record.workload else []), *([screen.note()] if screen else [])]
 
 
@@ -170,7 +170,7 @@ def row_of(record: CellRecord, stat: str) -> Row:
         error=" ".join(record.error.split()) if record.error else None,
         record=record,
         details=details_of(record, stat),
-        notes=_notes(record),
+        notes=_notes(record, stat),
     )
 
 

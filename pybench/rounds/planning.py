@@ -117,7 +117,7 @@ def within_var(logs: np.ndarray, stat: str) -> float:
 
 def round_logs(record: CellRecord, base: CellRecord, phase: str, stat: str = DEFAULT_STAT) -> list[float]:
     """Per round the two ran side by side, the log ratio of `record` to `base`."""
-    num, den = record.blocks(phase), base.blocks(phase)
+    num, den = record.blocks(phase, stat), base.blocks(phase, stat)
     return [round_log_ratio(num[k], den[k], stat) for k in num if k in den]
 
 
