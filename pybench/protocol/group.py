@@ -34,9 +34,9 @@ GPU_WARMUP_MAX = 50
 # yields to it: a 5 ms iteration needs 200.
 GPU_WARMUP_MIN_TIME = 1.0
 # CPU warm-up: none.  Since a priming worker fills the compile cache before round 1, no counted
-# round compiles, and at most the first sample after a first run is slow (docs/protocol.md has the
-# measurement); a round samples at least MIN_PLANNED times, so its median ignores that one.  A
-# warm-up iteration would cost one iteration of every group in every round.
+# round compiles, and at most the first sample or two after a first run are slow (docs/protocol.md
+# has the measurement): a round's mean carries them at their weight, which a warm-up iteration did
+# not steady, at the cost of one iteration of every group in every round.
 CPU_WARMUP_MIN = CPU_WARMUP_MAX = 0
 
 @dataclass(frozen=True)

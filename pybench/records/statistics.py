@@ -60,7 +60,7 @@ class Verdict(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Estimate:
-    value: float  # seconds: geometric mean of the round numbers (one round: its median or min)
+    value: float  # seconds: geometric mean of the round numbers (one round: its number)
     ci_low: float | None  # None: no interval (one round with too few samples, or the min of one)
     ci_high: float | None
     n_rounds: int

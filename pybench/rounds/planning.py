@@ -65,7 +65,7 @@ def fit_samples(n: float, cost: float, cap: float) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Noise:
-    within: float  # sd of one sample's log time as a round's median carries it (a ratio: the members' added)
+    within: float  # sd of one sample's log time as a round's number carries it (a ratio: the members' added)
     between: float  # sd a round adds to its log value beyond the within noise
     cost: float  # seconds of one sample of every member together
 
