@@ -1,6 +1,6 @@
 """Calibration: does run A's interval contain run B's estimate of the same phase?
 
-    python scripts/bench_calibration.py RUN_A RUN_B [--stat median|min] [--confidence 0.95]
+    python scripts/bench_calibration.py RUN_A RUN_B [--stat mean|median|min] [--confidence 0.95]
 
 Run the same matrix twice (RUN_A, RUN_B: results files or folders) and this prints, over the phases
 both runs measured with an interval between rounds, the share whose interval from A contains B's
@@ -16,7 +16,7 @@ from typing import Hashable
 
 from pybench.report.selection import latest
 from pybench.records.results import collect
-from pybench.records.statistics import estimate
+from pybench.records.statistics import DEFAULT_STAT, STATS, estimate
 
 RunRounds = dict[Hashable, list[list[float]]]  # phase key -> rounds of samples (seconds)
 
@@ -30,7 +30,7 @@ class Calibration:
 
 
 def calibration(run_a: RunRounds, run_b: RunRounds, confidence: float = 0.95,
-                stat: str = "median") -> Calibration:
+                stat: str = DEFAULT_STAT) -> Calibration:
     a_in = b_in = 0
     missed, keys = [], []
     for key in sorted(run_a.keys() & run_b.keys(), key=repr):
@@ -57,7 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_a", type=Path)
     ap.add_argument("run_b", type=Path)
-    ap.add_argument("--stat", default="median", choices=("median", "min"))
+    ap.add_argument("--stat", default=DEFAULT_STAT, choices=STATS)
     ap.add_argument("--confidence", type=float, default=0.95)
     args = ap.parse_args()
     c = calibration(load_rounds([args.run_a]), load_rounds([args.run_b]), args.confidence, args.stat)

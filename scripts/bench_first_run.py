@@ -5,8 +5,8 @@
 
 Runs `pybench run --framework F --model ... --device cpu --rounds 1` (a short sampling budget: only
 the first iteration matters here) and prints, per model and group, the record's first run
-(`CellRecord.first_run`; train = forward + backward) beside the steady-state median, so the
-compilation cost reads as first run minus median.
+(`CellRecord.first_run`; train = forward + backward) beside the steady-state estimate (the mean
+per round), so the compilation cost reads as first run minus that.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ GROUPS = (("train", "total"), ("step", "step"), ("inference", "inference"))  # g
 
 
 def row(record: CellRecord) -> list[str]:
-    """'first run (median)' per group; total's first run is the sum of forward's and backward's."""
+    """'first run (steady)' per group; total's first run is the sum of forward's and backward's."""
     cells = []
     for _, phase in GROUPS:
         if phase not in record.phase_names:
@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pybench-first-run-") as tmp:
         run = pybench_run(cmd, args.results or Path(tmp), quiet=True)
         records = run.records
-    print(f"first run (steady-state median) per group: {args.framework}, cpu, {args.image_size}x"
+    print(f"first run (steady-state mean) per group: {args.framework}, cpu, {args.image_size}x"
           f"{args.image_size}; {run.seconds:.0f} s in all")
     header = ["model", *(group for group, _ in GROUPS)]
     table = [header] + [[r.spec.model, *(row(r) if r.ok else [f"{r.status}: {r.error}", "", ""])]

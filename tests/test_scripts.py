@@ -110,6 +110,6 @@ def test_time_to_result_summary_from_estimates_and_qualities():
     assert bench_time_to_result.qualities(noisy) == {"precise": 2, "noisy": 2}
 
 
-def test_first_run_row_shows_each_groups_first_run_beside_its_median():
+def test_first_run_row_shows_each_groups_first_run_beside_its_steady_state():
     r = record("jax", "resnet18", {"total": 0.05, "inference": 0.02}, device="cpu", first_run=3.0)
     assert bench_first_run.row(r) == ["3 s (50 ms)", "", "3 s (20 ms)"]
