@@ -93,7 +93,7 @@ from pybench.rounds.worker import run_round
 spec = CellSpec(framework="pytorch", model="dense1024_512", device="cpu", batch_size=2, image_size=224,
                 threads=1, stop=StopRule(max_time=0.2))
 record = run_round(spec)
-print(json.dumps({"status": record.status, "error": record.error, "json": bool(record.to_json())}))
+print(json.dumps({"status": record.status, "error": record.error, "json": bool(record.to_json(summary=False))}))
 """
 
 

@@ -197,7 +197,10 @@ class CellRecord:
         self.wall_time += other.wall_time
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
 
-    def to_json(self) -> dict:
+    def to_json(self, summary: bool = True) -> dict:
+        """The record as stored; `summary` adds each phase's estimate for readers of the file (a worker's
+        reply goes without: it is never read back, and its statistics need scipy, which a worker's
+        interpreter may lack)."""
         data: dict[str, Any] = {
             "key": self.key.to_json(),
             "spec": self.spec.to_json(),
@@ -220,7 +223,7 @@ class CellRecord:
             data["parity"] = self.parity.to_json()
         if self.cut_short:
             data["cut_short"] = self.cut_short.to_json()
-        if self.ok and self.rounds:  # for readers of the file; never read back
+        if summary and self.ok and self.rounds:  # for readers of the file; never read back
             data["summary"] = {p: self.estimate(p).to_json() for p in self.phase_names}
         return data
 

@@ -236,7 +236,7 @@ def serve(spec: CellSpec, commands: TextIO, replies: TextIO, spawned: float | No
                 one.end(cmd["end"], cmd["limit"])
                 reply({"ended": True})
             else:
-                reply({"record": one.finish().to_json()})
+                reply({"record": one.finish().to_json(summary=False)})
                 return
         raise RuntimeError("the orchestrator closed the command pipe")
     except Exception as exc:  # noqa: BLE001 - any failure of the framework is this cell's result
@@ -257,7 +257,7 @@ def main() -> None:
         record_out.write(json.dumps(prime(spec)) + "\n")
     else:
         record = run_round(spec, request.get("plan"), request.get("initial"), spawned)
-        record_out.write(json.dumps(record.to_json()) + "\n")
+        record_out.write(json.dumps(record.to_json(summary=False)) + "\n")
     record_out.flush()
     sys.stderr.flush()
     # The record is out: skip interpreter teardown, where an embedded runtime's exit hooks (Julia's
