@@ -33,9 +33,9 @@ from pybench.protocol.ranks import median_ci_ranks
 Rounds = Sequence[Sequence[float]]  # one list of samples (seconds) per round
 # The mean is the default: a training loop's time is the sum of its iterations, slow ones included
 # (why not the median: docs/protocol.md, "Statistics").
-STATS = ("mean", "median", "min")
+STAT_WORDS = {"mean": "mean", "median": "median", "min": "minimum"}  # each statistic, as tables say it
+STATS = tuple(STAT_WORDS)
 DEFAULT_STAT = "mean"
-STAT_WORDS = {"mean": "mean", "median": "median", "min": "minimum"}  # as tables say it
 
 
 class Verdict(str, enum.Enum):
