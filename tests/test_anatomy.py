@@ -122,6 +122,25 @@ def test_a_real_round_records_its_timeline_in_order_and_a_real_worker_primes(tmp
     assert times == sorted(times) and record.rounds[0].anatomy().outside_samples > 0
 
 
+@pytest.mark.slow
+def test_xla_code_outlives_the_run_in_the_user_cache(tmp_path, monkeypatch):
+    """A second run's priming worker finds what the first compiled: the XLA cache is the user's, not the
+    matrix's (whose folder goes with its run), and the second adds no entry of its own."""
+    pytest.importorskip("jax")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    spec = CellSpec("jax", "dense1024_512", "cpu", 2, 224, threads=1)
+    xla = tmp_path / "home" / "pybench" / "xla"
+    assert get_framework("jax").cache_env(tmp_path / "run1")["PYBENCH_XLA_CACHE_DIR"] == str(xla)
+    for run in ("run1", "run2"):
+        (tmp_path / run).mkdir()
+        assert runner.prime_cell(spec, 300, tmp_path / run) is None
+        entries = sorted(p.name for p in xla.glob("*-cache"))
+        assert not list((tmp_path / run).glob("*-cache"))  # compiled code never lands in the run's folder
+        if run == "run1":
+            first = entries
+    assert any(n.startswith("jit_forward") for n in first) and entries == first
+
+
 def test_eager_pytorch_starts_no_priming_worker(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "run_bounded", lambda *a, **k: pytest.fail("a worker started"))
     assert runner.prime_cell(CellSpec("pytorch", "dense1024_512", "cpu", 2, 224, threads=1), 300, tmp_path) is None

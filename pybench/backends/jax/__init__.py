@@ -17,14 +17,22 @@ import os
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from pybench.backends.base import Availability, Framework, Options
+from pybench.machine.environment import user_cache
 from pybench.records.spec import CellSpec
 
 # Allocate what is used, so memory figures mean something and describing JAX does not take 75% of
 # every visible GPU (XLA preallocates by default).
 NO_PREALLOCATE = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+# XLA's persistent compilation cache, shared by every run of this user: a matrix's priming worker then
+# loads what an earlier run compiled instead of compiling it again.  XLA keys each entry by the
+# program, the compile options and the JAX and XLA versions, so a stale entry is never used; the cap
+# makes XLA drop the least recently used entries.
+XLA_CACHE_ENV = "PYBENCH_XLA_CACHE_DIR"
+XLA_CACHE_MAX_BYTES = 2 << 30
 CUDA_PLUGIN_FIX = 'pip install -e ".[cuda]" (".[cuda12]" for a CUDA 12 driver)'
 
 
@@ -66,6 +74,9 @@ class Jax(Framework):
             "JAX_PLATFORMS": "cuda" if spec.device_kind == "cuda" else "cpu",
             **NO_PREALLOCATE,
         }
+
+    def cache_env(self, cache_dir: Path) -> dict[str, str]:
+        return {**super().cache_env(cache_dir), XLA_CACHE_ENV: str(user_cache() / "xla")}
 
     def describe(self) -> dict[str, Any]:
         """Versions, and the backend and devices JAX sees (asked in a child: JAX stays out of here)."""

@@ -13,6 +13,7 @@ function is traced once; `traces` counts it, so a retrace inside the loop would 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,7 @@ from flax import traverse_util
 from pybench.backends.base import (
     CACHE_ENV, SGD_LR, SGD_MOMENTUM, Backend, make_input, make_labels, package_version,
 )
+from pybench.backends.jax import XLA_CACHE_ENV, XLA_CACHE_MAX_BYTES
 from pybench.backends.jax.models import DTYPES, build, init_variables, param_count, to_nhwc
 from pybench.protocol.sampling import Loop, PythonLoopSampler, Sampler
 from pybench.records.numerics import Numerics
@@ -40,10 +42,13 @@ class JaxBackend(Backend):
         # fp32 means fp32: no TF32 or bf16 passes in matmuls and convolutions unless --tf32.
         self.matmul_precision = "tensorfloat32" if spec.tf32 else "highest"
         jax.config.update("jax_default_matmul_precision", self.matmul_precision)
-        self.cache = os.environ.get(CACHE_ENV)
-        if self.cache:  # later rounds of this matrix reuse what round 1 compiled (its first run)
-            jax.config.update("jax_compilation_cache_dir", self.cache)
+        self.cache = os.environ.get(CACHE_ENV)  # this matrix's folder: the seeded weights
+        self.compiled = os.environ.get(XLA_CACHE_ENV) or self.cache
+        if self.compiled:  # every round loads what the priming worker (or an earlier run) compiled
+            jax.config.update("jax_compilation_cache_dir", self.compiled)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            if importlib.util.find_spec("filelock"):  # XLA's eviction locks the folder with it
+                jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_MAX_BYTES)
         # The runner pins the worker to its GPU: it is JAX's only GPU.
         self.device = jax.devices("gpu" if spec.device_kind == "cuda" else "cpu")[0]
         self.workload = get_workload(spec.model)
@@ -181,7 +186,8 @@ class JaxBackend(Backend):
             "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "xla_flags": os.environ.get("XLA_FLAGS"),
             "traces": dict(self.traces),
-            "compilation_cache": "shared by this matrix run's rounds" if self.cache else None,
+            "compilation_cache": ("every run's, in the user's cache folder" if os.environ.get(XLA_CACHE_ENV)
+                                  else "this matrix's rounds'" if self.cache else None),
         }
         if self.spec.device_kind == "cuda":
             env.update(gpu=self.device.device_kind, gpu_uuid=_uuid(self.device),
