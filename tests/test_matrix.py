@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pybench.protocol.group import StopRule
+from pybench.protocol.group import MIN_PLANNED, StopRule
 from pybench.records.spec import CellSpec
 from pybench.rounds import matrix
 from pybench.rounds import planning
@@ -148,7 +148,8 @@ def test_a_clear_difference_is_decided_in_the_minimum_of_lockstep_rounds(tmp_pat
     base, other = matrix.run_matrix(pair_specs(), store, auto(), run_lockstep=script)
     assert len(script.calls) == planning.MIN_ROUNDS == 4
     assert [c[0] for c in script.calls] == [["pytorch", "jax"], ["jax", "pytorch"]] * 2
-    assert script.calls[0][2] is None and script.calls[1][2]  # round 1 unplanned, then planned
+    # round 1 costs what a planned round costs: the fewest samples of every group; then as planned
+    assert script.calls[0][2] == dict.fromkeys(("train", "step", "inference"), MIN_PLANNED) and script.calls[1][2]
     assert [r.number for r in base.rounds] == [1, 2, 3, 4] and len({r.run for r in base.rounds}) == 1
     ratio = other.ratio_to(base, "total")
     assert ratio.verdict() == "slower" and ratio.n_rounds == 4

@@ -5,8 +5,8 @@ Every round of a cell is a fresh worker per framework (pyperf's model: between-p
 part of what a number means).  Rounds go round-robin over the matrix; the frameworks of a cell run side
 by side (`pybench.rounds.lockstep`) or back to back, in an order that alternates between rounds (A B, B A,
 ...), so drift hits every framework alike and largely cancels in their ratio.  Rounds carry their
-number and the run's id, which is what ratios pair.  Round 1 samples a short fixed time; later rounds
-take the samples per group that `planning.plan_round` finds best for the noise measured so far.
+number and the run's id, which is what ratios pair.  Later rounds take the samples per group that
+`planning.plan_round` finds best for the noise measured so far (`Matrix._plan` for the first).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pybench.machine.lifetime import scratch_dir, signals_deferred
 from pybench.rounds.lockstep import lockstep_round
 from pybench.limits import CELL_BUDGET_S
 from pybench.protocol.phases import HEADLINE, PHASES, groups_of
-from pybench.protocol.group import INITIAL_GROUP_S
+from pybench.protocol.group import INITIAL_GROUP_S, MIN_PLANNED
 from pybench.records.record import CellRecord
 from pybench.records.results import ResultsFile
 from pybench.records.statistics import DEFAULT_STAT
@@ -206,9 +206,13 @@ class Matrix:
         return tuple(p for p in spec.phases if PHASES[p].group in kept)
 
     def _plan(self, cell: Cell, phases: tuple[str, ...]) -> dict[str, int] | None:
+        """The samples per group of the cell's next round.  A first round has no noise to plan by: with
+        --rounds auto it takes the fewest samples a planned round takes, so it costs what the later ones
+        do (the rounds' noise is measured across rounds); with fixed rounds (None) it samples each group
+        for INITIAL_GROUP_S."""
         members = self.live(cell)
         if not cell.rounds or not members:
-            return None
+            return {g: MIN_PLANNED for g in groups_of(phases)} if self.schedule.rounds is None else None
         fixed = max(0.0, cell.wall - cell.timed) / cell.rounds
         budget = self.schedule.budget if self.schedule.rounds is None else None
         return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat, budget, cell.undecided)
