@@ -2,6 +2,7 @@
 
 import copy
 import math
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -197,6 +198,15 @@ def test_the_budget_stops_adaptive_rounds_after_the_minimum(tmp_path):
     base, twin = matrix.run_matrix(pair_specs("pytorch", "#2"), store, auto(budget=0.0), run_lockstep=script)
     assert len(script.calls) == planning.MIN_ROUNDS  # the minimum always runs
     assert twin.undecided and set(twin.undecided) <= set(base.phase_names)
+
+
+def test_rounds_share_what_the_priming_workers_left_of_the_budget(tmp_path, monkeypatch):
+    budgets, plan = [], planning.plan_round
+    monkeypatch.setattr(planning, "plan_round", lambda *a, **k: budgets.append(a[4]) or plan(*a, **k))
+    store = ResultsFile.create(tmp_path, {"label": "t"}, [])
+    matrix.run_matrix(pair_specs(), store, auto(budget=100.0), prime=lambda spec, timeout, cache: time.sleep(0.2),
+                      run_lockstep=Lockstep({"pytorch": 1.0, "jax": 1.3}, pair_sd=0.002, sample_sd=0.002))
+    assert budgets and all(99.0 < b <= 100.0 - 2 * 0.2 for b in budgets)  # two setups primed
 
 
 def test_rounds_of_different_runs_never_pair(tmp_path):

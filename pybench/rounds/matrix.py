@@ -214,7 +214,8 @@ class Matrix:
         if not cell.rounds or not members:
             return {g: MIN_PLANNED for g in groups_of(phases)} if self.schedule.rounds is None else None
         fixed = max(0.0, cell.wall - cell.timed) / cell.rounds
-        budget = self.schedule.budget if self.schedule.rounds is None else None
+        # What the priming workers left of the cell's budget is what its rounds share.
+        budget = self.schedule.budget - self.primed / len(self.cells) if self.schedule.rounds is None else None
         return planning.plan_round(members, groups_of(phases), fixed, self.schedule.stat, budget, cell.undecided)
 
     def _timeout(self, spec: CellSpec) -> float:
