@@ -43,7 +43,7 @@ class JaxBackend(Backend):
         self.matmul_precision = "tensorfloat32" if spec.tf32 else "highest"
         jax.config.update("jax_default_matmul_precision", self.matmul_precision)
         self.cache = os.environ.get(CACHE_ENV)  # this matrix's folder: the seeded weights
-        self.compiled = os.environ.get(XLA_CACHE_ENV) or self.cache
+        self.compiled = os.environ.get(XLA_CACHE_ENV)  # the user's: `Jax.cache_env` sets both
         if self.compiled:  # every round loads what the priming worker (or an earlier run) compiled
             jax.config.update("jax_compilation_cache_dir", self.compiled)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -186,8 +186,7 @@ class JaxBackend(Backend):
             "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "xla_flags": os.environ.get("XLA_FLAGS"),
             "traces": dict(self.traces),
-            "compilation_cache": ("every run's, in the user's cache folder" if os.environ.get(XLA_CACHE_ENV)
-                                  else "this matrix's rounds'" if self.cache else None),
+            "compilation_cache": "every run's, in the user's cache folder" if self.compiled else None,
         }
         if self.spec.device_kind == "cuda":
             env.update(gpu=self.device.device_kind, gpu_uuid=_uuid(self.device),
