@@ -7,8 +7,8 @@ import pytest
 from scipy import stats as st
 
 from pybench.rounds.planning import DECIDED_WIDTH, MAX_ROUNDS, MIN_ROUNDS
-from pybench.records.ratios import (PRECISION_STOP_CONFIDENCE, Ratio, paired_ratio, paired_ratios, ratio_confidence,
-                                    round_log_ratio)
+from pybench.records.ratios import (PRECISION_STOP_CONFIDENCE, SMALLEST_CALL, Ratio, paired_ratio, paired_ratios,
+                                    ratio_confidence, round_log_ratio)
 from pybench.records.statistics import Verdict, estimate, holm, judge, round_test
 
 
@@ -130,6 +130,19 @@ def test_decided_means_known_within_the_decided_width_whatever_it_says():
     assert Ratio(1.5, 1.1, 2.0, 3, True, called=True).verdict() == Verdict.SLOWER
     assert Ratio(1.38, 0.93, 2.05, 3, True).verdict() == Verdict.UNDECIDED
     assert Ratio(1.0, 0.95, 1.05, 3, True).verdict() == Verdict.TIE
+
+
+def test_a_difference_under_the_smallest_call_is_a_tie_even_when_the_test_calls_it():
+    """An A/A pair's four steady rounds (1.005-1.009, as one real run read) exclude 1 and pass the
+    family's test, yet a difference that small reads "tie"; just beyond it, "slower" or "faster"
+    alike from either side of the pair."""
+    steady = paired_ratio(*_pair_of([math.log(x) for x in (1.005, 1.007, 1.009, 1.007)]), 0.975)
+    assert steady.called and steady.ci_low > 1 and steady.verdict() == Verdict.TIE
+    over = 1 + SMALLEST_CALL + 0.002
+    assert Ratio(over, over - 0.001, over + 0.001, 4, True, called=True).verdict() == Verdict.SLOWER
+    assert Ratio(1 / over, 1 / over - 0.001, 1 / over + 0.001, 4, True, called=True).verdict() == Verdict.FASTER
+    under = 1 + SMALLEST_CALL - 0.002
+    assert Ratio(1 / under, 1 / under - 0.001, 1 / under + 0.001, 4, True, called=True).verdict() == Verdict.TIE
 
 
 def test_a_stricter_level_for_rounds_that_stop_when_decided():

@@ -10,9 +10,9 @@ slower than that one" is asked of every phase of the pair at once, so a "faster"
 Holm-Bonferroni over the pair's phases (`paired_ratios`): read phase by phase, an A/A pair's five
 verdicts would often hold some "faster" or "slower" by chance alone (the rates, simulated on the
 real scheduler: docs/protocol.md, "When rounds stop").  A verdict of "faster" or "slower" always
-comes with an interval that excludes 1; an interval that excludes 1 without the family's
-confirmation reads "tie" when it is decided (any difference within +-DECIDED_WIDTH), else
-"undecided".
+comes with an interval that excludes 1 and a ratio beyond 1 +- SMALLEST_CALL; an interval that
+excludes 1 without the family's confirmation, or closer to 1 than that, reads "tie" when it is
+decided (any difference within +-DECIDED_WIDTH), else "undecided".
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ import numpy as np
 from pybench.records.statistics import DEFAULT_STAT, Verdict, half_width, holm, round_values, safe_exp, t_interval
 
 DECIDED_WIDTH = 0.10  # a ratio is decided once its interval is within +-this of its value
+# The smallest difference a verdict calls (as diff's threshold is for a change): below it, a few
+# steady process pairs of the same code can agree on a difference the next pairs need not share
+# (docs/protocol.md, "When rounds stop").
+SMALLEST_CALL = 0.02
 PRECISION_STOP_CONFIDENCE = 0.975
 SLOW_PROCESS = 0.25  # a round this much slower than its side's median round is a slow process
 
@@ -50,9 +54,10 @@ class Ratio:
 
     def verdict(self) -> Verdict:
         """FASTER or SLOWER for the numerator when its family's test calls it (its interval then
-        excludes 1); else TIE when the ratio is decided (any difference is within about
+        excludes 1) and it is beyond SMALLEST_CALL either way (on the log scale, so num/den and
+        den/num read alike); else TIE when the ratio is decided (any difference is within about
         +-DECIDED_WIDTH), UNDECIDED when it is wider or there is no interval."""
-        if self.called:
+        if self.called and abs(math.log(self.value)) > math.log1p(SMALLEST_CALL):
             return Verdict.FASTER if self.value < 1 else Verdict.SLOWER
         return Verdict.TIE if self.decided() else Verdict.UNDECIDED
 
