@@ -101,6 +101,16 @@ def test_two_cells_two_frameworks_each_job_on_its_own_core(cluster, tmp_path: Pa
 
 
 @pytest.mark.slow
+def test_a_compare_checks_parity_on_the_node_of_its_job(cluster, tmp_path: Path) -> None:
+    done = pybench("compare", "--executor", "slurm", "--framework", "pytorch", "jax", *TINY, "--model",
+                   "conv3x3_s1", "--results", str(tmp_path))
+    by_framework = {r["spec"]["framework"]: r for r in records_of(tmp_path)}
+    parity = by_framework["jax"]["parity"]  # PyTorch is the reference: no check of its own
+    assert parity["ok"] and parity["max_rel_diff"] is not None, parity
+    assert "parity: outputs agree" in done.stdout
+
+
+@pytest.mark.slow
 def test_detach_then_collect_with_a_cancelled_job(cluster, tmp_path: Path) -> None:
     done = pybench("run", "--executor", "slurm", "--detach", "--framework", "pytorch", *TINY, *TWO_CELLS,
                    "--max-parallel", "1", "--results", str(tmp_path))

@@ -4,7 +4,7 @@ runner, exactly as a local run does (the node's cores and GPU, the same worker p
 A job leaves, in its own folder of the submission: `plan.json`, the cell's specs as built on the
 node (so a job that dies later still names the machine it ran on), and a results file under
 `records/` that the runner rewrites after every worker, so a job killed half-way keeps what it
-measured.
+measured.  A compare's job then checks parity on the node, as a local compare does on its machine.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pybench.records.spec import CellSpec
 from pybench.request.request import Request
 from pybench.rounds.cells import build_specs
 from pybench.rounds.matrix import Schedule, run_matrix
+from pybench.rounds.parity import after_compare
 from pybench.rounds.runner import prime_cell
 
 PLAN = "plan.json"
@@ -66,7 +67,8 @@ def run_cell_job(job: CellJob) -> str:
     folder = Path(job.folder)
     atomic_write(folder / PLAN, json.dumps([s.to_json() for s in specs]))
     store = ResultsFile.create(folder / RECORDS, env, list(request.argv))
-    run_matrix(specs, store, Schedule.of(request), peak_gflops=request.peak_gflops, prime=prime_cell)
+    records = run_matrix(specs, store, Schedule.of(request), peak_gflops=request.peak_gflops, prime=prime_cell)
+    after_compare(request, records, store)
     atomic_write(folder / FINISHED, "")
     return str(store.path)
 

@@ -71,9 +71,7 @@ def execute(request: Request, console: Console) -> list[CellRecord]:
         except OSError:  # the terminal is gone (SIGHUP): the file is what matters
             pass
         raise
-    if request.command == "compare":  # parity beside speed, stored with the records
-        parity.attach(records, request.parity, console.print)
-        store.save()
+    parity.after_compare(request, records, store, console.print)
     console.print(f"results saved to {store.path}")
     share = store.environment.get("time", {}).get("timed_share")
     if share is not None:

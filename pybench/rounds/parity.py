@@ -24,8 +24,9 @@ from pybench.backends import get_framework
 from pybench.backends.base import PARITY_RTOL, Framework
 from pybench.records.numerics import Parity
 from pybench.records.record import CellRecord
-from pybench.records.results import atomic_write
+from pybench.records.results import ResultsFile, atomic_write
 from pybench.records.shape import Malformed
+from pybench.request.request import Request
 
 PARITY_BATCH = 2  # outputs agree or not whatever the batch: the smallest that is still a batch
 TIMEOUT_S = 900.0  # resnet152 on a CPU, JAX's compilation included, with room to spare
@@ -84,6 +85,15 @@ def run_check(framework: Framework, model: str, image_size: int, device: str,
 
 
 Check = Callable[[Framework, str, int, str], Parity]
+
+
+def after_compare(request: Request, records: list[CellRecord], store: ResultsFile,
+                  say: Callable[[str], None] = lambda _: None) -> None:
+    """A compare's parity beside its speed, stored with its records: where the rounds ran (this
+    machine, or the Slurm node of the cell's job), as the device it names is there."""
+    if request.command == "compare":
+        attach(records, request.parity, say)
+        store.save()
 
 
 def attach(records: list[CellRecord], enabled: bool = True, say: Callable[[str], None] = lambda _: None,
