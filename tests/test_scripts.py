@@ -102,6 +102,22 @@ def test_decided_rows_pair_every_framework_with_the_first():
     assert bench_decided.phase_rows([base]) == []
 
 
+def test_decided_rereads_kept_runs_under_todays_rules(tmp_path, capsys):
+    """A kept A/A-like run whose steady rounds differ by under SMALLEST_CALL: the family's test calls
+    the phase, the verdict reads tie, and the tally counts it apart from false calls."""
+    times = [1.0, 1.1, 0.9, 1.05]
+    base = record("pytorch", "resnet18", rounds=[{"forward": [t] * 6} for t in times], device="cpu")
+    other = record("pytorch", "resnet18", rounds=[{"forward": [t * f] * 6} for t, f in
+                                                  zip(times, (1.006, 1.008, 1.007, 1.007))], device="cpu")
+    store = results.ResultsFile.create(tmp_path / "run1", {"label": "t"}, [])
+    store.add(base)
+    store.add(other)
+    tally = bench_decided.reread(tmp_path)
+    assert (tally.runs, tally.called, tally.small_calls, tally.intervals) == (1, 0, 1, 1)
+    out = capsys.readouterr().out
+    assert "run 1: wall not stored, 4 rounds" in out and "tie (the test calls it, within +-2%)" in out
+
+
 def test_time_to_result_summary_from_estimates_and_qualities():
     precise = record("pytorch", "resnet18", train(0.2, 0.3, 0.1), device="cpu")
     noisy = record("pytorch", "vgg16", train(1.0, 2.0, 1.0), device="cpu", noisy=("forward", "total"))
