@@ -30,7 +30,7 @@ from pybench.rounds.runner import prime_cell
 
 PLAN = "plan.json"
 RECORDS = "records"
-FINISHED = "finished"  # written after the last round: the job ran its course (when Slurm has forgotten it)
+FINISHED = "finished"  # written after the last round and parity: the job ran its course (when Slurm has forgotten it)
 
 
 @dataclass(frozen=True)
