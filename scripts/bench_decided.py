@@ -77,11 +77,12 @@ class Tally:
             all_decided &= decided and half <= TARGET
             self.intervals += 1
             self.contains_one += ratio.ci_low <= 1 <= ratio.ci_high
-            called |= ratio.verdict() in (Verdict.FASTER, Verdict.SLOWER)
-            small = ratio.called and ratio.verdict() == Verdict.TIE
+            verdict = ratio.verdict()
+            called |= verdict in (Verdict.FASTER, Verdict.SLOWER)
+            small = ratio.called and verdict == Verdict.TIE
             self.small_calls += small
             print(f"  {who} {phase}: {ratio.value:.3f} [{ratio.ci_low:.3f}, {ratio.ci_high:.3f}] "
-                  f"+-{half:.1%} {ratio.verdict()}{'' if decided else ' UNDECIDED'}"
+                  f"+-{half:.1%} {verdict}{'' if decided else ' UNDECIDED'}"
                   f"{f' (the test calls it, within +-{SMALLEST_CALL:.0%})' if small else ''}", flush=True)
         self.runs += 1
         self.decided += all_decided
@@ -97,10 +98,9 @@ class Tally:
 def reread(root: Path) -> Tally:
     """The runs an earlier `--results DIR` kept (DIR/run1, run2, ...), read under today's rules."""
     tally = Tally()
-    runs = sorted((p for p in root.glob("run*") if p.name[3:].isdigit()), key=lambda p: int(p.name[3:]))
-    for folder in runs:
+    for i, folder in sorted((int(p.name[3:]), p) for p in root.glob("run*") if p.name[3:].isdigit()):
         for path in sorted(folder.glob("*.json")):
-            tally.add(int(folder.name[3:]), load(path), None)
+            tally.add(i, load(path), None)
     return tally
 
 
