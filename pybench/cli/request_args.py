@@ -7,6 +7,7 @@ import argparse
 from typing import Callable
 
 from pybench.cli.options import label_text, number, results_dir
+from pybench.machine.malloc import DEFAULT_MALLOC, MALLOC
 from pybench.cluster import options as cluster_options
 from pybench.limits import (CELL_BUDGET_S, DEFAULT_RESULTS, MAX_BATCH, MAX_BUDGET_S, MAX_GFLOPS, MAX_IMAGE, MAX_ROUNDS,
                             MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME, MAX_TIME_S, MAX_TIMEOUT_S, RUN_ROUNDS)
@@ -37,6 +38,9 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
                    help="bf16/fp16: compute in that dtype with fp32 parameters, where a framework can")
     p.add_argument("--channels-last", action="store_true", help="channels-last rows (PyTorch)")
     p.add_argument("--compile", action="store_true", help="compiled rows (PyTorch: torch.compile)")
+    p.add_argument("--malloc", choices=MALLOC, default=DEFAULT_MALLOC,
+                   help=f"keep: workers keep the memory they free, so iterations do not fault it in again; "
+                        f"system: glibc's own defaults (default: {DEFAULT_MALLOC})")
     p.add_argument("--rounds", type=rounds_arg, default=None,
                    help="auto (compare's default: at least 3, more until every ratio is decided or the "
                         f"budget is spent) or N fresh worker processes per cell (run's default {RUN_ROUNDS})")
@@ -62,7 +66,7 @@ def add_cell_options(p: argparse.ArgumentParser) -> None:
     cluster_options.add_executor_options(p)
     p.add_argument("--variant", action="append", type=parse_variant, metavar=SYNTAX,
                    help="a named setup measured side by side with the others (repeat it); settings: "
-                        "fp32|bf16|fp16, tf32, channels_last, compile[=MODE], threads=N; '@PYTHON' runs "
+                        "fp32|bf16|fp16, tf32, channels_last, compile[=MODE], threads=N, malloc=keep|system; '@PYTHON' runs "
                         "it under another interpreter, e.g. new=pytorch@/opt/venv/bin/python")
     p.add_argument("--variants", action="append", choices=tuple(PRESETS), metavar="PRESET",
                    help="; ".join(f"{name}: {p.question}" for name, p in PRESETS.items())
@@ -74,7 +78,8 @@ def request_of(args: argparse.Namespace, argv: list[str]) -> Request:
     rounds = args.rounds or ("auto" if args.command == "compare" else RUN_ROUNDS)
     cell = CellOptions(device=args.device, batch_size=args.batch_size, image_size=args.image_size,
                        threads=args.threads, tf32=args.tf32, seed=args.seed, dtype=args.dtype,
-                       channels_last=args.channels_last, compile=args.compile, label=args.label)
+                       channels_last=args.channels_last, compile=args.compile, label=args.label,
+                       malloc=args.malloc)
     stop = StopRule(precision=args.precision, min_samples=args.min_samples, max_samples=args.max_samples,
                     max_time=args.max_time)
     return Request(

@@ -10,6 +10,7 @@ from typing import Any
 
 from pybench.machine.devices import Device
 from pybench.machine.environment import available_cores
+from pybench.machine.malloc import DEFAULT_MALLOC, OLD_RECORDS_MALLOC, check_malloc
 from pybench.errors import UserError
 from pybench.limits import MAX_BATCH, MAX_IMAGE, MAX_SAMPLES, MAX_SEED, MAX_THREADS, MAX_TIME_S
 from pybench.protocol.group import StopRule
@@ -67,13 +68,16 @@ class CellKey:
     compile_mode: str = ""  # the framework's compiler mode; '' its default
     interpreter: str = ""  # another Python a variant runs under; '' the one pybench runs in
     named_variant: bool = False  # one of `--variant`'s setups: they may differ in dtype, threads, TF32
+    # How the worker's allocator treats freed memory (pybench.machine.malloc); records from before the
+    # setting existed lack it and read as what they measured (`from_json`).
+    malloc: str = DEFAULT_MALLOC
 
     @property
     def cell(self) -> "CellKey":
         out = replace(self, framework="", channels_last=False, compile=False, compile_mode="", interpreter="",
                       variant_name="")
         if self.named_variant:  # the variants of a model are measured side by side whatever they set
-            out = replace(out, dtype="", threads=0, tf32=False)
+            out = replace(out, dtype="", threads=0, tf32=False, malloc="")
         return out
 
     @property
@@ -86,6 +90,7 @@ class CellKey:
         tags += ["channels-last"] * self.channels_last + [compiled] * self.compile
         if self.named_variant:
             tags += ["TF32"] * self.tf32 + [f"{self.threads} thread{'s' * (self.threads != 1)}"]
+        tags += [f"malloc={self.malloc}"] * (self.malloc != DEFAULT_MALLOC)
         return ", ".join(tags)
 
     def to_json(self) -> dict:
@@ -93,7 +98,7 @@ class CellKey:
 
     @classmethod
     def from_json(cls, data: dict) -> "CellKey":
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        return cls(**{"malloc": OLD_RECORDS_MALLOC, **{f.name: data[f.name] for f in fields(cls) if f.name in data}})
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class CellSpec:
     compile_mode: str = ""  # the framework's compiler mode (torch.compile's mode); '' its default
     interpreter: str = ""  # absolute path of another Python to run the worker under; '' pybench's own
     named_variant: bool = False  # see CellKey.named_variant
+    malloc: str = DEFAULT_MALLOC  # see CellKey.malloc
 
     def __post_init__(self) -> None:
         workload = get_workload(self.model)
@@ -145,6 +151,7 @@ class CellSpec:
             raise UserError(f"compile mode {self.compile_mode!r} without compile")
         if self.interpreter and not os.path.isabs(self.interpreter):
             raise UserError(f"the interpreter must be an absolute path, got {self.interpreter!r}")
+        check_malloc(self.malloc)
 
     @property
     def device_kind(self) -> str:
@@ -170,6 +177,7 @@ class CellSpec:
         """Types checked here with the path of a bad field; values by the constructor (UserError)."""
         kwargs = {name: field_of(data, name, kind, where) for name, kind in _KINDS.items()
                   if name in data or name in ("framework", "model", "device")}
+        kwargs.setdefault("malloc", OLD_RECORDS_MALLOC)
         stop = field_of(data, "stop", dict, where)
         unknown = sorted(set(stop) - set(_STOP_KINDS))
         if unknown:

@@ -13,6 +13,7 @@ from typing import Any
 from pybench.backends import get_framework, resolve_frameworks
 from pybench.errors import UserError
 from pybench.limits import CELL_BUDGET_S, DEFAULT_RESULTS, SLURM_MAX_PARALLEL, SLURM_TIME
+from pybench.machine.malloc import DEFAULT_MALLOC
 from pybench.protocol.group import StopRule
 from pybench.records.statistics import DEFAULT_STAT, STATS
 from pybench.request.variants import PRESETS, Variant, parse_variant
@@ -35,6 +36,7 @@ class CellOptions:
     channels_last: bool = False
     compile: bool = False
     label: str | None = None  # the machine's name; None: its host name
+    malloc: str = DEFAULT_MALLOC  # how workers' allocators treat freed memory (pybench.machine.malloc)
 
 
 @dataclass(frozen=True)

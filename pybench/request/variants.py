@@ -6,6 +6,7 @@ a person types it and printed back the same way:
     eager=pytorch
     cl=pytorch,channels_last
     fast=pytorch,bf16,compile=max-autotune,threads=1
+    faults=jax,malloc=system
     new=pytorch@/opt/venv-new/bin/python
 
 Settings a variant leaves out come from the command line (`--dtype`, `--threads`, ...); flags turn a
@@ -21,6 +22,7 @@ from typing import Callable
 
 from pybench.backends import FRAMEWORKS, get_framework
 from pybench.errors import UserError
+from pybench.machine.malloc import check_malloc
 from pybench.records.spec import DTYPES, CellSpec
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
@@ -41,6 +43,7 @@ class Variant:
     compile_mode: str = ""  # '' the compiler's default mode
     threads: int | None = None  # None: the command line's --threads
     interpreter: str = ""  # absolute path of another Python; '' the one pybench runs in
+    malloc: str | None = None  # None: the command line's --malloc
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -54,6 +57,8 @@ class Variant:
             raise UserError(f"variant {self.name}: a compile mode needs compile")
         if self.interpreter and not os.path.isabs(self.interpreter):
             raise UserError(f"variant {self.name}: the interpreter must be an absolute path")
+        if self.malloc is not None:
+            check_malloc(self.malloc, f"variant {self.name}")
 
     def __str__(self) -> str:
         parts = [self.framework] + ([self.dtype] if self.dtype else [])
@@ -61,6 +66,7 @@ class Variant:
         if self.compile_mode:
             parts[parts.index("compile")] = f"compile={self.compile_mode}"
         parts += [f"threads={self.threads}"] if self.threads is not None else []
+        parts += [f"malloc={self.malloc}"] if self.malloc is not None else []
         return f"{self.name}={','.join(parts)}" + (f"@{self.interpreter}" if self.interpreter else "")
 
     def apply(self, spec: CellSpec) -> CellSpec:
@@ -70,7 +76,7 @@ class Variant:
             spec, variant_name=self.name, named_variant=True, framework=self.framework, dtype=self.dtype or spec.dtype,
             tf32=self._flag("tf32", spec.tf32), channels_last=self._flag("channels_last", spec.channels_last),
             compile=self._flag("compile", spec.compile), compile_mode=self.compile_mode,
-            threads=self.threads or spec.threads, interpreter=self.interpreter,
+            threads=self.threads or spec.threads, interpreter=self.interpreter, malloc=self.malloc or spec.malloc,
         )
 
     def _flag(self, name: str, given: bool) -> bool:
@@ -84,7 +90,7 @@ class Variant:
 
 def parse_variant(text: str) -> Variant:
     """`NAME=FRAMEWORK[,SETTING...][@PYTHON]`; settings: fp32|bf16|fp16 (or dtype=...), tf32,
-    channels_last, compile or compile=MODE, threads=N.  Every mistake is one UserError line."""
+    channels_last, compile or compile=MODE, threads=N, malloc=keep|system.  Every mistake is one UserError line."""
     name, eq, rest = text.partition("=")
     if not eq or not rest:
         raise UserError(f"--variant {text!r}: expected {SYNTAX}, e.g. cl=pytorch,channels_last")
@@ -108,9 +114,11 @@ def parse_variant(text: str) -> Variant:
             kwargs[key] = value
         elif key == "threads" and value.isdigit():
             kwargs[key] = int(value)
+        elif key == "malloc" and value:
+            kwargs[key] = value
         else:
             raise UserError(f"--variant {text!r}: unknown setting {setting!r}; valid: fp32, bf16, fp16, "
-                            "tf32, channels_last, compile, compile=MODE, threads=N")
+                            "tf32, channels_last, compile, compile=MODE, threads=N, malloc=keep|system")
     if interpreter:
         kwargs["interpreter"] = os.path.abspath(os.path.expanduser(interpreter))
     return Variant(name, framework, **kwargs)

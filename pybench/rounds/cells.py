@@ -35,6 +35,7 @@ def build_specs(request: Request, frameworks: list[str], env: dict) -> list[Cell
             batch_size=options.batch_size if options.batch_size is not None else w.default_batch(device.label),
             image_size=options.image_size, threads=threads, tf32=options.tf32, seed=options.seed,
             dtype=options.dtype, channels_last=options.channels_last, compile=options.compile, stop=request.stop,
+            malloc=options.malloc,
         )
         for w in resolve_models(list(request.models))
         for fw, row in zip(frameworks, names)

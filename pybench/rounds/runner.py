@@ -22,6 +22,7 @@ from typing import Callable
 from pybench.backends import get_framework
 from pybench.rounds.interpreter import worker_command, worker_environ
 from pybench.machine.lifetime import run_bounded
+from pybench.machine.malloc import malloc_env
 from pybench.records.record import CellRecord, Malformed
 from pybench.records.spec import CellSpec
 
@@ -54,6 +55,7 @@ def worker_environment(spec: CellSpec, cache_dir: Path | None) -> dict[str, str]
     cell names (as its device 0), and where it may cache compiled code for later rounds."""
     framework = get_framework(spec.framework)
     env = {**worker_environ(spec, os.environ), **framework.worker_env(spec)}
+    env.update(malloc_env(spec.malloc, env))
     if spec.gpu:
         env.update(spec.gpu.visible_env)
     if cache_dir is not None:

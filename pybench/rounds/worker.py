@@ -33,6 +33,7 @@ from pybench.machine.devices import gpu_identity, gpu_memory_used
 from pybench.machine.energy import EnergyMeter
 from pybench.machine.gpu_probe import ClockProbe, clock_warnings, local_cores, process_identity
 from pybench.rounds.interpreter import interpreter_facts
+from pybench.machine.malloc import allocator_facts
 from pybench.machine.lifetime import watch_parent
 from pybench.protocol.group import GroupRun, Measurement, measure
 from pybench.protocol.phases import groups_of
@@ -156,7 +157,7 @@ class WorkerRound:
     def finish(self) -> CellRecord:
         record = self.record
         record.framework_env = {**self.backend.environment(), "cores": self.cores,
-                                "python": interpreter_facts(self.spec)}
+                                "python": interpreter_facts(self.spec), "allocator": allocator_facts()}
         record.numerics = self.backend.numerics()
         if self.spec.gpu:
             check_gpu(self.spec, record.framework_env)
