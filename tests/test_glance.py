@@ -175,6 +175,15 @@ def test_a_check_that_could_not_run_is_not_cached(tmp_path):
     assert records[1].parity.text() == "parity: not checked (the check failed: boom)" and not cache.exists()
 
 
+def test_a_cache_that_cannot_be_written_still_gives_the_answer(tmp_path):
+    (tmp_path / "blocker").write_text("a file where the cache's folder would be")
+    said, records = [], _pair()
+    parity.attach(records, check=lambda *a: Parity(True, 2e-6, 1e-4), path=tmp_path / "blocker" / "parity.json",
+                  say=said.append)
+    assert records[1].parity.max_rel_diff == 2e-6
+    assert "parity: not cached" in said[-1] and "the next compare checks again" in said[-1]
+
+
 @pytest.mark.slow  # imports torch and builds resnet18: about 7 s on the 2-core machine
 def test_pytorch_reads_its_numerics_from_torch():
     from pybench.backends.pytorch.backend import PyTorchBackend

@@ -122,7 +122,10 @@ def _fresh(framework: Framework, record: CellRecord, key: str, path: Path, say: 
     say(f"parity: {spec.model}, {framework.title} vs PyTorch on the same weights (once per versions)")
     parity = check(framework, spec.model, spec.image_size, spec.device)
     if parity.checked:
-        remember(key, parity, path)
+        try:
+            remember(key, parity, path)
+        except OSError as exc:  # only the cache: the answer still goes into this run's records
+            say(f"parity: not cached ({path}: {exc.strerror or exc}); the next compare checks again")
     return parity
 
 
