@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from pybench.machine.malloc import KEEP
 from pybench.rounds.runner import run_cell
 from pybench.protocol.group import StopRule
 from pybench.records.spec import CellSpec
@@ -25,8 +26,9 @@ def py(code):
 
 @pytest.mark.slow
 def test_real_worker_measures_resnet18():
-    rec = run_cell(spec())
+    rec = run_cell(spec(malloc="keep"))
     assert rec.ok, rec.error
+    assert rec.framework_env["allocator"]["tunables"].startswith(KEEP)  # the setting reached the worker
     assert rec.workload.params == 11_689_512
     assert rec.phase_names == ["forward", "backward", "total", "inference", "step"]
     (fwd,) = rec.samples("forward")
