@@ -10,7 +10,8 @@ what the process freed before rather than on the framework (docs/protocol.md, "H
 - "keep": one arena, no mmap for large blocks and no trimming, so a process keeps the
   memory it once used and later iterations reuse it, as the allocators that CPU tuning guides
   recommend (jemalloc, tcmalloc) do;
-- "system" (the default): glibc's own defaults, what a script run without settings gets.
+- "system" (the default): glibc's own defaults, what a script run without settings gets; "keep"
+  moves the answer and leaves rarer, larger stalls (docs/protocol.md says why it is not the default).
 Elsewhere than glibc the variable is ignored and both read the same; the record keeps what was set.
 """
 
