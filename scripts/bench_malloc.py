@@ -28,12 +28,9 @@ import tempfile
 from pathlib import Path
 
 from pybench.machine.malloc import MALLOC
-from pybench.protocol.phases import PHASES, groups_of
+from pybench.protocol.phases import groups_of
 from pybench.records.spec import CellSpec
 from pybench.rounds.runner import worker_environment
-
-GROUPS = groups_of(list(PHASES))
-
 
 def cell(framework: str, malloc: str, args: argparse.Namespace) -> CellSpec:
     return CellSpec(framework=framework, model=args.model, device="cpu", batch_size=args.batch_size,
@@ -48,9 +45,7 @@ def one_process(spec: CellSpec, iterations: int) -> None:
     backend.prepare()
     sampler = backend.sampler()
     out: dict[str, list[list[float]]] = {}
-    for group in GROUPS:
-        if not any(PHASES[p].group == group for p in spec.phases):
-            continue
+    for group in groups_of(spec.phases):
         sampler.sample(group, 1)  # the first run: compilation, never a sample
         for _ in range(iterations):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
